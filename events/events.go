@@ -1,0 +1,145 @@
+// Package events owns payflow's wire format: CloudEvents 1.0 in JSON
+// structured mode, the event types of the contract and their data.
+//
+// Input is parsed with the CloudEvents SDK, so whatever an upstream producer
+// sends is held to the spec (specversion, id, source, type). Output is
+// encoded here directly: the contract fixes the time format to RFC 3339 UTC
+// with milliseconds, which the SDK does not emit, and encoding is on the hot
+// path of the outbox.
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+)
+
+// Topics of the contract.
+const (
+	TopicRequests = "payment.requests"
+	TopicEvents   = "payment.events"
+	TopicDLQ      = "payment.requests.dlq"
+)
+
+// ContentType is the Kafka content-type header of every payflow message.
+const ContentType = "application/cloudevents+json"
+
+// Source is the CloudEvents source of every event payflow emits.
+const Source = "payflow"
+
+// Input event types.
+const (
+	TypeChargeRequested = "payment.charge.requested"
+	TypeRefundRequested = "payment.refund.requested"
+	TypeRepayRequested  = "payment.repay.requested"
+	TypeCancelRequested = "payment.bill.cancel.requested"
+)
+
+// Output event types.
+const (
+	TypeChargeProcessed = "payment.charge.processed"
+	TypeChargeFailed    = "payment.charge.failed"
+	TypeSettled         = "payment.settled"
+	TypeRefundSucceeded = "payment.refund.succeeded"
+	TypeRefundFailed    = "payment.refund.failed"
+	TypeRepayProcessed  = "payment.repay.processed"
+	TypeBillCancelled   = "payment.bill.cancelled"
+	TypeRejected        = "payment.request.rejected"
+)
+
+// MaxEventSize bounds an input message; larger ones go to the DLQ unparsed.
+const MaxEventSize = 64 << 10
+
+// Envelope is a decoded input CloudEvent with its data left raw.
+type Envelope struct {
+	ID      string
+	Source  string
+	Type    string
+	Subject string
+	Time    time.Time
+	Data    json.RawMessage
+}
+
+// ErrUnparseable marks input that is not a CloudEvent payflow knows: it goes
+// to the dead-letter topic, not to a rejection event.
+var ErrUnparseable = errors.New("unparseable event")
+
+// Decode parses an input message value. Every error wraps ErrUnparseable.
+func Decode(value []byte) (Envelope, error) {
+	if len(value) > MaxEventSize {
+		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrUnparseable, len(value), MaxEventSize)
+	}
+	var e cloudevents.Event
+	if err := json.Unmarshal(value, &e); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+	}
+	switch e.Type() {
+	case TypeChargeRequested, TypeRefundRequested, TypeRepayRequested, TypeCancelRequested:
+	default:
+		return Envelope{}, fmt.Errorf("%w: unknown type %q", ErrUnparseable, e.Type())
+	}
+	if ct := e.DataContentType(); ct != "" && ct != "application/json" && ct != "text/json" {
+		return Envelope{}, fmt.Errorf("%w: datacontenttype %q is not JSON", ErrUnparseable, ct)
+	}
+	data := e.Data()
+	if len(bytes.TrimSpace(data)) == 0 || !json.Valid(data) {
+		return Envelope{}, fmt.Errorf("%w: data is missing or not JSON", ErrUnparseable)
+	}
+	return Envelope{ID: e.ID(), Source: e.Source(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: data}, nil
+}
+
+// wire is the JSON structured-mode layout of an output event.
+type wire struct {
+	SpecVersion     string `json:"specversion"`
+	ID              string `json:"id"`
+	Source          string `json:"source"`
+	Type            string `json:"type"`
+	Subject         string `json:"subject"`
+	Time            string `json:"time"`
+	DataContentType string `json:"datacontenttype"`
+	Data            any    `json:"data"`
+}
+
+// TimeFormat is RFC 3339 in UTC with milliseconds, as the contract fixes.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Encode renders an output event. id must be unique per event: payflow
+// derives it from the state transition (see ID) so that writing the same
+// transition twice yields the same id and a duplicate is caught by the
+// outbox's unique index.
+func Encode(id, typ, subject string, at time.Time, data any) ([]byte, error) {
+	return json.Marshal(wire{
+		SpecVersion:     "1.0",
+		ID:              id,
+		Source:          Source,
+		Type:            typ,
+		Subject:         subject,
+		Time:            at.UTC().Format(TimeFormat),
+		DataContentType: "application/json",
+		Data:            data,
+	})
+}
+
+// namespace seeds the name-based event ids.
+var namespace = uuid.MustParse("7d8d3a4e-5b0c-4f6e-9a51-2c1f0d3b6e90")
+
+// ID derives a stable event id from the parts that name one state
+// transition, e.g. ID("charge", chargePK, "processed").
+func ID(parts ...string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return uuid.NewSHA1(namespace, b.Bytes()).String()
+}
