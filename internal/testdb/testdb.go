@@ -1,0 +1,102 @@
+// Package testdb gives each test its own freshly migrated Postgres database
+// on a real server, never a mock.
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/payflow/payflow/store"
+)
+
+var (
+	serverOnce sync.Once
+	serverDSN  string
+	serverErr  error
+)
+
+// ServerDSN returns the DSN of the server tests run against: DATABASE_URL
+// when set, otherwise the local server on 127.0.0.1:5432.
+func ServerDSN() (string, error) {
+	serverOnce.Do(func() {
+		if dsn := os.Getenv("DATABASE_URL"); dsn != "" {
+			serverDSN = dsn
+			return
+		}
+		serverDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	})
+	return serverDSN, serverErr
+}
+
+// NewDSN creates an empty database for t, dropped when t ends, and returns
+// its DSN. The schema is not applied.
+func NewDSN(t testing.TB) string {
+	t.Helper()
+	base, err := ServerDSN()
+	if err != nil {
+		t.Fatalf("testdb: no Postgres server: %v", err)
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("testdb: connect %s: %v", redact(base), err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "payflow_test_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		admin.Close(ctx)
+		t.Fatalf("testdb: create database: %v", err)
+	}
+	admin.Close(ctx)
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			return
+		}
+		defer admin.Close(context.Background())
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testdb: parse DSN: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// New creates a fresh database with payflow's schema and returns a store
+// on it, closed when t ends.
+func New(t testing.TB) *store.Store {
+	t.Helper()
+	dsn := NewDSN(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	s, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Pool is New for tests that only need the pool.
+func Pool(t testing.TB) *pgxpool.Pool { return New(t).Pool }
+
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	return u.Redacted()
+}
