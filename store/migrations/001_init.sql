@@ -136,7 +136,6 @@ CREATE TABLE outbox (
     topic           text NOT NULL,
     key             bytea NOT NULL,
     value           bytea NOT NULL,
-    headers         jsonb,
     created_at      timestamptz NOT NULL DEFAULT now(),
     published_at    timestamptz
 );

@@ -1,0 +1,280 @@
+// Package consumer owns payflow's reading of the request topic with a
+// kafka-go consumer group: it runs messages of different keys concurrently
+// and messages of one key in order, commits an offset only once every
+// message before it has been handled (its effects durable), and routes
+// unparseable messages to the dead-letter topic.
+//
+// Delivery is at least once: after a crash or around a rebalance a message
+// can arrive again. The handler's idempotency in the database is the guard,
+// not the consumer.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/segmentio/kafka-go"
+)
+
+// Handler handles one message. It returns nil when the message's effects are
+// durable, a *DeadLetterError when the message must go to the dead-letter
+// topic, and any other error when it could not be handled for now (the
+// database is down): the consumer retries it with backoff, never skips it.
+type Handler func(ctx context.Context, m kafka.Message) error
+
+// DeadLetterError marks a message that can never be handled.
+type DeadLetterError struct{ Err error }
+
+func (e *DeadLetterError) Error() string { return "dead letter: " + e.Err.Error() }
+func (e *DeadLetterError) Unwrap() error { return e.Err }
+
+// DeadLetter wraps err so the consumer dead-letters the message.
+func DeadLetter(err error) error { return &DeadLetterError{Err: err} }
+
+// DeadLetterer writes a message to the dead-letter topic.
+type DeadLetterer interface {
+	DeadLetter(ctx context.Context, m kafka.Message, cause error) error
+}
+
+// Config configures a Consumer.
+type Config struct {
+	Brokers []string
+	GroupID string
+	Topic   string
+	Handler Handler
+	DLQ     DeadLetterer
+	Logger  *slog.Logger
+	// MaxInFlight bounds the messages fetched but not yet handled. When it
+	// is reached the consumer stops fetching: a slow PG slows intake
+	// instead of growing memory.
+	MaxInFlight int
+	// CommitInterval is how often the finished offsets are committed.
+	CommitInterval time.Duration
+	// ShutdownGrace is how long in-flight messages may run after the
+	// consumer is asked to stop; after it their contexts are cancelled and
+	// they are left uncommitted, to be redelivered.
+	ShutdownGrace time.Duration
+	// OnHandled, when set, is called after each message with how long it
+	// took, for metrics.
+	OnHandled func(d time.Duration, err error)
+}
+
+// Consumer reads the request topic.
+type Consumer struct {
+	cfg    Config
+	reader *kafka.Reader
+	offs   *offsets
+	sem    chan struct{}
+
+	mu    sync.Mutex
+	lanes map[string][]kafka.Message // key → messages waiting behind the running one
+	wg    sync.WaitGroup
+}
+
+// New returns a consumer; Run starts it.
+func New(cfg Config) *Consumer {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 512
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 200 * time.Millisecond
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Consumer{
+		cfg:   cfg,
+		offs:  newOffsets(),
+		sem:   make(chan struct{}, cfg.MaxInFlight),
+		lanes: map[string][]kafka.Message{},
+		reader: kafka.NewReader(kafka.ReaderConfig{
+			Brokers:        cfg.Brokers,
+			GroupID:        cfg.GroupID,
+			Topic:          cfg.Topic,
+			MinBytes:       1,
+			MaxBytes:       8 << 20,
+			MaxWait:        250 * time.Millisecond,
+			QueueCapacity:  cfg.MaxInFlight,
+			StartOffset:    kafka.FirstOffset, // a new group must not skip requests already waiting
+			CommitInterval: 0,                 // commits are explicit, see commitLoop
+			// kafka-go logs through these; only errors are worth showing.
+			ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+				cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...))
+			}),
+		}),
+	}
+}
+
+// Run consumes until ctx ends, then stops fetching, lets in-flight messages
+// finish within ShutdownGrace, commits what finished and closes the reader.
+func (c *Consumer) Run(ctx context.Context) error {
+	// Handlers get a context that outlives ctx by the grace period, so a
+	// shutdown lets a PG call in progress complete and record its result.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+
+	commitDone := make(chan struct{})
+	commitCtx, stopCommit := context.WithCancel(context.Background())
+	go func() {
+		defer close(commitDone)
+		c.commitLoop(commitCtx)
+	}()
+
+	err := c.fetchLoop(ctx, hctx)
+
+	drained := make(chan struct{})
+	go func() { c.wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(c.cfg.ShutdownGrace):
+		c.cfg.Logger.Warn("shutdown grace over; abandoning in-flight messages", "in_flight", c.offs.inFlight())
+		hcancel()
+		<-drained
+	}
+	stopCommit()
+	<-commitDone
+	c.commit(context.Background())
+	if cerr := c.reader.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (c *Consumer) fetchLoop(ctx, hctx context.Context) error {
+	for {
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		m, err := c.reader.FetchMessage(ctx)
+		if err != nil {
+			<-c.sem
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consumer: fetch: %w", err)
+		}
+		c.offs.start(m.Partition, m.Offset)
+		c.dispatch(hctx, m)
+	}
+}
+
+// dispatch runs m now, or queues it behind the running message of its key.
+func (c *Consumer) dispatch(ctx context.Context, m kafka.Message) {
+	key := laneKey(m)
+	c.mu.Lock()
+	if q, busy := c.lanes[key]; busy {
+		c.lanes[key] = append(q, m)
+		c.mu.Unlock()
+		return
+	}
+	c.lanes[key] = nil
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.runLane(ctx, key, m)
+}
+
+func laneKey(m kafka.Message) string {
+	if len(m.Key) == 0 {
+		// No key, no order to keep: each message is its own lane.
+		return fmt.Sprintf("\x00%d/%d", m.Partition, m.Offset)
+	}
+	return string(m.Key)
+}
+
+func (c *Consumer) runLane(ctx context.Context, key string, m kafka.Message) {
+	defer c.wg.Done()
+	for {
+		c.handle(ctx, m)
+		c.offs.finish(m.Partition, m.Offset)
+		<-c.sem
+		c.mu.Lock()
+		q := c.lanes[key]
+		if len(q) == 0 {
+			delete(c.lanes, key)
+			c.mu.Unlock()
+			return
+		}
+		m, c.lanes[key] = q[0], q[1:]
+		c.mu.Unlock()
+	}
+}
+
+// handle runs the handler until the message is done. Only an abandoned
+// shutdown leaves it undone, and then its offset is never committed: the
+// next owner of the partition gets it again.
+func (c *Consumer) handle(ctx context.Context, m kafka.Message) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0
+	_ = backoff.RetryNotify(func() error {
+		start := time.Now()
+		err := c.cfg.Handler(ctx, m)
+		var dl *DeadLetterError
+		if errors.As(err, &dl) {
+			err = c.cfg.DLQ.DeadLetter(ctx, m, dl.Err)
+			if err == nil {
+				c.cfg.Logger.Warn("dead-lettered message", "partition", m.Partition, "offset", m.Offset, "err", dl.Err)
+			}
+		}
+		if c.cfg.OnHandled != nil {
+			c.cfg.OnHandled(time.Since(start), err)
+		}
+		if err != nil && ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", wait)
+	})
+}
+
+func (c *Consumer) commitLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.commit(ctx)
+		}
+	}
+}
+
+// commit commits each partition's position. kafka-go commits message offset
+// + 1, so the message before the position stands for it.
+func (c *Consumer) commit(ctx context.Context) {
+	pos := c.offs.commitable()
+	if len(pos) == 0 {
+		return
+	}
+	msgs := make([]kafka.Message, 0, len(pos))
+	for part, p := range pos {
+		msgs = append(msgs, kafka.Message{Topic: c.cfg.Topic, Partition: part, Offset: p - 1})
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.reader.CommitMessages(cctx, msgs...); err != nil {
+		// Typical around a rebalance; the next commit carries the same
+		// positions, and whatever is not committed is redelivered.
+		c.cfg.Logger.Warn("offset commit failed", "err", err)
+		return
+	}
+	for part, p := range pos {
+		c.offs.committed(part, p)
+	}
+}
+
+// Stats are the reader's counters, for metrics (lag among them).
+func (c *Consumer) Stats() kafka.ReaderStats { return c.reader.Stats() }

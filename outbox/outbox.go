@@ -1,0 +1,68 @@
+// Package outbox owns the transactional outbox: result events are written
+// in the same database transaction as the state change they report, and the
+// Relay publishes them to Kafka afterwards, at least once and in order per
+// key.
+//
+// Ordering rests on one invariant kept by every writer: a transaction that
+// changes a charge locks the charge's row before it inserts its outbox rows,
+// so two transactions of the same charge take outbox ids in commit order.
+// The relay reads rows that are still unpublished (not "ids above the last
+// one published", which skips rows of transactions that took an id early and
+// committed late) in id order, and only one relay publishes at a time.
+package outbox
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Channel is the LISTEN/NOTIFY channel that wakes the relay.
+const Channel = "payflow_outbox"
+
+// Message is one event waiting to be published.
+type Message struct {
+	EventID string // CloudEvent id; unique: a second insert of it is ignored
+	Topic   string
+	Key     []byte
+	Value   []byte
+}
+
+// Execer is what Insert needs: a pgx.Tx, *pgx.Conn or *pgxpool.Pool.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// InsertSQL inserts the messages passed as four parallel arrays ($1 event
+// ids, $2 topics, $3 keys, $4 values) and notifies the relay. A message whose
+// event id is already present is skipped: the same transition written twice
+// yields one event.
+const InsertSQL = `WITH o AS (
+	INSERT INTO outbox (event_id, topic, key, value)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
+	ON CONFLICT (event_id) DO NOTHING
+	RETURNING 1)
+SELECT pg_notify('` + Channel + `', '') FROM (SELECT 1 FROM o LIMIT 1) n`
+
+// Insert writes msgs with db, normally inside the transaction that makes the
+// change they report.
+func Insert(ctx context.Context, db Execer, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, InsertSQL, Args(msgs)...)
+	return err
+}
+
+// Args returns msgs as the four array arguments of InsertSQL, for statements
+// that embed the insert in a larger one.
+func Args(msgs []Message) []any {
+	ids := make([]string, len(msgs))
+	topics := make([]string, len(msgs))
+	keys := make([][]byte, len(msgs))
+	values := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		ids[i], topics[i], keys[i], values[i] = m.EventID, m.Topic, m.Key, m.Value
+	}
+	return []any{ids, topics, keys, values}
+}

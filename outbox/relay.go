@@ -1,0 +1,213 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Publisher delivers a batch of messages, in slice order per key, and
+// returns only when all are acknowledged. The Kafka implementation is in
+// package producer.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []Message) error
+}
+
+// lockKey is the advisory lock that makes one relay the publisher among all
+// payflow instances sharing a database (the others stand by).
+const lockKey int64 = 0x7061796f75746278 // "payoutbx"
+
+// Relay publishes unpublished outbox rows.
+type Relay struct {
+	Pool      *pgxpool.Pool
+	Publisher Publisher
+	Logger    *slog.Logger
+	// BatchSize is the most rows published in one Kafka write.
+	BatchSize int
+	// PollInterval is the fallback when a notification is missed (another
+	// instance's commit, a dropped LISTEN connection).
+	PollInterval time.Duration
+	// PublishTimeout bounds one batch: a Kafka write that never returns
+	// must not stall the relay forever.
+	PublishTimeout time.Duration
+	// Observe, when set, is told how long each published row waited
+	// between its commit and its publication.
+	Observe func(lag time.Duration)
+
+	wake chan struct{}
+}
+
+func (r *Relay) defaults() {
+	if r.BatchSize <= 0 {
+		r.BatchSize = 1000
+	}
+	if r.PollInterval <= 0 {
+		r.PollInterval = 500 * time.Millisecond
+	}
+	if r.PublishTimeout <= 0 {
+		r.PublishTimeout = 30 * time.Second
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+}
+
+// Wake asks the relay to look for rows now. Writers in the same process call
+// it after committing, which saves the round trip through NOTIFY.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends. It returns nil on cancellation.
+func (r *Relay) Run(ctx context.Context) error {
+	r.defaults()
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0 // a relay never gives up; it only waits longer
+	for ctx.Err() == nil {
+		err := r.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := b.NextBackOff()
+		if errors.Is(err, errStandby) {
+			wait = r.PollInterval
+			b.Reset()
+		} else {
+			r.Logger.Warn("outbox relay interrupted", "err", err, "retry_in", wait)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+var errStandby = errors.New("another relay holds the lock")
+
+// lead takes the publisher lock on a dedicated connection and publishes
+// while it holds it. The lock dies with the connection, so a crashed relay
+// hands over to a standby at once.
+func (r *Relay) lead(ctx context.Context) error {
+	conn, err := r.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries session state (lock, LISTEN): never return it
+	// to the pool.
+	raw := conn.Hijack()
+	defer raw.Close(context.Background())
+	var got bool
+	if err := raw.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&got); err != nil {
+		return err
+	}
+	if !got {
+		return errStandby
+	}
+	if _, err := raw.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return err
+	}
+	r.Logger.Info("outbox relay publishing")
+	for {
+		n, err := r.PublishBatch(ctx)
+		if err != nil {
+			return err
+		}
+		if n == r.BatchSize {
+			continue // a backlog: keep draining
+		}
+		if err := r.waitForWork(ctx, raw); err != nil {
+			return err
+		}
+	}
+}
+
+// waitForWork returns on a notification, a Wake or the poll interval, and
+// with an error when the lock connection broke (the lock is gone with it).
+func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
+	wctx, cancel := context.WithTimeout(ctx, r.PollInterval)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.wake:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_, err := conn.WaitForNotification(wctx)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case conn.IsClosed():
+		return fmt.Errorf("outbox relay: lock connection lost: %v", err)
+	case err != nil && wctx.Err() == nil:
+		return err
+	}
+	return nil
+}
+
+// PublishBatch publishes up to BatchSize unpublished rows in id order and
+// marks them published. It returns how many it published. Rows are marked
+// only after the publisher acknowledged them all, so a crash in between
+// publishes them again (consumers dedupe by event id) and loses none.
+func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
+	r.defaults()
+	rows, err := r.Pool.Query(ctx,
+		`SELECT id, event_id::text, topic, key, value, created_at FROM outbox
+		 WHERE published_at IS NULL ORDER BY id LIMIT $1`, r.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: read: %w", err)
+	}
+	var (
+		ids     []int64
+		msgs    []Message
+		created []time.Time
+	)
+	for rows.Next() {
+		var (
+			id int64
+			m  Message
+			at time.Time
+		)
+		if err := rows.Scan(&id, &m.EventID, &m.Topic, &m.Key, &m.Value, &at); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("outbox: read: %w", err)
+		}
+		ids, msgs, created = append(ids, id), append(msgs, m), append(created, at)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("outbox: read: %w", err)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.PublishTimeout)
+	err = r.Publisher.Publish(pctx, msgs)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: publish %d events: %w", len(msgs), err)
+	}
+	if _, err := r.Pool.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {
+		return 0, fmt.Errorf("outbox: mark published: %w", err)
+	}
+	if r.Observe != nil {
+		now := time.Now()
+		for _, at := range created {
+			r.Observe(now.Sub(at))
+		}
+	}
+	return len(msgs), nil
+}

@@ -1,0 +1,154 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/outbox"
+)
+
+// recorder is a Publisher that remembers what it published.
+type recorder struct {
+	mu   sync.Mutex
+	got  []outbox.Message
+	fail int // fail this many Publish calls first
+}
+
+func (r *recorder) Publish(_ context.Context, msgs []outbox.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return fmt.Errorf("broker down")
+	}
+	r.got = append(r.got, msgs...)
+	return nil
+}
+
+func (r *recorder) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.got))
+	for i, m := range r.got {
+		out[i] = string(m.Value)
+	}
+	return out
+}
+
+func msg(key, value string) outbox.Message {
+	return outbox.Message{EventID: events.ID(key, value), Topic: events.TopicEvents, Key: []byte(key), Value: []byte(value)}
+}
+
+func TestInsertIgnoresTheSameEventTwice(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := outbox.Insert(ctx, db, msg("c1", "processed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("outbox rows = %d, want 1", n)
+	}
+}
+
+func TestPublishBatchPublishesInOrderAndMarks(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := outbox.Insert(ctx, db, msg("c1", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &recorder{fail: 1}
+	r := &outbox.Relay{Pool: db, Publisher: pub, BatchSize: 3}
+	if _, err := r.PublishBatch(ctx); err == nil {
+		t.Fatal("publish failure was not reported")
+	}
+	// A failed publish marks nothing: the rows are still there to retry.
+	for {
+		n, err := r.PublishBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if got := fmt.Sprint(pub.ids()); got != "[0 1 2 3 4]" {
+		t.Fatalf("published %s, want [0 1 2 3 4]", got)
+	}
+	var unpublished int
+	_ = db.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&unpublished)
+	if unpublished != 0 {
+		t.Fatalf("%d rows left unpublished", unpublished)
+	}
+}
+
+// A transaction that takes its id early and commits late must not be
+// skipped (the bug of relays that track "the last published id").
+func TestRelayDoesNotSkipALateCommit(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	late, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	if err := outbox.Insert(ctx, late, msg("a", "early-id-late-commit")); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(ctx, db, msg("b", "late-id-early-commit")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &recorder{}
+	r := &outbox.Relay{Pool: db, Publisher: pub}
+	if _, err := r.PublishBatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.PublishBatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(pub.ids()); got != "[late-id-early-commit early-id-late-commit]" {
+		t.Fatalf("published %s", got)
+	}
+}
+
+func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubA, pubB := &recorder{}, &recorder{}
+	// A long poll interval: delivery within the deadline below proves the
+	// relay woke on NOTIFY, not on its timer.
+	a := &outbox.Relay{Pool: db, Publisher: pubA, PollInterval: time.Minute}
+	b := &outbox.Relay{Pool: db, Publisher: pubB, PollInterval: time.Minute}
+	go a.Run(ctx)
+	time.Sleep(300 * time.Millisecond) // let a take the lock
+	go b.Run(ctx)
+	time.Sleep(100 * time.Millisecond)
+	if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return outbox.Insert(ctx, tx, msg("c", "x")) }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pubA.ids())+len(pubB.ids()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(pubA.ids()) != 1 || len(pubB.ids()) != 0 {
+		t.Fatalf("leader published %d, standby %d; want 1 and 0", len(pubA.ids()), len(pubB.ids()))
+	}
+}

@@ -1,0 +1,243 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
+)
+
+// Charge is a charge row with its current bill.
+type Charge struct {
+	PK             int64
+	MerchantID     string
+	ChargeID       string
+	RequestHash    []byte
+	RequestEventID string
+	Amount         int64
+	OrderName      string
+	MemberID       string
+	Phone          string
+	CustomerName   string
+	State          payflow.ChargeState
+	Attempts       int
+	LeaseOwner     string
+	LeaseUntil     time.Time
+	Bill           Bill
+}
+
+// Bill is one bill of a charge.
+type Bill struct {
+	BillID         string
+	ChargePK       int64
+	Method         payflow.Method
+	MethodID       string // empty unless auto-pay
+	FallbackReason payflow.FallbackReason
+	Amount         int64
+	Status         payflow.BillStatus
+	PGTxID         string
+}
+
+// NewCharge is a charge about to be placed, with the first bill the
+// decision chose for it.
+type NewCharge struct {
+	Request        payflow.ChargeRequest
+	RequestHash    []byte
+	RequestEventID string
+	Bill           Bill
+	LeaseOwner     string
+	Lease          time.Duration
+}
+
+// CreateCharge stores a new charge in state placing together with its first
+// bill, and leases it to the caller: from here on a crash cannot lose the
+// request, and the bill id is known before the PG is called. When the
+// charge already exists nothing is written and created is false.
+func (s *Store) CreateCharge(ctx context.Context, c NewCharge) (pk int64, created bool, err error) {
+	r := c.Request
+	err = s.Pool.QueryRow(ctx, `
+WITH c AS (
+	INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name,
+	                     member_id, phone, customer_name, state, current_bill_id, lease_owner, lease_until)
+	VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, 'placing', $10, $11, now() + $12::interval)
+	ON CONFLICT (merchant_id, charge_id) DO NOTHING
+	RETURNING id
+), b AS (
+	INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status)
+	SELECT $10, c.id, $13, nullif($14, '')::uuid, nullif($15, ''), $5, 'pending' FROM c
+)
+SELECT id FROM c`,
+		r.MerchantID, r.ChargeID, c.RequestHash, c.RequestEventID, r.Amount, r.OrderName,
+		r.Customer.MemberID, r.Customer.Phone, r.Customer.Name, c.Bill.BillID, c.LeaseOwner, c.Lease,
+		string(c.Bill.Method), c.Bill.MethodID, string(c.Bill.FallbackReason),
+	).Scan(&pk)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("store: create charge: %w", err)
+	}
+	return pk, true, nil
+}
+
+const chargeColumns = `c.id, c.merchant_id, c.charge_id, c.request_hash, c.request_event_id, c.amount, c.order_name,
+	coalesce(c.member_id, ''), c.phone, c.customer_name, c.state, c.attempts,
+	coalesce(c.lease_owner, ''), coalesce(c.lease_until, 'epoch'),
+	coalesce(b.bill_id, ''), coalesce(b.method, ''), coalesce(b.method_id::text, ''), coalesce(b.fallback_reason, ''),
+	coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, '')`
+
+func scanCharge(row pgx.Row) (Charge, error) {
+	var c Charge
+	var state, method, fb, status string
+	err := row.Scan(&c.PK, &c.MerchantID, &c.ChargeID, &c.RequestHash, &c.RequestEventID, &c.Amount, &c.OrderName,
+		&c.MemberID, &c.Phone, &c.CustomerName, &state, &c.Attempts, &c.LeaseOwner, &c.LeaseUntil,
+		&c.Bill.BillID, &method, &c.Bill.MethodID, &fb, &c.Bill.Amount, &status, &c.Bill.PGTxID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Charge{}, ErrNotFound
+	}
+	if err != nil {
+		return Charge{}, fmt.Errorf("store: read charge: %w", err)
+	}
+	c.State, c.Bill.Method, c.Bill.FallbackReason, c.Bill.Status = payflow.ChargeState(state), payflow.Method(method), payflow.FallbackReason(fb), payflow.BillStatus(status)
+	c.Bill.ChargePK = c.PK
+	return c, nil
+}
+
+// ChargeByKey reads a merchant's charge and its current bill.
+func (s *Store) ChargeByKey(ctx context.Context, merchantID, chargeID string) (Charge, error) {
+	return scanCharge(s.Pool.QueryRow(ctx, `SELECT `+chargeColumns+`
+		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
+		WHERE c.merchant_id = $1 AND c.charge_id = $2`, merchantID, chargeID))
+}
+
+// ChargeByPK reads a charge and its current bill.
+func (s *Store) ChargeByPK(ctx context.Context, pk int64) (Charge, error) {
+	return scanCharge(s.Pool.QueryRow(ctx, `SELECT `+chargeColumns+`
+		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
+		WHERE c.id = $1`, pk))
+}
+
+// ClaimCharge takes over a placing charge whose lease has expired (its
+// holder died or gave up) or that the caller already holds (a retry after a
+// database error). It reports whether the caller now holds it; callers in
+// one process must not drive the same charge twice at once.
+func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = now() + $3::interval, updated_at = now()
+		WHERE id = $1 AND state = 'placing'
+		  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)`, pk, owner, lease)
+	if err != nil {
+		return false, fmt.Errorf("store: claim charge: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseCharge gives up the caller's lease at once, so another worker or
+// the reconciler can take the charge without waiting for it to expire.
+func (s *Store) ReleaseCharge(ctx context.Context, pk int64, owner string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 ms'
+		WHERE id = $1 AND lease_owner = $2 AND state = 'placing'`, pk, owner)
+	return err
+}
+
+// ExpiredPlacing lists placing charges whose lease has expired: the PG call
+// of a worker that crashed or gave up, whose outcome must still be settled.
+func (s *Store) ExpiredPlacing(ctx context.Context, limit int) ([]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM charges
+		WHERE state = 'placing' AND lease_until < now() ORDER BY lease_until LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// PlaceResult is how a placing charge's current bill ended.
+type PlaceResult struct {
+	ChargePK      int64
+	BillID        string
+	ChargeState   payflow.ChargeState // requested or place_failed
+	BillStatus    payflow.BillStatus  // requested (or already settled) or abandoned
+	PGTxID        string
+	FailureReason string
+	Attempts      int
+}
+
+// ErrStale is returned when a change's precondition no longer holds: the
+// charge moved on (another worker finished it first). Nothing was written.
+var ErrStale = errors.New("store: charge changed meanwhile")
+
+// FinishPlacing records the outcome of a placing charge's current bill and
+// its result events in one statement (so one transaction). It returns
+// ErrStale when the charge is no longer placing that bill: then the result
+// was already recorded by someone else and msgs must not be published.
+func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
+	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
+		r.PGTxID, r.FailureReason, r.Attempts}, outbox.Args(msgs)...)
+	var n int
+	err := s.Pool.QueryRow(ctx, `
+WITH c AS (
+	UPDATE charges SET state = $3, failure_reason = nullif($6, ''), attempts = $7,
+	       lease_owner = NULL, lease_until = NULL, updated_at = now()
+	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2
+	RETURNING id
+), b AS (
+	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = now()
+	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
+), o AS (
+	INSERT INTO outbox (event_id, topic, key, value)
+	SELECT e.* FROM unnest($8::uuid[], $9::text[], $10::bytea[], $11::bytea[]) e, c
+	ON CONFLICT (event_id) DO NOTHING
+	RETURNING 1
+), n AS (
+	SELECT pg_notify('`+outbox.Channel+`', '') FROM (SELECT 1 FROM o LIMIT 1) one
+)
+SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM n)`,
+		args...).Scan(&n, new(int))
+	if err != nil {
+		return fmt.Errorf("store: finish placing: %w", err)
+	}
+	if n == 0 {
+		return ErrStale
+	}
+	return nil
+}
+
+// Decline records that the PG refused the auto-pay bill and makes next the
+// charge's current bill, in one transaction. The method's new status is
+// stored too, so later charges do not try an expired card again.
+func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill) error {
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, updated_at = now()
+			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2`, pk, declined.BillID, next.BillID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrStale
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'declined', decline_code = $2, updated_at = now()
+			WHERE bill_id = $1 AND status = 'pending'`, declined.BillID, string(code)); err != nil {
+			return err
+		}
+		if declined.MethodID != "" && methodStatus != payflow.MethodActive {
+			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, is_default = false, updated_at = now()
+				WHERE id = $1 AND status = 'active'`, declined.MethodID, string(methodStatus)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status)
+			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending')`,
+			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount)
+		return err
+	})
+}
+
+// Reject writes a rejection (or any standalone) event. Its id is derived
+// from the request event, so a redelivered request is rejected once.
+func (s *Store) Reject(ctx context.Context, msg outbox.Message) error {
+	return outbox.Insert(ctx, s.Pool, msg)
+}
