@@ -1,0 +1,338 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
+)
+
+// charge executes payment.charge.requested.
+//
+// The money path: validate; decide auto-pay or KakaoTalk bill; store the
+// charge, its first bill id and a lease in one statement (a crash after this
+// loses nothing: the sweeper finishes it); call the PG with retries, looking
+// the bill up before any retry whose predecessor may have reached the PG;
+// store the outcome and its result event in one statement.
+func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
+	var d events.ChargeRequested
+	if err := decodeData(env.Data, &d); err != nil {
+		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
+	}
+	req := payflow.ChargeRequest{
+		MerchantID: d.MerchantID, ChargeID: d.ChargeID, Amount: d.Amount, Currency: d.Currency, OrderName: d.OrderName,
+		Customer: payflow.Customer{MemberID: d.Customer.MemberID, Phone: d.Customer.Phone, Name: d.Customer.Name},
+	}
+	if err := req.Validate(); err != nil {
+		return w.reject(ctx, env, ids{d.MerchantID, d.ChargeID}, events.RejectInvalid, err.Error())
+	}
+	hash := req.Fingerprint()
+
+	// Cheap check first: a redelivery needs no decision.
+	existing, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
+	if err == nil {
+		return w.again(ctx, env, existing, hash)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+
+	var method *payflow.StoredMethod
+	if req.Customer.MemberID != "" {
+		if method, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
+			return fmt.Errorf("worker: default method: %w", err)
+		}
+	}
+	dec := payflow.Decide(req.Customer, method)
+	bill := store.Bill{BillID: newBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
+	pk, created, err := w.cfg.Store.CreateCharge(ctx, store.NewCharge{
+		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
+	})
+	if err != nil {
+		return err
+	}
+	if !created { // a concurrent delivery won the insert
+		existing, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
+		if err != nil {
+			return err
+		}
+		return w.again(ctx, env, existing, hash)
+	}
+	c, err := w.cfg.Store.ChargeByPK(ctx, pk)
+	if err != nil {
+		return err
+	}
+	w.log.Info("charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
+		"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
+	return w.driveClaimed(ctx, c, false)
+}
+
+// again handles a charge request whose (merchant_id, charge_id) is known.
+func (w *Worker) again(ctx context.Context, env events.Envelope, c store.Charge, hash []byte) error {
+	if string(c.RequestHash) != string(hash) {
+		return w.reject(ctx, env, ids{c.MerchantID, c.ChargeID}, events.RejectIdempotencyConflict,
+			"charge_id was already used with different content")
+	}
+	if c.State != payflow.StatePlacing {
+		return nil // done before: its result is already in the outbox
+	}
+	// Still placing: its holder died, is retrying, or this process already
+	// drives it. Take it over only if the lease allows; otherwise the holder
+	// or the sweeper finishes it, and this delivery has nothing to add.
+	return w.resume(ctx, c.PK)
+}
+
+// resume claims a placing charge and drives it, looking the bill up first
+// because an earlier holder may have reached the PG.
+func (w *Worker) resume(ctx context.Context, pk int64) error {
+	if _, busy := w.driving.LoadOrStore(pk, true); busy {
+		return nil
+	}
+	defer w.driving.Delete(pk)
+	ok, err := w.cfg.Store.ClaimCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease)
+	if err != nil || !ok {
+		return err
+	}
+	c, err := w.cfg.Store.ChargeByPK(ctx, pk)
+	if err != nil {
+		return err
+	}
+	if c.State != payflow.StatePlacing {
+		return nil
+	}
+	return w.drive(ctx, c, true)
+}
+
+func (w *Worker) driveClaimed(ctx context.Context, c store.Charge, lookupFirst bool) error {
+	if _, busy := w.driving.LoadOrStore(c.PK, true); busy {
+		return nil
+	}
+	defer w.driving.Delete(c.PK)
+	return w.drive(ctx, c, lookupFirst)
+}
+
+// outcome is how one bill's placement ended.
+type outcome struct {
+	accepted bool
+	pgTxID   string
+	decline  payflow.DeclineCode // auto-pay refused: fall back
+	failed   string              // not placed, for this reason
+	unknown  bool                // the PG could not tell: leave it to the sweeper
+	attempts int
+}
+
+// drive places the charge's current bill until the charge leaves placing.
+// The caller holds the lease.
+func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool) error {
+	bill := c.Bill
+	attempts := c.Attempts
+	for {
+		out := w.place(ctx, c, bill, lookupFirst)
+		attempts += out.attempts
+		switch {
+		case out.accepted:
+			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
+		case out.decline != "":
+			reason, methodStatus := payflow.AfterDecline(out.decline)
+			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason, Amount: bill.Amount, Status: payflow.BillPending}
+			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next); err != nil {
+				if errors.Is(err, store.ErrStale) {
+					return nil
+				}
+				return err
+			}
+			w.log.Info("auto-pay declined; sending KakaoTalk bill", "charge_id", c.ChargeID, "declined_bill_id", bill.BillID,
+				"decline", out.decline, "bill_id", next.BillID)
+			bill, lookupFirst = next, false
+		case out.failed != "":
+			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
+		default: // unknown, or our context ended
+			if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), c.PK, w.cfg.Owner); err != nil {
+				w.log.Warn("could not release lease", "charge_id", c.ChargeID, "err", err)
+			}
+			w.log.Warn("charge outcome unknown; the sweeper will look it up", "charge_id", c.ChargeID, "bill_id", bill.BillID)
+			return ctx.Err()
+		}
+	}
+}
+
+// finish records the placement's outcome with its result event.
+func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r store.PlaceResult) error {
+	r.ChargePK, r.BillID = c.PK, bill.BillID
+	var msg outbox.Message
+	var err error
+	if r.ChargeState == payflow.StateRequested {
+		msg, err = w.message(events.TypeChargeProcessed, c.ChargeID, []string{"bill", bill.BillID, "processed"}, events.ChargeProcessed{
+			MerchantID: c.MerchantID, ChargeID: c.ChargeID, BillID: bill.BillID, Method: string(bill.Method), FallbackReason: string(bill.FallbackReason),
+		})
+	} else {
+		msg, err = w.message(events.TypeChargeFailed, c.ChargeID, []string{"bill", bill.BillID, "failed"}, events.ChargeFailed{
+			MerchantID: c.MerchantID, ChargeID: c.ChargeID, Reason: r.FailureReason, Attempts: r.Attempts,
+		})
+	}
+	if err != nil {
+		return err
+	}
+	// The PG has acted: record it even if our caller is shutting down.
+	err = w.cfg.Store.FinishPlacing(context.WithoutCancel(ctx), r, []outbox.Message{msg})
+	if errors.Is(err, store.ErrStale) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.cfg.Committed()
+	w.log.Info("charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
+		"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
+	return nil
+}
+
+// place asks the PG for one bill, with retries. Before any attempt that
+// follows one whose outcome is unknown (a timeout, a 5xx, a duplicate bill
+// id) it looks the bill up, so a bill is never placed twice.
+func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool) outcome {
+	var out outcome
+	needLookup := lookupFirst
+	var lastErr error
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = w.cfg.RetryInitial
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = w.cfg.RetryBudget
+	op := func() error {
+		if needLookup {
+			p, err := w.cfg.PG.LookupPayment(ctx, bill.BillID)
+			switch {
+			case err == nil:
+				out = fromPayment(p, out.attempts)
+				return nil
+			case pgclient.KindOf(err) != pgclient.KindNotFound:
+				lastErr = err
+				return err
+			}
+			needLookup = false // the PG never got it: placing it is safe
+		}
+		out.attempts++
+		acc, err := w.call(ctx, c, bill)
+		if err == nil {
+			out.accepted, out.pgTxID = true, acc.PGTxID
+			return nil
+		}
+		lastErr = err
+		switch pgclient.KindOf(err) {
+		case pgclient.KindUnknown, pgclient.KindDuplicate:
+			needLookup = true
+			return err
+		case pgclient.KindTransient:
+			return err
+		case pgclient.KindDeclined:
+			out.decline = declineCode(err)
+			return nil
+		}
+		out.failed = "pg_rejected: " + errorCode(err)
+		return nil
+	}
+	err := backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+		w.log.Warn("PG call failed; retrying", "charge_id", c.ChargeID, "bill_id", bill.BillID, "kind", pgclient.KindOf(err), "retry_in", wait)
+	})
+	if err == nil {
+		return out
+	}
+	if ctx.Err() != nil {
+		return outcome{unknown: true, attempts: out.attempts}
+	}
+	if !needLookup {
+		// Every failure was one where the PG did not act: certainly not
+		// placed.
+		return outcome{failed: "retries_exhausted: " + errorCode(lastErr), attempts: out.attempts}
+	}
+	return outcome{unknown: true, attempts: out.attempts}
+}
+
+// call performs the bill's PG operation.
+func (w *Worker) call(ctx context.Context, c store.Charge, bill store.Bill) (pgclient.Accepted, error) {
+	if bill.Method == payflow.MethodAutoPay {
+		key, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
+		if err != nil {
+			// The method was deleted or its key cannot be read: it is not
+			// usable, which is a reason to fall back, not to fail.
+			return pgclient.Accepted{}, &pgclient.Error{Op: "auto_pay", Kind: pgclient.KindDeclined, Code: string(payflow.DeclineInvalid), Message: "stored method unavailable"}
+		}
+		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: key, Amount: bill.Amount, OrderName: c.OrderName})
+	}
+	return w.cfg.PG.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: bill.BillID, MerchantID: c.MerchantID, Phone: c.Phone, Name: c.CustomerName, Amount: bill.Amount, OrderName: c.OrderName})
+}
+
+// fromPayment reads a looked-up bill: the PG holds it, so it was placed,
+// unless it holds it as a refused auto-pay.
+func fromPayment(p pgclient.Payment, attempts int) outcome {
+	if p.Status == pgclient.StatusFailed && p.Decline != "" {
+		return outcome{decline: payflow.DeclineCode(p.Decline), attempts: attempts}
+	}
+	return outcome{accepted: true, pgTxID: p.PGTxID, attempts: attempts}
+}
+
+func declineCode(err error) payflow.DeclineCode {
+	var e *pgclient.Error
+	if errors.As(err, &e) && e.Code != "" {
+		return payflow.DeclineCode(e.Code)
+	}
+	return payflow.DeclineGeneric
+}
+
+func errorCode(err error) string {
+	var e *pgclient.Error
+	if errors.As(err, &e) {
+		if e.Code != "" {
+			return e.Code
+		}
+		return string(e.Kind)
+	}
+	if err == nil {
+		return "unknown"
+	}
+	return "error"
+}
+
+// Sweep finishes placing charges whose lease expired: a worker crashed
+// mid-call, or gave up with the outcome unknown. It returns how many it
+// drove to a result.
+func (w *Worker) Sweep(ctx context.Context, limit int) (int, error) {
+	pks, err := w.cfg.Store.ExpiredPlacing(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, pk := range pks {
+		if err := w.resume(ctx, pk); err != nil {
+			w.log.Warn("sweep: charge not finished", "charge_pk", strconv.FormatInt(pk, 10), "err", err)
+			continue
+		}
+		done++
+	}
+	return done, nil
+}
+
+// RunSweeper sweeps every interval until ctx ends.
+func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := w.Sweep(ctx, 100); err != nil && ctx.Err() == nil {
+				w.log.Warn("sweep failed", "err", err)
+			}
+		}
+	}
+}
