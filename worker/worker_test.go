@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/payflow"
@@ -117,19 +119,24 @@ func (p *fakePG) Refund(context.Context, pgclient.RefundRequest) (pgclient.Refun
 }
 func (p *fakePG) DestroyBill(context.Context, string) error { return nil }
 
-// methods is a member → billing key table.
+// methods is a member → billing key table; a member's method id is
+// derived from the member id.
 type methods map[string]string
+
+func methodID(member string) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(member)).String() }
 
 func (m methods) Default(_ context.Context, member string) (*payflow.StoredMethod, error) {
 	if _, ok := m[member]; !ok {
 		return nil, nil
 	}
-	return &payflow.StoredMethod{ID: member, Status: payflow.MethodActive}, nil
+	return &payflow.StoredMethod{ID: methodID(member), Status: payflow.MethodActive}, nil
 }
 
 func (m methods) BillingKey(_ context.Context, id string) (string, error) {
-	if k, ok := m[id]; ok {
-		return k, nil
+	for member, key := range m {
+		if methodID(member) == id {
+			return key, nil
+		}
 	}
 	return "", errors.New("no such method")
 }
