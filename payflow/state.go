@@ -73,8 +73,16 @@ const (
 )
 
 // Settleable reports whether a webhook or reconciliation may still settle a
-// bill in this status.
-func (s BillStatus) Settleable() bool { return s == BillPending || s == BillRequested }
+// bill in this status. An abandoned bill is settleable: if the PG took
+// money for a bill payflow gave up on (its request was lost in flight),
+// that payment is real and must be recorded, not ignored.
+func (s BillStatus) Settleable() bool { return s == BillRequested || s == BillAbandoned }
 
 // Final reports whether the bill will never change again.
-func (s BillStatus) Final() bool { return !s.Settleable() }
+func (s BillStatus) Final() bool {
+	switch s {
+	case BillPaid, BillFailed, BillCancelled, BillExpired, BillDeclined:
+		return true
+	}
+	return false
+}

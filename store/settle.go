@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
+)
+
+// Settlement is a bill's final result as the PG reports it.
+type Settlement struct {
+	BillID string
+	Status payflow.SettleStatus
+	Amount int64
+	PGTxID string
+	// Provider and WebhookID identify the webhook that reported it; empty
+	// for reconciliation.
+	Provider  string
+	WebhookID string
+}
+
+// SettleOutcome says what a settlement did.
+type SettleOutcome string
+
+const (
+	SettleApplied   SettleOutcome = "applied"   // the bill moved to its final status
+	SettleDuplicate SettleOutcome = "duplicate" // this webhook id was seen before
+	SettleIgnored   SettleOutcome = "ignored"   // the bill was already final: recorded, not applied
+)
+
+var (
+	// ErrAmountMismatch: the PG reports another amount than the bill's.
+	ErrAmountMismatch = errors.New("store: amount does not match the bill")
+	// ErrNotPlacedYet: the bill's placement is still being recorded; the
+	// sender should try again shortly.
+	ErrNotPlacedYet = errors.New("store: bill not placed yet")
+)
+
+// SettledBill is what the event of an applied settlement needs.
+type SettledBill struct {
+	Bill       Bill
+	MerchantID string
+	ChargeID   string
+}
+
+// Settle applies a final result to a bill, once. A webhook's id is recorded
+// in the same transaction, so a replay is answered without effect and a
+// crash cannot leave a receipt without its change. events builds the result
+// events; they are written in the same transaction.
+func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBill) ([]outbox.Message, error)) (SettleOutcome, error) {
+	var outcome SettleOutcome
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		outcome = ""
+		var (
+			pk                 int64
+			merchant, chargeID string
+			method, status, fb string
+			amount             int64
+			currentBill, txID  string
+		)
+		// Lock the charge row before anything is written (the outbox
+		// ordering invariant), then the bill.
+		err := tx.QueryRow(ctx, `SELECT c.id, c.merchant_id, c.charge_id, coalesce(c.current_bill_id, ''),
+				b.method, b.status, coalesce(b.fallback_reason, ''), b.amount, coalesce(b.pg_tx_id, '')
+			FROM bills b JOIN charges c ON c.id = b.charge_pk
+			WHERE b.bill_id = $1 FOR UPDATE OF c, b`, st.BillID).
+			Scan(&pk, &merchant, &chargeID, &currentBill, &method, &status, &fb, &amount, &txID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		bs := payflow.BillStatus(status)
+		if st.Amount != amount {
+			return ErrAmountMismatch
+		}
+		if bs == payflow.BillPending {
+			return ErrNotPlacedYet
+		}
+		if st.WebhookID != "" {
+			outcome = SettleApplied
+			if !bs.Settleable() {
+				outcome = SettleIgnored
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO webhook_receipts (provider, webhook_id, bill_id, status, outcome)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, st.Provider, st.WebhookID, st.BillID, string(st.Status), string(outcome))
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				outcome = SettleDuplicate
+				return nil
+			}
+		}
+		if !bs.Settleable() {
+			outcome = SettleIgnored
+			return nil
+		}
+		paid := int64(0)
+		if st.Status == payflow.SettlePaid {
+			paid = st.Amount
+		}
+		if st.PGTxID == "" {
+			st.PGTxID = txID
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bills SET status = $2, paid_amount = $3, pg_tx_id = nullif($4, ''),
+				settled_at = now(), updated_at = now() WHERE bill_id = $1`,
+			st.BillID, string(st.Status), paid, st.PGTxID); err != nil {
+			return err
+		}
+		// The charge follows its current bill. A late payment of an
+		// abandoned bill also makes the charge paid: the money is there.
+		if currentBill == st.BillID {
+			if _, err := tx.Exec(ctx, `UPDATE charges SET state = $2, updated_at = now() WHERE id = $1`,
+				pk, string(st.Status.ChargeState())); err != nil {
+				return err
+			}
+		}
+		msgs, err := events(SettledBill{
+			Bill: Bill{BillID: st.BillID, ChargePK: pk, Method: payflow.Method(method), FallbackReason: payflow.FallbackReason(fb),
+				Amount: amount, Status: payflow.BillStatus(st.Status), PGTxID: st.PGTxID},
+			MerchantID: merchant, ChargeID: chargeID,
+		})
+		if err != nil {
+			return err
+		}
+		if err := outbox.Insert(ctx, tx, msgs...); err != nil {
+			return err
+		}
+		outcome = SettleApplied
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: settle %s: %w", st.BillID, err)
+	}
+	return outcome, nil
+}
+
+// AwaitingSettlement lists bills placed at the PG longer ago than the given
+// age and still without a final result: their webhook may never come.
+func (s *Store) AwaitingSettlement(ctx context.Context, olderThanSeconds float64, limit int) ([]string, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT b.bill_id FROM charges c JOIN bills b ON b.bill_id = c.current_bill_id
+		WHERE c.state = 'requested' AND c.updated_at < now() - make_interval(secs => $1)
+		ORDER BY c.updated_at LIMIT $2`, olderThanSeconds, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// TouchAwaiting records that a bill was just checked and is still open, so
+// reconciliation looks at it again only after another full age.
+func (s *Store) TouchAwaiting(ctx context.Context, billID string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE charges SET updated_at = now()
+		WHERE current_bill_id = $1 AND state = 'requested'`, billID)
+	return err
+}

@@ -1,0 +1,135 @@
+// Package webhook owns the PG callback receiver: POST /webhooks/pg/{provider}
+// verifies the sender, parses the result and hands it to a Settler, and
+// answers 2xx only once the settlement and its outbox row are committed, so
+// a PG that sees an error sends again and nothing is lost.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/store"
+)
+
+// Verifier authenticates a provider's callback. Each provider signs its own
+// way; Standard Webhooks (package stdwebhook) is one implementation.
+type Verifier interface {
+	// Verify returns the callback's unique id (its idempotency key) or an
+	// error when the callback is not authentic or not fresh.
+	Verify(h http.Header, body []byte) (id string, err error)
+}
+
+// Settler applies a verified final result.
+type Settler interface {
+	Settle(ctx context.Context, s store.Settlement) (store.SettleOutcome, error)
+}
+
+// MaxBody bounds a callback body. PG results are a few hundred bytes.
+const MaxBody = 64 << 10
+
+// Receiver is the callback endpoint.
+type Receiver struct {
+	Verifiers map[string]Verifier // by provider name, e.g. "sim"
+	Settler   Settler
+	Logger    *slog.Logger
+	// OnResult, when set, is told each callback's result for metrics:
+	// accepted, duplicate, ignored, bad_signature, unknown_bill, ...
+	OnResult func(provider, result string)
+}
+
+// Callback is the body a PG posts.
+type Callback struct {
+	BillID     string    `json:"bill_id"`
+	Status     string    `json:"status"`
+	Amount     int64     `json:"amount"`
+	PGTxID     string    `json:"pg_tx_id"`
+	OccurredAt time.Time `json:"occurred_at"`
+}
+
+// ParseCallback decodes and checks a callback body.
+func ParseCallback(body []byte) (Callback, payflow.SettleStatus, error) {
+	var cb Callback
+	if err := json.Unmarshal(body, &cb); err != nil {
+		return cb, "", errors.New("body is not a valid callback JSON object")
+	}
+	status, ok := payflow.ParseSettleStatus(cb.Status)
+	switch {
+	case cb.BillID == "" || len(cb.BillID) > 128:
+		return cb, "", errors.New("bill_id is missing or too long")
+	case !ok:
+		return cb, "", errors.New("status must be paid, failed, cancelled or expired")
+	case cb.Amount <= 0 || cb.Amount > payflow.MaxAmount:
+		return cb, "", errors.New("amount is out of range")
+	case len(cb.PGTxID) > 128:
+		return cb, "", errors.New("pg_tx_id is too long")
+	}
+	return cb, status, nil
+}
+
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := rc.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	provider := r.PathValue("provider")
+	result := func(res string, status int, code, msg string) {
+		if rc.OnResult != nil {
+			rc.OnResult(provider, res)
+		}
+		writeJSON(w, status, code, msg, res)
+	}
+	v, ok := rc.Verifiers[provider]
+	if !ok {
+		result("unknown_provider", http.StatusNotFound, "not_found", "unknown provider")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		result("too_large", http.StatusRequestEntityTooLarge, "body_too_large", "callback body too large")
+		return
+	}
+	id, err := v.Verify(r.Header, body)
+	if err != nil {
+		log.Warn("webhook rejected", "provider", provider, "err", err)
+		result("bad_signature", http.StatusUnauthorized, "unauthorized", "signature or timestamp not valid")
+		return
+	}
+	cb, status, err := ParseCallback(body)
+	if err != nil {
+		result("invalid", http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	out, err := rc.Settler.Settle(r.Context(), store.Settlement{
+		BillID: cb.BillID, Status: status, Amount: cb.Amount, PGTxID: cb.PGTxID, Provider: provider, WebhookID: id,
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		result("unknown_bill", http.StatusNotFound, "not_found", "unknown bill")
+	case errors.Is(err, store.ErrAmountMismatch):
+		log.Error("webhook amount differs from the bill; not settled", "provider", provider, "bill_id", cb.BillID, "amount", cb.Amount)
+		result("amount_mismatch", http.StatusUnprocessableEntity, "amount_mismatch", "amount does not match the bill")
+	case errors.Is(err, store.ErrNotPlacedYet):
+		result("not_ready", http.StatusConflict, "not_ready", "bill placement still in progress; retry later")
+	case err != nil:
+		log.Error("webhook settlement failed", "provider", provider, "bill_id", cb.BillID, "err", err)
+		result("error", http.StatusInternalServerError, "internal", "settlement failed; retry later")
+	default:
+		result(string(out), http.StatusOK, "", "")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, code, msg, result string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if code == "" {
+		_ = json.NewEncoder(w).Encode(map[string]string{"result": result})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}

@@ -1,0 +1,104 @@
+package webhook_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/webhook"
+)
+
+// headerVerifier trusts a request that carries the right token.
+type headerVerifier struct{}
+
+func (headerVerifier) Verify(h http.Header, _ []byte) (string, error) {
+	if h.Get("x-token") != "good" {
+		return "", errors.New("bad token")
+	}
+	return h.Get("webhook-id"), nil
+}
+
+type settler struct {
+	got []store.Settlement
+	err error
+	out store.SettleOutcome
+}
+
+func (s *settler) Settle(_ context.Context, st store.Settlement) (store.SettleOutcome, error) {
+	s.got = append(s.got, st)
+	return s.out, s.err
+}
+
+func post(t *testing.T, h http.Handler, token, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/pg/{provider}", h)
+	req := httptest.NewRequest("POST", "/webhooks/pg/sim", strings.NewReader(body))
+	req.Header.Set("x-token", token)
+	req.Header.Set("webhook-id", "wh-1")
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	return rec
+}
+
+const good = `{"bill_id":"b1","status":"paid","amount":5000,"pg_tx_id":"tx","occurred_at":"2026-11-25T00:00:00Z"}`
+
+func TestReceiverStatusCodes(t *testing.T) {
+	cases := []struct {
+		name, token, body string
+		err               error
+		want              int
+	}{
+		{"applied", "good", good, nil, 200},
+		{"forged", "bad", good, nil, 401},
+		{"unknown bill", "good", good, store.ErrNotFound, 404},
+		{"amount mismatch", "good", good, store.ErrAmountMismatch, 422},
+		{"not placed yet", "good", good, store.ErrNotPlacedYet, 409},
+		{"database down", "good", good, errors.New("boom"), 500},
+		{"bad status", "good", `{"bill_id":"b1","status":"maybe","amount":1}`, nil, 400},
+		{"negative amount", "good", `{"bill_id":"b1","status":"paid","amount":-1}`, nil, 400},
+		{"not json", "good", `nope`, nil, 400},
+		{"too large", "good", `{"bill_id":"` + strings.Repeat("x", webhook.MaxBody) + `"}`, nil, 413},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &settler{err: c.err, out: store.SettleApplied}
+			rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s}
+			rec := post(t, rc, c.token, c.body)
+			if rec.Code != c.want {
+				t.Fatalf("status = %d, want %d: %s", rec.Code, c.want, rec.Body)
+			}
+			if c.want == 401 && len(s.got) != 0 {
+				t.Fatal("a forged callback reached the settler")
+			}
+			if c.want >= 400 && !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Fatalf("error body = %s", rec.Body)
+			}
+		})
+	}
+}
+
+func TestReceiverPassesTheWebhookIDAsIdempotencyKey(t *testing.T) {
+	s := &settler{out: store.SettleDuplicate}
+	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s}
+	rec := post(t, rc, "good", good)
+	if rec.Code != 200 || len(s.got) != 1 || s.got[0].WebhookID != "wh-1" || s.got[0].Provider != "sim" || s.got[0].Amount != 5000 {
+		t.Fatalf("code %d, settled %+v", rec.Code, s.got)
+	}
+}
+
+func FuzzParseCallback(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(`{"bill_id":"","status":"paid","amount":1e30}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		cb, status, err := webhook.ParseCallback(body)
+		if err == nil && (cb.BillID == "" || status == "" || cb.Amount <= 0) {
+			t.Fatalf("accepted an invalid callback: %+v", cb)
+		}
+	})
+}
