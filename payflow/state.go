@@ -4,6 +4,7 @@ package payflow
 // bill: a re-payment puts a paid charge back to placing under a new bill.
 //
 //	placing ──► requested ──► paid ──(repay)──► placing …
+//	   │            │          └──(full refund)──► refunded
 //	   │            ├──► failed
 //	   ▼            ├──► cancelled
 //	place_failed    └──► expired
@@ -20,9 +21,11 @@ const (
 	// non-retriable error). Terminal.
 	StatePlaceFailed ChargeState = "place_failed"
 	StatePaid        ChargeState = "paid"
-	StateFailed      ChargeState = "failed"
-	StateCancelled   ChargeState = "cancelled"
-	StateExpired     ChargeState = "expired"
+	// StateRefunded: the paid amount was refunded in full.
+	StateRefunded  ChargeState = "refunded"
+	StateFailed    ChargeState = "failed"
+	StateCancelled ChargeState = "cancelled"
+	StateExpired   ChargeState = "expired"
 )
 
 // SettleStatus is the final result of a bill reported by the PG.

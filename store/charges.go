@@ -41,6 +41,7 @@ type Bill struct {
 	Amount         int64
 	Status         payflow.BillStatus
 	PGTxID         string
+	RepayPK        int64 // the re-payment this bill belongs to, or 0
 }
 
 // NewCharge is a charge about to be placed, with the first bill the
@@ -89,14 +90,14 @@ const chargeColumns = `c.id, c.merchant_id, c.charge_id, c.request_hash, c.reque
 	coalesce(c.member_id, ''), c.phone, c.customer_name, c.state, c.attempts,
 	coalesce(c.lease_owner, ''), coalesce(c.lease_until, 'epoch'),
 	coalesce(b.bill_id, ''), coalesce(b.method, ''), coalesce(b.method_id::text, ''), coalesce(b.fallback_reason, ''),
-	coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, '')`
+	coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, ''), coalesce(b.repay_pk, 0)`
 
 func scanCharge(row pgx.Row) (Charge, error) {
 	var c Charge
 	var state, method, fb, status string
 	err := row.Scan(&c.PK, &c.MerchantID, &c.ChargeID, &c.RequestHash, &c.RequestEventID, &c.Amount, &c.OrderName,
 		&c.MemberID, &c.Phone, &c.CustomerName, &state, &c.Attempts, &c.LeaseOwner, &c.LeaseUntil,
-		&c.Bill.BillID, &method, &c.Bill.MethodID, &fb, &c.Bill.Amount, &status, &c.Bill.PGTxID)
+		&c.Bill.BillID, &method, &c.Bill.MethodID, &fb, &c.Bill.Amount, &status, &c.Bill.PGTxID, &c.Bill.RepayPK)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Charge{}, ErrNotFound
 	}
@@ -164,6 +165,7 @@ type PlaceResult struct {
 	PGTxID        string
 	FailureReason string
 	Attempts      int
+	RepayPK       int64 // the bill's re-payment, finished along with it
 }
 
 // ErrStale is returned when a change's precondition no longer holds: the
@@ -176,7 +178,7 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 // was already recorded by someone else and msgs must not be published.
 func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
-		r.PGTxID, r.FailureReason, r.Attempts}, outbox.Args(msgs)...)
+		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
 	var n int
 	err := s.Pool.QueryRow(ctx, `
 WITH c AS (
@@ -187,9 +189,13 @@ WITH c AS (
 ), b AS (
 	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = now()
 	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
+), rp AS (
+	UPDATE repays SET step = CASE WHEN $3 = 'requested' THEN 'done' ELSE 'failed' END,
+	       new_bill_id = $2, failure_reason = nullif($6, ''), updated_at = now()
+	WHERE id = $8 AND step = 'placing' AND EXISTS (SELECT 1 FROM c)
 ), o AS (
 	INSERT INTO outbox (event_id, topic, key, value)
-	SELECT e.* FROM unnest($8::uuid[], $9::text[], $10::bytea[], $11::bytea[]) e, c
+	SELECT e.* FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[]) e, c
 	ON CONFLICT (event_id) DO NOTHING
 	RETURNING 1
 ), n AS (
@@ -229,9 +235,9 @@ func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payfl
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status)
-			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending')`,
-			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount)
+		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status, repay_pk)
+			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending', nullif($6, 0))`,
+			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK)
 		return err
 	})
 }

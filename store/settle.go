@@ -160,3 +160,23 @@ func (s *Store) TouchAwaiting(ctx context.Context, billID string) error {
 		WHERE current_bill_id = $1 AND state = 'requested'`, billID)
 	return err
 }
+
+// CancelBill records that the bill was destroyed at the PG: the bill and its
+// charge become cancelled (if the PG's own webhook has not already said so)
+// and msgs are written, in one transaction.
+func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID string, msgs []outbox.Message) error {
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR UPDATE`, chargePK); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = now(), updated_at = now()
+			WHERE bill_id = $1 AND status IN ('requested')`, billID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'cancelled', updated_at = now()
+			WHERE id = $1 AND current_bill_id = $2 AND state = 'requested'`, chargePK, billID); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, msgs...)
+	})
+}

@@ -143,7 +143,8 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool) er
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
 		case out.decline != "":
 			reason, methodStatus := payflow.AfterDecline(out.decline)
-			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason, Amount: bill.Amount, Status: payflow.BillPending}
+			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
+				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
 			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next); err != nil {
 				if errors.Is(err, store.ErrStale) {
 					return nil
@@ -167,10 +168,12 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool) er
 
 // finish records the placement's outcome with its result event.
 func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r store.PlaceResult) error {
-	r.ChargePK, r.BillID = c.PK, bill.BillID
+	r.ChargePK, r.BillID, r.RepayPK = c.PK, bill.BillID, bill.RepayPK
 	var msg outbox.Message
 	var err error
-	if r.ChargeState == payflow.StateRequested {
+	if r.ChargeState == payflow.StateRequested && bill.RepayPK != 0 {
+		msg, err = w.repayProcessed(ctx, c, bill)
+	} else if r.ChargeState == payflow.StateRequested {
 		msg, err = w.message(events.TypeChargeProcessed, c.ChargeID, []string{"bill", bill.BillID, "processed"}, events.ChargeProcessed{
 			MerchantID: c.MerchantID, ChargeID: c.ChargeID, BillID: bill.BillID, Method: string(bill.Method), FallbackReason: string(bill.FallbackReason),
 		})
@@ -321,7 +324,8 @@ func (w *Worker) Sweep(ctx context.Context, limit int) (int, error) {
 	return done, nil
 }
 
-// RunSweeper sweeps every interval until ctx ends.
+// RunSweeper sweeps placing charges and pending refunds every interval until
+// ctx ends.
 func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -332,6 +336,9 @@ func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			if _, err := w.Sweep(ctx, 100); err != nil && ctx.Err() == nil {
 				w.log.Warn("sweep failed", "err", err)
+			}
+			if err := w.SweepRefunds(ctx, 100); err != nil && ctx.Err() == nil {
+				w.log.Warn("refund sweep failed", "err", err)
 			}
 		}
 	}

@@ -104,8 +104,15 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	switch env.Type {
 	case events.TypeChargeRequested:
 		return w.charge(ctx, env)
+	case events.TypeRefundRequested:
+		return w.refund(ctx, env)
+	case events.TypeRepayRequested:
+		return w.repay(ctx, env)
+	case events.TypeCancelRequested:
+		return w.cancel(ctx, env)
 	}
-	return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, "type "+env.Type+" is not supported yet")
+	// Decode admits only the types above.
+	return fmt.Errorf("%w: type %q", events.ErrUnparseable, env.Type)
 }
 
 // ids are the identifiers a rejection names, read as best as the data

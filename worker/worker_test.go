@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ type fakePG struct {
 	bills  map[string]pgclient.Payment
 	calls  map[string]int
 	faults map[string][]fault
+
+	refunds     map[string]pgclient.Refunded
+	refundCount int // refunds that moved money
 }
 
 type fault struct {
@@ -113,11 +117,59 @@ func (p *fakePG) LookupPayment(_ context.Context, billID string) (pgclient.Payme
 	return pay, nil
 }
 
-func (p *fakePG) BillURL(context.Context, string) (pgclient.BillURL, error) { return pgclient.BillURL{}, nil }
-func (p *fakePG) Refund(context.Context, pgclient.RefundRequest) (pgclient.Refunded, error) {
-	return pgclient.Refunded{}, nil
+func (p *fakePG) BillURL(context.Context, string) (pgclient.BillURL, error) {
+	return pgclient.BillURL{}, nil
 }
-func (p *fakePG) DestroyBill(context.Context, string) error { return nil }
+
+// Refund is idempotent by refund id, as the interface requires.
+func (p *fakePG) Refund(_ context.Context, r pgclient.RefundRequest) (pgclient.Refunded, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, faulty := p.next("refund")
+	if faulty && !f.after {
+		return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: f.kind}
+	}
+	if p.refunds == nil {
+		p.refunds = map[string]pgclient.Refunded{}
+	}
+	if done, ok := p.refunds[r.RefundID]; ok {
+		return done, nil
+	}
+	pay, ok := p.bills[r.BillID]
+	switch {
+	case !ok:
+		return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: pgclient.KindNotFound}
+	case pay.Status != pgclient.StatusPaid || pay.Refunded+r.Amount > pay.Amount:
+		return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: pgclient.KindConflict, Code: "not_refundable"}
+	}
+	pay.Refunded += r.Amount
+	p.bills[r.BillID] = pay
+	p.refundCount++
+	done := pgclient.Refunded{RefundID: r.RefundID, Amount: r.Amount, RefundedTotal: pay.Refunded, PGTxID: "rf-" + r.RefundID}
+	p.refunds[r.RefundID] = done
+	if faulty {
+		return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: f.kind}
+	}
+	return done, nil
+}
+
+func (p *fakePG) DestroyBill(_ context.Context, billID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next("destroy")
+	pay, ok := p.bills[billID]
+	switch {
+	case !ok:
+		return &pgclient.Error{Op: "destroy", Kind: pgclient.KindNotFound}
+	case pay.Status == pgclient.StatusCancelled:
+		return nil
+	case pay.Status != pgclient.StatusRequested:
+		return &pgclient.Error{Op: "destroy", Kind: pgclient.KindConflict, Code: "bill_paid"}
+	}
+	pay.Status = pgclient.StatusCancelled
+	p.bills[billID] = pay
+	return nil
+}
 
 // methods is a member → billing key table; a member's method id is
 // derived from the member id.
@@ -157,16 +209,16 @@ func setup(t *testing.T, m methods) *env {
 	return &env{t: t, st: st, pg: pg, w: w}
 }
 
-var eventSeq int
+var eventSeq atomic.Int64
 
 func chargeEvent(charge, member string, amount int64) []byte {
-	eventSeq++
+	seq := eventSeq.Add(1)
 	cust := map[string]any{"phone": "010-1234-5678", "name": "Kim"}
 	if member != "" {
 		cust["member_id"] = member
 	}
 	b, _ := json.Marshal(map[string]any{
-		"specversion": "1.0", "id": fmt.Sprintf("evt-%d", eventSeq), "source": "test", "type": events.TypeChargeRequested,
+		"specversion": "1.0", "id": fmt.Sprintf("evt-%d", seq), "source": "test", "type": events.TypeChargeRequested,
 		"subject": charge, "datacontenttype": "application/json",
 		"data": map[string]any{"merchant_id": "m1", "charge_id": charge, "amount": amount, "currency": "KRW",
 			"order_name": "order", "customer": cust},

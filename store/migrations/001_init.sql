@@ -55,6 +55,9 @@ CREATE TABLE bills (
     method          text NOT NULL CHECK (method IN ('auto_pay', 'kakao_bill')),
     method_id       uuid,
     fallback_reason text,
+    -- Set on the bills of a re-payment (repays.id): their placement is
+    -- reported as payment.repay.processed.
+    repay_pk        bigint,
     amount          bigint NOT NULL CHECK (amount > 0 AND amount <= 100000000),
     status          text NOT NULL,
     decline_code    text,
@@ -113,6 +116,7 @@ CREATE TABLE repays (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (merchant_id, repay_id)
 );
+CREATE INDEX repays_charge ON repays (charge_pk);
 
 -- Webhook ids already applied, per provider: a replay is answered 200 and
 -- changes nothing.

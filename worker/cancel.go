@@ -1,0 +1,77 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
+)
+
+// cancel executes payment.bill.cancel.requested: destroy the charge's
+// unpaid bill at the PG (청구서파기). Destroying is idempotent at the PG,
+// so a redelivery after a crash simply destroys again and records once.
+func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
+	var d events.CancelRequested
+	if err := decodeData(env.Data, &d); err != nil {
+		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
+	}
+	req := payflow.CancelRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, Reason: d.Reason}
+	who := ids{d.MerchantID, d.ChargeID}
+	if err := req.Validate(); err != nil {
+		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
+	}
+	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return w.reject(ctx, env, who, events.RejectUnknownCharge, "no such charge for this merchant")
+	}
+	if err != nil {
+		return err
+	}
+	switch c.State {
+	case payflow.StateCancelled:
+		return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
+	case payflow.StateRequested:
+	default:
+		return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only an unpaid bill can be cancelled")
+	}
+	var final error
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = w.cfg.RetryInitial, 2*time.Second, w.cfg.RetryBudget
+	err = backoff.Retry(func() error {
+		err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
+		if err != nil && !pgclient.Retriable(err) {
+			final = err
+			return nil
+		}
+		return err
+	}, backoff.WithContext(b, ctx))
+	if err != nil {
+		return err // the PG is unreachable: not handled yet, the consumer retries
+	}
+	if final != nil {
+		return w.reject(ctx, env, who, events.RejectInvalidState, "the PG refused to destroy the bill: "+errorCode(final))
+	}
+	return w.recordCancel(ctx, c)
+}
+
+func (w *Worker) recordCancel(ctx context.Context, c store.Charge) error {
+	msg, err := w.message(events.TypeBillCancelled, c.ChargeID, []string{"bill", c.Bill.BillID, "cancelled"}, events.BillCancelled{
+		MerchantID: c.MerchantID, ChargeID: c.ChargeID, BillID: c.Bill.BillID,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.cfg.Store.CancelBill(context.WithoutCancel(ctx), c.PK, c.Bill.BillID, []outbox.Message{msg}); err != nil {
+		return err
+	}
+	w.cfg.Committed()
+	w.log.Info("bill cancelled", "charge_id", c.ChargeID, "bill_id", c.Bill.BillID)
+	return nil
+}
