@@ -150,4 +150,6 @@ func (v *Verifier) Verify(h http.Header, body []byte) (string, error) {
 }
 
 // String hides the secrets if a Verifier is ever printed.
-func (v *Verifier) String() string { return fmt.Sprintf("stdwebhook.Verifier{%d secrets}", len(v.Secrets)) }
+func (v *Verifier) String() string {
+	return fmt.Sprintf("stdwebhook.Verifier{%d secrets}", len(v.Secrets))
+}

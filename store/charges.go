@@ -230,7 +230,9 @@ func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payfl
 			return err
 		}
 		if declined.MethodID != "" && methodStatus != payflow.MethodActive {
-			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, is_default = false, updated_at = now()
+			// It stays the default: the next charge then reports
+			// method_expired rather than a misleading no_method.
+			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = now()
 				WHERE id = $1 AND status = 'active'`, declined.MethodID, string(methodStatus)); err != nil {
 				return err
 			}

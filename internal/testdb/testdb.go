@@ -6,14 +6,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/store"
 )
 
@@ -23,15 +26,33 @@ var (
 	serverErr  error
 )
 
+// local is the server this machine kind runs for tests.
+const local = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
 // ServerDSN returns the DSN of the server tests run against: DATABASE_URL
-// when set, otherwise the local server on 127.0.0.1:5432.
+// when set, else the local server on 127.0.0.1:5432 when it answers, else
+// one devenv starts (a container when Docker works, else a throwaway server
+// from the installed binaries) and keeps for the test binary's life.
 func ServerDSN() (string, error) {
 	serverOnce.Do(func() {
 		if dsn := os.Getenv("DATABASE_URL"); dsn != "" {
 			serverDSN = dsn
 			return
 		}
-		serverDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, local); err == nil {
+			c.Close(ctx)
+			serverDSN = local
+			return
+		}
+		// The server dies with the test process (devenv sets Pdeathsig).
+		p, err := devenv.StartPostgres(context.Background(), slog.Default())
+		if err != nil {
+			serverErr = err
+			return
+		}
+		serverDSN = p.DSN()
 	})
 	return serverDSN, serverErr
 }

@@ -1,0 +1,245 @@
+// Package app assembles payflow's parts into one running process: schema
+// migration, topics, the consumer feeding the worker, the sweeper, the
+// outbox relay and the HTTP server (API, PG webhooks, health, metrics). The
+// commands in cmd/payflow only gather configuration and call Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/payflow/payflow/consumer"
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/producer"
+	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/worker"
+)
+
+// Roles says which parts of payflow this process runs. `serve` runs all by
+// default; flags can split them across processes.
+type Roles struct {
+	Worker bool // consumer, worker and sweeper
+	Relay  bool // outbox relay
+	HTTP   bool // API, webhooks, health, metrics
+}
+
+// All runs every part.
+var All = Roles{Worker: true, Relay: true, HTTP: true}
+
+// Config is everything a payflow process needs.
+type Config struct {
+	Brokers     []string
+	DatabaseURL string
+	PG          pgclient.Client
+	HTTPAddr    string
+	// HTTPListener, when set, is used instead of listening on HTTPAddr.
+	HTTPListener net.Listener
+
+	WebhookSecrets string // PAYFLOW_PG_WEBHOOK_SECRET: whsec_ secrets, space separated
+	VaultKey       string // PAYFLOW_VAULT_KEY
+	PlatformToken  string
+	MerchantTokens map[string]string
+
+	Roles      Roles
+	Partitions int    // of the topics payflow creates when they are missing
+	GroupID    string // the consumer group
+
+	MaxInFlight   int
+	Lease         time.Duration
+	RetryBudget   time.Duration
+	SweepInterval time.Duration
+	// ReconcileAge is how long a placed bill waits for its webhook before
+	// reconciliation asks the PG; ReconcileInterval how often it looks.
+	ReconcileAge      time.Duration
+	ReconcileInterval time.Duration
+
+	Logger *slog.Logger
+	// Ready, when set, is called once every part has started.
+	Ready func()
+}
+
+func (c *Config) defaults() {
+	if c.Partitions <= 0 {
+		c.Partitions = 12
+	}
+	if c.GroupID == "" {
+		c.GroupID = "payflow"
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 5 * time.Second
+	}
+	if c.ReconcileAge <= 0 {
+		c.ReconcileAge = 5 * time.Minute
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Roles == (Roles{}) {
+		c.Roles = All
+	}
+}
+
+// Run runs payflow until ctx ends, then shuts down in order: stop consuming
+// and let in-flight requests finish, publish what they wrote, stop serving.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	log := cfg.Logger
+	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := producer.EnsureTopics(ctx, cfg.Brokers, producer.Topics(cfg.Partitions)); err != nil {
+		return err
+	}
+	methods, err := newMethodSource(st, cfg.VaultKey)
+	if err != nil {
+		return err
+	}
+	writer := producer.NewWriter(cfg.Brokers)
+	defer writer.Close()
+
+	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed}
+	wk := worker.New(worker.Config{
+		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
+		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget, Committed: relay.Wake,
+	})
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	if cfg.Roles.Relay {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = relay.Run(relayCtx) }()
+	}
+
+	var srv *http.Server
+	if cfg.Roles.HTTP {
+		srv, err = serveHTTP(cfg, st, methods, wk, errs)
+		if err != nil {
+			return err
+		}
+	}
+
+	workerDone := make(chan struct{})
+	if cfg.Roles.Worker {
+		cons := consumer.New(consumer.Config{
+			Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topic: events.TopicRequests,
+			Handler: func(ctx context.Context, m kafka.Message) error {
+				err := wk.Handle(ctx, m.Value)
+				if errors.Is(err, events.ErrUnparseable) {
+					return consumer.DeadLetter(err)
+				}
+				return err
+			},
+			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight, OnHandled: metrics.handledOne,
+		})
+		go func() {
+			defer close(workerDone)
+			var sw sync.WaitGroup
+			sw.Add(1)
+			sweepCtx, stopSweep := context.WithCancel(ctx)
+			sw.Add(2)
+			go func() { defer sw.Done(); wk.RunSweeper(sweepCtx, cfg.SweepInterval) }()
+			go func() { defer sw.Done(); wk.RunReconciler(sweepCtx, cfg.ReconcileInterval, cfg.ReconcileAge) }()
+			go func() {
+				defer sw.Done()
+				t := time.NewTicker(5 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-sweepCtx.Done():
+						return
+					case <-t.C:
+						metrics.consumerLag.Set(float64(cons.Stats().Lag))
+					}
+				}
+			}()
+			if err := cons.Run(ctx); err != nil {
+				errs <- err
+			}
+			stopSweep()
+			sw.Wait()
+		}()
+	} else {
+		close(workerDone)
+	}
+
+	log.Info("payflow running", "brokers", cfg.Brokers, "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		log.Error("payflow stopping on error", "err", runErr)
+	}
+
+	// Shut down in the order that loses nothing: the consumer first (its
+	// in-flight requests still write results), then one last relay pass
+	// for what they wrote, then HTTP.
+	<-workerDone
+	stopRelay()
+	wg.Wait()
+	if cfg.Roles.Relay {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for {
+			n, err := relay.PublishBatch(flushCtx)
+			if err != nil || n == 0 {
+				if err != nil {
+					log.Warn("final outbox flush incomplete; the next relay publishes the rest", "err", err)
+				}
+				break
+			}
+		}
+		cancel()
+	}
+	if srv != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(shutCtx)
+		cancel()
+	}
+	log.Info("payflow stopped")
+	return runErr
+}
+
+func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, errs chan<- error) (*http.Server, error) {
+	h, err := httpHandler(cfg, st, methods, wk)
+	if err != nil {
+		return nil, err
+	}
+	ln := cfg.HTTPListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("app: listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}()
+	return srv, nil
+}

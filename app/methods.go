@@ -1,0 +1,45 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/vault"
+)
+
+// methodSource gives the worker members' methods, opening billing keys with
+// the vault only at the moment of the PG call.
+type methodSource struct {
+	st    *store.Store
+	vault *vault.Vault
+}
+
+func newMethodSource(st *store.Store, key string) (*methodSource, error) {
+	if key == "" {
+		return nil, errors.New("app: PAYFLOW_VAULT_KEY is required (base64 of 32 random bytes)")
+	}
+	v, err := vault.New(key)
+	if err != nil {
+		return nil, err
+	}
+	return &methodSource{st: st, vault: v}, nil
+}
+
+func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.StoredMethod, error) {
+	sm, err := m.st.DefaultMethod(ctx, memberID)
+	if err != nil || sm == nil {
+		return nil, err
+	}
+	return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, nil
+}
+
+func (m *methodSource) BillingKey(ctx context.Context, methodID string) (string, error) {
+	sm, err := m.st.MethodByID(ctx, methodID)
+	if err != nil {
+		return "", err
+	}
+	key, err := m.vault.Open(sm.BillingKeyEnc, []byte(sm.ID))
+	return string(key), err
+}

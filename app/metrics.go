@@ -1,0 +1,57 @@
+package app
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are payflow's Prometheus metrics, in one registry per process
+// (not the global one, so tests can run several payflows side by side).
+type metricSet struct {
+	registry    *prometheus.Registry
+	handled     *prometheus.HistogramVec
+	webhooks    *prometheus.CounterVec
+	relayLag    prometheus.Histogram
+	consumerLag prometheus.Gauge
+}
+
+var metrics = newMetrics()
+
+func newMetrics() *metricSet {
+	m := &metricSet{
+		registry: prometheus.NewRegistry(),
+		handled: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "payflow_requests_handled_seconds", Help: "Time to handle one input request, by outcome (ok, retry).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"outcome"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payflow_webhooks_total", Help: "PG callbacks by provider and result (applied, duplicate, ignored, bad_signature, unknown_bill, amount_mismatch, ...).",
+		}, []string{"provider", "result"}),
+		relayLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from an outbox row's commit to its publication.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		consumerLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "payflow_consumer_lag_messages", Help: "Messages in payment.requests not yet fetched by this consumer.",
+		}),
+	}
+	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metricSet) webhook(provider, result string) {
+	m.webhooks.WithLabelValues(provider, result).Inc()
+}
+
+func (m *metricSet) handledOne(d time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "retry"
+	}
+	m.handled.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+func (m *metricSet) relayed(lag time.Duration) { m.relayLag.Observe(lag.Seconds()) }
