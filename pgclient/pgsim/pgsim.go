@@ -49,7 +49,9 @@ type Config struct {
 	// SettleDelay is when an accepted auto-pay becomes paid.
 	SettleDelay time.Duration
 	// KakaoPayDelay is when the simulated customer pays a KakaoTalk bill;
-	// zero means never (the bill waits for destruction or expiry).
+	// zero means never (the bill waits for destruction or expiry). A
+	// customer whose phone ends in 0000 never pays, so unpaid bills can be
+	// staged on purpose.
 	KakaoPayDelay time.Duration
 	// BillTTL expires unpaid KakaoTalk bills; zero means never.
 	BillTTL time.Duration
@@ -372,7 +374,7 @@ func (s *Sim) kakaoBill(body []byte) (any, *apiError) {
 	}
 	s.bills[req.BillID] = b
 	s.record(Entry{Op: OpKakaoBill, BillID: req.BillID, Amount: req.Amount, Outcome: "accepted"})
-	if s.cfg.KakaoPayDelay > 0 {
+	if s.cfg.KakaoPayDelay > 0 && !strings.HasSuffix(req.Phone, "0000") {
 		s.after(s.cfg.KakaoPayDelay, req.BillID, pgclient.StatusPaid)
 	}
 	return pgclient.Accepted{BillID: req.BillID, PGTxID: b.PGTxID}, nil

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/api"
+	"github.com/payflow/payflow/app"
+	"github.com/payflow/payflow/devenv"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
+	"github.com/payflow/payflow/stdwebhook"
+	"github.com/payflow/payflow/vault"
+)
+
+// devFlags are the fixed addresses of `dev` (and `demo`, `bench`).
+type devFlags struct {
+	kafkaAddr, httpAddr, pgsimAddr string
+	pgLatency                      time.Duration
+	kakaoPayDelay, settleDelay     time.Duration
+}
+
+func (f *devFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "address of the embedded Kafka broker")
+	cmd.Flags().StringVar(&f.httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", "127.0.0.1:8080"), "address of payflow's HTTP API")
+	cmd.Flags().StringVar(&f.pgsimAddr, "pgsim-addr", "127.0.0.1:8090", "address of the PG simulator")
+	cmd.Flags().DurationVar(&f.pgLatency, "pg-latency", 50*time.Millisecond, "the PG simulator's latency per call")
+	cmd.Flags().DurationVar(&f.kakaoPayDelay, "kakao-pay-delay", 2*time.Second, "when the simulated customer pays a KakaoTalk bill (0: never)")
+	cmd.Flags().DurationVar(&f.settleDelay, "settle-delay", 500*time.Millisecond, "when the simulator settles an accepted auto-pay")
+}
+
+// devEnv is a running dev stack.
+type devEnv struct {
+	Kafka          string
+	HTTP           string
+	PGSim          string
+	DatabaseURL    string
+	PlatformToken  string
+	MerchantTokens map[string]string
+	Sim            *pgsim.Sim
+	done           chan error
+	closers        []func()
+}
+
+func (d *devEnv) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// Wait returns when payflow stopped.
+func (d *devEnv) Wait() error { return <-d.done }
+
+// secretsFromEnv takes each secret from the environment, generating (and
+// reporting) the missing ones.
+type secrets struct {
+	webhook, vaultKey, platform, merchants string
+	generated                              []string
+}
+
+func loadSecrets() (secrets, error) {
+	s := secrets{
+		webhook: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), vaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
+		platform: os.Getenv("PAYFLOW_API_TOKEN"), merchants: os.Getenv("PAYFLOW_MERCHANT_TOKENS"),
+	}
+	if s.webhook == "" {
+		s.webhook = stdwebhook.NewSecret()
+		s.generated = append(s.generated, "PAYFLOW_PG_WEBHOOK_SECRET="+s.webhook)
+	}
+	if s.vaultKey == "" {
+		s.vaultKey = vault.GenerateKey()
+		s.generated = append(s.generated, "PAYFLOW_VAULT_KEY="+s.vaultKey)
+	}
+	if s.platform == "" {
+		s.platform = "pt_" + randomHex(16)
+		s.generated = append(s.generated, "PAYFLOW_API_TOKEN="+s.platform)
+	}
+	if s.merchants == "" {
+		s.merchants = "demo-merchant:mt_" + randomHex(16)
+		s.generated = append(s.generated, "PAYFLOW_MERCHANT_TOKENS="+s.merchants)
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startDev starts broker, database, simulator and payflow, and returns once
+// payflow reports ready.
+func startDev(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer) (*devEnv, error) {
+	sec, err := loadSecrets()
+	if err != nil {
+		return nil, err
+	}
+	merchants, err := api.ParseMerchantTokens(sec.merchants)
+	if err != nil {
+		return nil, err
+	}
+	d := &devEnv{PlatformToken: sec.platform, MerchantTokens: merchants, done: make(chan error, 1)}
+	fail := func(err error) (*devEnv, error) { d.Close(); return nil, err }
+
+	k, err := devenv.StartKafka(f.kafkaAddr)
+	if err != nil {
+		return fail(err)
+	}
+	d.closers = append(d.closers, k.Close)
+	d.Kafka = k.Addr()
+
+	pg, err := devenv.StartPostgres(ctx, log)
+	if err != nil {
+		return fail(err)
+	}
+	d.closers = append(d.closers, pg.Close)
+	d.DatabaseURL = pg.DSN()
+
+	httpLn, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen %s: %w", f.httpAddr, err))
+	}
+	simLn, err := net.Listen("tcp", f.pgsimAddr)
+	if err != nil {
+		httpLn.Close()
+		return fail(fmt.Errorf("listen %s: %w", f.pgsimAddr, err))
+	}
+	d.HTTP, d.PGSim = "http://"+httpLn.Addr().String(), "http://"+simLn.Addr().String()
+
+	if _, err := stdwebhook.ParseSecrets(sec.webhook); err != nil {
+		return fail(err)
+	}
+	sim, err := pgsim.New(pgsim.Config{
+		Latency: f.pgLatency, CallbackURL: d.HTTP + "/webhooks/pg/sim", WebhookSecret: firstField(sec.webhook),
+		SettleDelay: f.settleDelay, KakaoPayDelay: f.kakaoPayDelay, PublicURL: d.PGSim, Logger: log.With("part", "pgsim"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	d.Sim = sim
+	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = simSrv.Serve(simLn) }()
+	d.closers = append(d.closers, func() { _ = simSrv.Close(); sim.Close() })
+
+	ready := make(chan struct{})
+	runCtx, stop := context.WithCancel(ctx)
+	d.closers = append(d.closers, func() { stop(); <-d.done; d.done <- nil })
+	go func() {
+		d.done <- app.Run(runCtx, app.Config{
+			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, PG: pgclient.NewHTTPClient(d.PGSim),
+			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
+			PlatformToken: sec.platform, MerchantTokens: merchants, Logger: log,
+			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
+			Ready: func() { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-d.done:
+		d.done <- err
+		if err == nil {
+			err = errors.New("payflow stopped before it was ready")
+		}
+		return fail(err)
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	fmt.Fprintf(out, "payflow dev is ready\n")
+	fmt.Fprintf(out, "  kafka bootstrap   %s   (topics payment.requests, payment.events, payment.requests.dlq)\n", d.Kafka)
+	fmt.Fprintf(out, "  http api          %s\n", d.HTTP)
+	fmt.Fprintf(out, "  pg simulator      %s   (ledger: %s/sim/ledger)\n", d.PGSim, d.PGSim)
+	fmt.Fprintf(out, "  webhook url       %s/webhooks/pg/sim\n", d.HTTP)
+	fmt.Fprintf(out, "  platform token    %s\n", sec.platform)
+	for m, t := range merchants {
+		fmt.Fprintf(out, "  merchant token    %s  (merchant %s)\n", t, m)
+	}
+	for _, g := range sec.generated {
+		fmt.Fprintf(out, "  generated         %s\n", g)
+	}
+	return d, nil
+}
+
+func firstField(s string) string {
+	for i, c := range s {
+		if c == ' ' || c == ',' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+func devCmd() *cobra.Command {
+	var f devFlags
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process: embedded Kafka, Postgres, PG simulator and payflow",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(logFormat, slog.LevelInfo)
+			d, err := startDev(cmd.Context(), f, log, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	return cmd
+}

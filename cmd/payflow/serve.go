@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/api"
+	"github.com/payflow/payflow/app"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
+	"github.com/payflow/payflow/store"
+)
+
+func serveCmd() *cobra.Command {
+	var (
+		brokers, dsn, pgURL, httpAddr, logFormat string
+		worker, relay, httpOn                    bool
+		partitions, maxInFlight                  int
+		retryBudget, lease                       time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run payflow against real Kafka brokers and Postgres (worker, relay, HTTP API and webhooks)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(logFormat, slog.LevelInfo)
+			if brokers == "" || dsn == "" || pgURL == "" {
+				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
+			}
+			merchants, err := api.ParseMerchantTokens(os.Getenv("PAYFLOW_MERCHANT_TOKENS"))
+			if err != nil {
+				return err
+			}
+			return app.Run(cmd.Context(), app.Config{
+				Brokers: splitList(brokers), DatabaseURL: dsn, PG: pgclient.NewHTTPClient(pgURL), HTTPAddr: httpAddr,
+				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
+				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
+				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
+				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated")
+	fl.StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL")
+	fl.StringVar(&httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", ":8080"), "HTTP listen address")
+	fl.StringVar(&logFormat, "log-format", "json", "json or text")
+	fl.BoolVar(&worker, "worker", true, "run the consumer, worker, sweeper and reconciler")
+	fl.BoolVar(&relay, "relay", true, "run the outbox relay")
+	fl.BoolVar(&httpOn, "http", true, "serve the HTTP API and PG webhooks")
+	fl.IntVar(&partitions, "partitions", 12, "partitions of topics payflow creates when missing")
+	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests handled at once (different charges run concurrently)")
+	fl.DurationVar(&retryBudget, "pg-retry-budget", 30*time.Second, "how long one PG operation is retried")
+	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing")
+	return cmd
+}
+
+func migrateCmd() *cobra.Command {
+	var dsn string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply payflow's schema migrations to DATABASE_URL",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dsn == "" {
+				return errors.New("migrate needs DATABASE_URL or --database-url")
+			}
+			if err := store.Migrate(cmd.Context(), dsn); err != nil {
+				return err
+			}
+			cmd.Println("schema is up to date")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	return cmd
+}
+
+func pgsimCmd() *cobra.Command {
+	var cfg pgsim.Config
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "pgsim",
+		Short: "Run the PG simulator alone (signs webhooks with PAYFLOW_PG_WEBHOOK_SECRET)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.WebhookSecret = firstField(os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"))
+			if cfg.CallbackURL != "" && cfg.WebhookSecret == "" {
+				return errors.New("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
+			}
+			if cfg.PublicURL == "" {
+				cfg.PublicURL = "http://" + addr
+			}
+			cfg.Logger = newLogger("text", slog.LevelInfo)
+			sim, err := pgsim.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer sim.Close()
+			srv := &http.Server{Addr: addr, Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			go func() { <-cmd.Context().Done(); _ = srv.Close() }()
+			cfg.Logger.Info("pg simulator listening", "addr", addr, "callback_url", cfg.CallbackURL)
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "127.0.0.1:8090", "listen address")
+	fl.StringVar(&cfg.CallbackURL, "callback-url", "", "payflow's webhook URL, e.g. http://127.0.0.1:8080/webhooks/pg/sim")
+	fl.DurationVar(&cfg.Latency, "latency", 50*time.Millisecond, "latency added to every operation")
+	fl.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of calls answered 503 without executing (0..1)")
+	fl.Float64Var(&cfg.TimeoutRate, "timeout-rate", 0, "share of calls executed and then left unanswered (0..1)")
+	fl.Float64Var(&cfg.WebhookDropRate, "webhook-drop-rate", 0, "share of webhooks never sent (0..1)")
+	fl.DurationVar(&cfg.SettleDelay, "settle-delay", 500*time.Millisecond, "when an accepted auto-pay is paid")
+	fl.DurationVar(&cfg.KakaoPayDelay, "kakao-pay-delay", 2*time.Second, "when the simulated customer pays a KakaoTalk bill (0: never)")
+	fl.DurationVar(&cfg.BillTTL, "bill-ttl", 0, "when unpaid KakaoTalk bills expire (0: never)")
+	fl.StringVar(&cfg.PublicURL, "public-url", "", "base of bill pay URLs (default http://<addr>)")
+	return cmd
+}
