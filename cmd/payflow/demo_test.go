@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/pgclient/pgsim"
+)
+
+// The demo end to end, over real sockets: Kafka protocol, HTTP webhooks
+// signed per Standard Webhooks, Postgres. Every scenario must reach its end
+// state, and the simulator's ledger must show no bill charged twice.
+func TestDemoEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	t.Setenv("DATABASE_URL", testdb.NewDSN(t))
+	for _, v := range []string{"PAYFLOW_PG_WEBHOOK_SECRET", "PAYFLOW_VAULT_KEY", "PAYFLOW_API_TOKEN", "PAYFLOW_MERCHANT_TOKENS"} {
+		t.Setenv(v, "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0",
+		pgLatency: 5 * time.Millisecond, kakaoPayDelay: 300 * time.Millisecond, settleDelay: 100 * time.Millisecond}
+	d, err := startDev(ctx, f, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var out bytes.Buffer
+	if err := runDemo(ctx, d, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "13 of 13 scenarios") {
+		t.Fatalf("summary:\n%s", out.String())
+	}
+
+	resp, err := http.Get(d.PGSim + "/sim/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ledger []pgsim.Entry
+	if err := json.NewDecoder(resp.Body).Decode(&ledger); err != nil {
+		t.Fatal(err)
+	}
+	charged := map[string]int{}
+	for _, e := range ledger {
+		if (e.Op == pgsim.OpAutoPay || e.Op == pgsim.OpKakaoBill) && e.Outcome == "accepted" {
+			charged[e.BillID]++
+		}
+		if e.Outcome == "duplicate" {
+			t.Errorf("payflow sent a bill id twice: %+v", e)
+		}
+	}
+	for bill, n := range charged {
+		if n > 1 {
+			t.Errorf("bill %s charged %d times", bill, n)
+		}
+	}
+	if len(charged) < 6 {
+		t.Fatalf("ledger shows only %d placed bills", len(charged))
+	}
+}
