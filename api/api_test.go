@@ -204,4 +204,3 @@ func TestBillURLIsCachedWhileValid(t *testing.T) {
 		t.Fatalf("another merchant's bill url: %d", rec.Code)
 	}
 }
-
