@@ -1,17 +1,66 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/bench"
 )
 
 func benchCmd() *cobra.Command {
-	return &cobra.Command{
+	w := bench.W1
+	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
+	var maxInFlight int
+	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Run the load benchmark (workload W1, see docs/benchmarks.md)",
+		Short: "Run the load benchmark (workload W1 by default; see docs/benchmarks.md)",
+		Long: `Runs payflow self-contained (embedded broker, Postgres from DATABASE_URL or a
+throwaway server, the PG simulator over loopback HTTP), publishes the workload
+through Kafka, waits for every result on payment.events and reports throughput,
+latency percentiles, relay lag, peak RSS, duplicates and missing results, and
+the Postgres ceiling measured in the same run.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return errors.New("bench: not built yet")
+			out := cmd.OutOrStdout()
+			log := newLogger("text", slog.LevelWarn)
+			ctx := cmd.Context()
+			d, err := startDevWith(ctx, f, log, io.Discard, maxInFlight)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			host, _ := os.Hostname()
+			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
+				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
+			rep, err := bench.Run(ctx, bench.Target{
+				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL,
+				RegisterMember: func(ctx context.Context, member string) error {
+					return registerMethod(ctx, d, member, "bk_bench_"+member)
+				},
+			}, w, out)
+			if err != nil {
+				return err
+			}
+			rep.Print(out)
+			if rep.Missing > 0 || rep.Duplicates > 0 {
+				return fmt.Errorf("bench: %d missing and %d duplicate results", rep.Missing, rep.Duplicates)
+			}
+			return nil
 		},
 	}
+	fl := cmd.Flags()
+	fl.IntVar(&w.Charges, "charges", w.Charges, "charge events to publish")
+	fl.IntVar(&w.Customers, "customers", w.Customers, "distinct customers")
+	fl.Float64Var(&w.MemberRate, "member-rate", w.MemberRate, "share of customers who are members with a stored method")
+	fl.DurationVar(&w.Timeout, "timeout", w.Timeout, "give up waiting for results after this long")
+	fl.IntVar(&w.CeilingClients, "ceiling-clients", w.CeilingClients, "clients of the Postgres ceiling loop (0 skips it)")
+	fl.DurationVar(&w.CeilingDuration, "ceiling-duration", w.CeilingDuration, "how long the ceiling loop runs")
+	fl.DurationVar(&f.pgLatency, "pg-latency", 50*time.Millisecond, "the PG simulator's latency per call")
+	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests payflow handles at once")
+	return cmd
 }

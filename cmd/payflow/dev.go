@@ -102,6 +102,11 @@ func randomHex(n int) string {
 // startDev starts broker, database, simulator and payflow, and returns once
 // payflow reports ready.
 func startDev(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer) (*devEnv, error) {
+	return startDevWith(ctx, f, log, out, 0)
+}
+
+// startDevWith is startDev with payflow's in-flight bound (0: default).
+func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer, maxInFlight int) (*devEnv, error) {
 	sec, err := loadSecrets()
 	if err != nil {
 		return nil, err
@@ -162,6 +167,7 @@ func startDev(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer) 
 			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
 			PlatformToken: sec.platform, MerchantTokens: merchants, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
+			MaxInFlight: maxInFlight,
 			Ready: func() { close(ready) },
 		})
 	}()

@@ -1,0 +1,354 @@
+// Package bench owns payflow's load benchmark (workload W1 and its
+// variants): it drives a running payflow through Kafka exactly as upstream
+// services do, reads every result from payment.events as a downstream
+// consumer does, and measures, in the same run, the Postgres ceiling that
+// bounds any design of this kind: a plain pgx loop of the same
+// state-row + outbox-row transaction.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/payflow/payflow/events"
+)
+
+// Workload describes a run.
+type Workload struct {
+	Charges    int     // charge events to publish
+	Customers  int     // distinct customers
+	MemberRate float64 // share of customers who are members with a stored method
+	Merchant   string
+	Timeout    time.Duration // give up waiting for results after this long
+	// CeilingClients and CeilingDuration configure the Postgres ceiling
+	// measurement (0 clients skips it).
+	CeilingClients  int
+	CeilingDuration time.Duration
+}
+
+// W1 is the reference workload.
+var W1 = Workload{Charges: 20000, Customers: 5000, MemberRate: 0.7, Merchant: "bench-merchant",
+	Timeout: 5 * time.Minute, CeilingClients: 32, CeilingDuration: 5 * time.Second}
+
+// Target is the payflow under test.
+type Target struct {
+	Brokers     []string
+	DatabaseURL string
+	// Member returns the member id of customer i; RegisterMember stores a
+	// usable method for it before the run.
+	RegisterMember func(ctx context.Context, memberID string) error
+}
+
+// Report is what a run measured.
+type Report struct {
+	Charges, Results, Duplicates, Missing, Failed, Rejected int
+	Elapsed                                                 time.Duration
+	Throughput                                              float64 // results per second
+	P50, P95, P99                                           time.Duration
+	RelayLagP99                                             time.Duration // result committed → consumed
+	PeakRSSMB                                               float64
+	CeilingTPS                                              float64
+	ByMethod                                                map[string]int
+}
+
+// Run publishes the workload and waits for every result.
+func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report, error) {
+	rep := Report{Charges: w.Charges, ByMethod: map[string]int{}}
+	members := int(float64(w.Customers) * w.MemberRate)
+	fmt.Fprintf(progress, "registering %d members with stored methods...\n", members)
+	for i := 0; i < members; i++ {
+		if err := t.RegisterMember(ctx, memberID(i)); err != nil {
+			return rep, err
+		}
+	}
+
+	run := uuid.NewString()[:8]
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: t.Brokers, GroupID: "bench-" + run, Topic: events.TopicEvents,
+		MaxWait: 50 * time.Millisecond, StartOffset: kafka.LastOffset, QueueCapacity: 10000, MaxBytes: 16 << 20})
+	defer r.Close()
+
+	type result struct {
+		at       time.Time
+		eventAt  time.Time
+		typ, id  string
+		method   string
+		chargeID string
+	}
+	sent := make([]time.Time, w.Charges)
+	var firstSend time.Time
+	results := make(chan result, 10000)
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go func() {
+		defer close(results)
+		for {
+			m, err := r.ReadMessage(rctx)
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			var ev struct {
+				ID, Type, Subject, Time string
+				Data                    struct {
+					Method string `json:"method"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(m.Value, &ev) != nil || !strings.HasPrefix(ev.Subject, run+"-") {
+				continue
+			}
+			at, _ := time.Parse(time.RFC3339Nano, ev.Time)
+			results <- result{at: now, eventAt: at, typ: ev.Type, id: ev.ID, method: ev.Data.Method, chargeID: ev.Subject}
+		}
+	}()
+	// Wait until the reader has joined and sits at the end of the topic.
+	time.Sleep(2 * time.Second)
+
+	fmt.Fprintf(progress, "publishing %d charges...\n", w.Charges)
+	wr := &kafka.Writer{Addr: kafka.TCP(t.Brokers...), Topic: events.TopicRequests, Balancer: &kafka.Hash{},
+		BatchTimeout: 2 * time.Millisecond, BatchSize: 500, RequiredAcks: kafka.RequireAll}
+	defer wr.Close()
+	var pubErr atomic.Value
+	go func() {
+		firstSend = time.Now()
+		const batch = 500
+		for start := 0; start < w.Charges; start += batch {
+			end := min(start+batch, w.Charges)
+			msgs := make([]kafka.Message, 0, end-start)
+			now := time.Now()
+			for i := start; i < end; i++ {
+				sent[i] = now
+				id := run + "-" + strconv.Itoa(i)
+				msgs = append(msgs, kafka.Message{Key: []byte(id), Value: chargeEvent(w, i, id)})
+			}
+			if err := wr.WriteMessages(ctx, msgs...); err != nil {
+				pubErr.Store(err)
+				return
+			}
+		}
+	}()
+
+	seenEvent := map[string]bool{}
+	resultOf := map[string]string{}
+	var lat, lag []time.Duration
+	var last time.Time
+	deadline := time.After(w.Timeout)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+wait:
+	for len(resultOf) < w.Charges {
+		select {
+		case res, ok := <-results:
+			if !ok {
+				break wait
+			}
+			if seenEvent[res.id] {
+				continue // a redelivered event: consumers dedupe by id
+			}
+			seenEvent[res.id] = true
+			if _, dup := resultOf[res.chargeID]; dup {
+				rep.Duplicates++
+				continue
+			}
+			resultOf[res.chargeID] = res.typ
+			i, _ := strconv.Atoi(strings.TrimPrefix(res.chargeID, run+"-"))
+			lat = append(lat, res.at.Sub(sent[i]))
+			if !res.eventAt.IsZero() {
+				lag = append(lag, res.at.Sub(res.eventAt))
+			}
+			last = res.at
+			switch res.typ {
+			case events.TypeChargeProcessed:
+				rep.ByMethod[res.method]++
+			case events.TypeChargeFailed:
+				rep.Failed++
+			case events.TypeRejected:
+				rep.Rejected++
+			}
+		case <-tick.C:
+			fmt.Fprintf(progress, "  %d/%d results\n", len(resultOf), w.Charges)
+		case <-deadline:
+			break wait
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
+	}
+	if err, _ := pubErr.Load().(error); err != nil {
+		return rep, fmt.Errorf("bench: publish: %w", err)
+	}
+	// Late duplicates would arrive shortly after: look for them.
+	grace := time.After(2 * time.Second)
+drain:
+	for {
+		select {
+		case res, ok := <-results:
+			if !ok {
+				break drain
+			}
+			if !seenEvent[res.id] {
+				seenEvent[res.id] = true
+				if _, dup := resultOf[res.chargeID]; dup {
+					rep.Duplicates++
+				}
+			}
+		case <-grace:
+			break drain
+		}
+	}
+	rep.Results = len(resultOf)
+	rep.Missing = w.Charges - rep.Results
+	rep.Elapsed = last.Sub(firstSend)
+	if rep.Elapsed > 0 {
+		rep.Throughput = float64(rep.Results) / rep.Elapsed.Seconds()
+	}
+	rep.P50, rep.P95, rep.P99 = pct(lat, 50), pct(lat, 95), pct(lat, 99)
+	rep.RelayLagP99 = pct(lag, 99)
+	rep.PeakRSSMB = peakRSSMB()
+
+	if w.CeilingClients > 0 {
+		fmt.Fprintf(progress, "measuring the Postgres ceiling (%d clients, %s)...\n", w.CeilingClients, w.CeilingDuration)
+		tps, err := Ceiling(ctx, t.DatabaseURL, w.CeilingClients, w.CeilingDuration)
+		if err != nil {
+			return rep, err
+		}
+		rep.CeilingTPS = tps
+	}
+	return rep, nil
+}
+
+func memberID(i int) string { return "bench-member-" + strconv.Itoa(i) }
+
+func chargeEvent(w Workload, i int, chargeID string) []byte {
+	cust := i % w.Customers
+	c := map[string]any{"phone": fmt.Sprintf("010-%04d-%04d", cust/10000, cust%10000+1), "name": "Customer"}
+	if cust < int(float64(w.Customers)*w.MemberRate) {
+		c["member_id"] = memberID(cust)
+	}
+	b, _ := json.Marshal(map[string]any{
+		"specversion": "1.0", "id": uuid.NewString(), "source": "bench", "type": events.TypeChargeRequested, "subject": chargeID,
+		"datacontenttype": "application/json",
+		"data": map[string]any{"merchant_id": w.Merchant, "charge_id": chargeID, "amount": 1000 + i%50000, "currency": "KRW",
+			"order_name": "bench order", "customer": c},
+	})
+	return b
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	idx := (len(s)*p + 99) / 100
+	if idx > 0 {
+		idx--
+	}
+	return s[idx]
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM).
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// Ceiling measures how many state-row + outbox-row transactions Postgres
+// commits per second from clients goroutines: the work payflow must do per
+// result, with nothing else around it.
+func Ceiling(ctx context.Context, dsn string, clients int, d time.Duration) (float64, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return 0, err
+	}
+	cfg.MaxConns = int32(clients)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS bench_state, bench_outbox;
+		CREATE TABLE bench_state (id bigint PRIMARY KEY, state text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+		CREATE TABLE bench_outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id uuid NOT NULL UNIQUE,
+			key bytea NOT NULL, value bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
+		INSERT INTO bench_state SELECT g, 'placing' FROM generate_series(1, 100000) g`); err != nil {
+		return 0, err
+	}
+	defer pool.Exec(context.Background(), `DROP TABLE IF EXISTS bench_state, bench_outbox`)
+	value := make([]byte, 300)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	cctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var firstErr atomic.Value
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; cctx.Err() == nil; i++ {
+				id := int64(c*1_000_000+i)%100000 + 1
+				tx, err := pool.Begin(cctx)
+				if err != nil {
+					break
+				}
+				_, err = tx.Exec(cctx, `UPDATE bench_state SET state = 'requested', updated_at = now() WHERE id = $1`, id)
+				if err == nil {
+					_, err = tx.Exec(cctx, `INSERT INTO bench_outbox (event_id, key, value) VALUES ($1, $2, $3)`, uuid.New(), []byte("k"), value)
+				}
+				if err == nil {
+					err = tx.Commit(cctx)
+				} else {
+					_ = tx.Rollback(context.Background())
+				}
+				if err != nil {
+					if cctx.Err() == nil {
+						firstErr.Store(err)
+					}
+					break
+				}
+				n.Add(1)
+			}
+		}(c)
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return float64(n.Load()) / d.Seconds(), nil
+}
+
+// Print writes the report as the table docs/benchmarks.md records.
+func (r Report) Print(out io.Writer) {
+	fmt.Fprintf(out, "\nresults           %d of %d (missing %d, duplicates %d, failed %d, rejected %d)\n", r.Results, r.Charges, r.Missing, r.Duplicates, r.Failed, r.Rejected)
+	fmt.Fprintf(out, "by method         %v\n", r.ByMethod)
+	fmt.Fprintf(out, "elapsed           %s\n", r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(out, "throughput        %.0f charges/s\n", r.Throughput)
+	fmt.Fprintf(out, "latency           p50 %s  p95 %s  p99 %s (request published → result consumed)\n", r.P50.Round(time.Millisecond), r.P95.Round(time.Millisecond), r.P99.Round(time.Millisecond))
+	fmt.Fprintf(out, "relay lag p99     %s (result committed → consumed)\n", r.RelayLagP99.Round(time.Millisecond))
+	fmt.Fprintf(out, "peak RSS          %.0f MB (whole process: payflow, embedded broker, PG simulator)\n", r.PeakRSSMB)
+	if r.CeilingTPS > 0 {
+		fmt.Fprintf(out, "postgres ceiling  %.0f tx/s (state row + outbox row, plain pgx loop)\n", r.CeilingTPS)
+		fmt.Fprintf(out, "payflow/ceiling   %.0f%%\n", 100*r.Throughput/r.CeilingTPS)
+	}
+}
