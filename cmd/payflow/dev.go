@@ -168,7 +168,7 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 			PlatformToken: sec.platform, MerchantTokens: merchants, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
 			MaxInFlight: maxInFlight,
-			Ready: func() { close(ready) },
+			Ready:       func() { close(ready) },
 		})
 	}()
 	select {
