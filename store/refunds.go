@@ -166,7 +166,7 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 		var billID string
 		// Lock the charge first (outbox ordering), then finish the refund.
 		err := tx.QueryRow(ctx, `SELECT r.charge_pk, r.bill_id, r.amount FROM refunds r
-			JOIN charges c ON c.id = r.charge_pk WHERE r.id = $1 AND r.status = 'pending' FOR UPDATE OF c, r`, pk).
+			JOIN charges c ON c.id = r.charge_pk WHERE r.id = $1 AND r.status = 'pending' FOR NO KEY UPDATE OF c, r`, pk).
 			Scan(&chargePK, &billID, &amount)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrStale

@@ -48,7 +48,7 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 		var status string
 		// Lock the charge, then the old bill: refunds of it wait for us.
 		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved
-			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR UPDATE OF c, b`, r.OldBillID).Scan(&status, &refundable); err != nil {
+			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID).Scan(&status, &refundable); err != nil {
 			return err
 		}
 		if status != string(payflow.BillPaid) {

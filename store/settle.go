@@ -67,7 +67,7 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 		err := tx.QueryRow(ctx, `SELECT c.id, c.merchant_id, c.charge_id, coalesce(c.current_bill_id, ''),
 				b.method, b.status, coalesce(b.fallback_reason, ''), b.amount, coalesce(b.pg_tx_id, '')
 			FROM bills b JOIN charges c ON c.id = b.charge_pk
-			WHERE b.bill_id = $1 FOR UPDATE OF c, b`, st.BillID).
+			WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, st.BillID).
 			Scan(&pk, &merchant, &chargeID, &currentBill, &method, &status, &fb, &amount, &txID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
@@ -166,7 +166,7 @@ func (s *Store) TouchAwaiting(ctx context.Context, billID string) error {
 // and msgs are written, in one transaction.
 func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID string, msgs []outbox.Message) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR UPDATE`, chargePK); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR NO KEY UPDATE`, chargePK); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = now(), updated_at = now()
