@@ -27,12 +27,20 @@ func newMethodSource(st *store.Store, key string) (*methodSource, error) {
 	return &methodSource{st: st, vault: v}, nil
 }
 
-func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.StoredMethod, error) {
+func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error) {
 	sm, err := m.st.DefaultMethod(ctx, memberID)
 	if err != nil || sm == nil {
-		return nil, err
+		return nil, "", err
 	}
-	return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, nil
+	if sm.Status != payflow.MethodActive {
+		return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, "", nil
+	}
+	key, err := m.vault.Open(sm.BillingKeyEnc, []byte(sm.ID))
+	if err != nil {
+		// An unreadable key makes the method unusable, not the charge.
+		return &payflow.StoredMethod{ID: sm.ID, Status: payflow.MethodInvalid}, "", nil
+	}
+	return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, string(key), nil
 }
 
 func (m *methodSource) BillingKey(ctx context.Context, methodID string) (string, error) {

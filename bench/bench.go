@@ -32,7 +32,10 @@ type Workload struct {
 	Customers  int     // distinct customers
 	MemberRate float64 // share of customers who are members with a stored method
 	Merchant   string
-	Timeout    time.Duration // give up waiting for results after this long
+	// Rate paces publishing (charges per second); 0 publishes everything at
+	// once, which measures throughput but makes latency a queueing figure.
+	Rate    float64
+	Timeout time.Duration // give up waiting for results after this long
 	// CeilingClients and CeilingDuration configure the Postgres ceiling
 	// measurement (0 clients skips it).
 	CeilingClients  int
@@ -123,8 +126,15 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 	var pubErr atomic.Value
 	go func() {
 		firstSend = time.Now()
-		const batch = 500
+		batch := 500
+		if w.Rate > 0 {
+			batch = max(1, int(w.Rate/100)) // ten-millisecond slices
+		}
 		for start := 0; start < w.Charges; start += batch {
+			if w.Rate > 0 {
+				due := firstSend.Add(time.Duration(float64(start) / w.Rate * float64(time.Second)))
+				time.Sleep(time.Until(due))
+			}
 			end := min(start+batch, w.Charges)
 			msgs := make([]kafka.Message, 0, end-start)
 			now := time.Now()

@@ -37,18 +37,13 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 	}
 	hash := req.Fingerprint()
 
-	// Cheap check first: a redelivery needs no decision.
-	existing, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
-	if err == nil {
-		return w.again(ctx, env, existing, hash)
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-
+	// Decide first and insert: a new charge (the common case) costs one
+	// read and one write before the PG call; a redelivery finds the row.
 	var method *payflow.StoredMethod
+	var key string
 	if req.Customer.MemberID != "" {
-		if method, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
+		var err error
+		if method, key, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
 			return fmt.Errorf("worker: default method: %w", err)
 		}
 	}
@@ -60,20 +55,24 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	if !created { // a concurrent delivery won the insert
+	if !created { // a redelivery, a producer retry, or the same id reused
 		existing, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
 		if err != nil {
 			return err
 		}
 		return w.again(ctx, env, existing, hash)
 	}
-	c, err := w.cfg.Store.ChargeByPK(ctx, pk)
-	if err != nil {
-		return err
-	}
-	w.log.Info("charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
+	bill.ChargePK = pk
+	c := store.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: hash, RequestEventID: env.ID,
+		Amount: req.Amount, OrderName: req.OrderName, MemberID: req.Customer.MemberID, Phone: req.Customer.Phone,
+		CustomerName: req.Customer.Name, State: payflow.StatePlacing, LeaseOwner: w.cfg.Owner, Bill: bill}
+	w.log.Debug("charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
 		"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
-	return w.driveClaimed(ctx, c, false)
+	if _, busy := w.driving.LoadOrStore(c.PK, true); busy {
+		return nil
+	}
+	defer w.driving.Delete(c.PK)
+	return w.drive(ctx, c, false, key)
 }
 
 // again handles a charge request whose (merchant_id, charge_id) is known.
@@ -109,15 +108,7 @@ func (w *Worker) resume(ctx context.Context, pk int64) error {
 	if c.State != payflow.StatePlacing {
 		return nil
 	}
-	return w.drive(ctx, c, true)
-}
-
-func (w *Worker) driveClaimed(ctx context.Context, c store.Charge, lookupFirst bool) error {
-	if _, busy := w.driving.LoadOrStore(c.PK, true); busy {
-		return nil
-	}
-	defer w.driving.Delete(c.PK)
-	return w.drive(ctx, c, lookupFirst)
+	return w.drive(ctx, c, true, "")
 }
 
 // outcome is how one bill's placement ended.
@@ -131,12 +122,13 @@ type outcome struct {
 }
 
 // drive places the charge's current bill until the charge leaves placing.
-// The caller holds the lease.
-func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool) error {
+// The caller holds the lease. key is the auto-pay billing key when the
+// caller already has it.
+func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, key string) error {
 	bill := c.Bill
 	attempts := c.Attempts
 	for {
-		out := w.place(ctx, c, bill, lookupFirst)
+		out := w.place(ctx, c, bill, lookupFirst, key)
 		attempts += out.attempts
 		switch {
 		case out.accepted:
@@ -194,7 +186,7 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 		return err
 	}
 	w.cfg.Committed()
-	w.log.Info("charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
+	w.log.Debug("charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
 		"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
 	return nil
 }
@@ -202,7 +194,7 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 // place asks the PG for one bill, with retries. Before any attempt that
 // follows one whose outcome is unknown (a timeout, a 5xx, a duplicate bill
 // id) it looks the bill up, so a bill is never placed twice.
-func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool) outcome {
+func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
 	needLookup := lookupFirst
 	var lastErr error
@@ -224,7 +216,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 			needLookup = false // the PG never got it: placing it is safe
 		}
 		out.attempts++
-		acc, err := w.call(ctx, c, bill)
+		acc, err := w.call(ctx, c, bill, key)
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
 			return nil
@@ -261,9 +253,12 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 }
 
 // call performs the bill's PG operation.
-func (w *Worker) call(ctx context.Context, c store.Charge, bill store.Bill) (pgclient.Accepted, error) {
+func (w *Worker) call(ctx context.Context, c store.Charge, bill store.Bill, key string) (pgclient.Accepted, error) {
 	if bill.Method == payflow.MethodAutoPay {
-		key, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
+		var err error
+		if key == "" {
+			key, err = w.cfg.Methods.BillingKey(ctx, bill.MethodID)
+		}
 		if err != nil {
 			// The method was deleted or its key cannot be read: it is not
 			// usable, which is a reason to fall back, not to fail.

@@ -134,7 +134,7 @@ func (w *Worker) repayBill(ctx context.Context, rp store.Repay) (store.Bill, err
 	}
 	var method *payflow.StoredMethod
 	if c.MemberID != "" {
-		if method, err = w.cfg.Methods.Default(ctx, c.MemberID); err != nil {
+		if method, _, err = w.cfg.Methods.Default(ctx, c.MemberID); err != nil {
 			return store.Bill{}, err
 		}
 	}

@@ -25,10 +25,11 @@ import (
 
 // Methods is what the worker needs of members' payment methods.
 type Methods interface {
-	// Default returns the member's default method, or nil when there is
-	// none.
-	Default(ctx context.Context, memberID string) (*payflow.StoredMethod, error)
-	// BillingKey returns a method's decrypted billing key.
+	// Default returns the member's default method with its decrypted
+	// billing key (one read on the hot path), or nil when there is none.
+	Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error)
+	// BillingKey returns a method's decrypted billing key, for a charge
+	// resumed after a crash.
 	BillingKey(ctx context.Context, methodID string) (string, error)
 }
 

@@ -177,11 +177,12 @@ type methods map[string]string
 
 func methodID(member string) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(member)).String() }
 
-func (m methods) Default(_ context.Context, member string) (*payflow.StoredMethod, error) {
-	if _, ok := m[member]; !ok {
-		return nil, nil
+func (m methods) Default(_ context.Context, member string) (*payflow.StoredMethod, string, error) {
+	key, ok := m[member]
+	if !ok {
+		return nil, "", nil
 	}
-	return &payflow.StoredMethod{ID: methodID(member), Status: payflow.MethodActive}, nil
+	return &payflow.StoredMethod{ID: methodID(member), Status: payflow.MethodActive}, key, nil
 }
 
 func (m methods) BillingKey(_ context.Context, id string) (string, error) {

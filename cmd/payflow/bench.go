@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +18,7 @@ func benchCmd() *cobra.Command {
 	w := bench.W1
 	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
 	var maxInFlight int
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the load benchmark (workload W1 by default; see docs/benchmarks.md)",
@@ -29,6 +31,17 @@ the Postgres ceiling measured in the same run.`,
 			out := cmd.OutOrStdout()
 			log := newLogger("text", slog.LevelWarn)
 			ctx := cmd.Context()
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			d, err := startDevWith(ctx, f, log, io.Discard, maxInFlight)
 			if err != nil {
 				return err
@@ -62,5 +75,7 @@ the Postgres ceiling measured in the same run.`,
 	fl.DurationVar(&w.CeilingDuration, "ceiling-duration", w.CeilingDuration, "how long the ceiling loop runs")
 	fl.DurationVar(&f.pgLatency, "pg-latency", 50*time.Millisecond, "the PG simulator's latency per call")
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests payflow handles at once")
+	fl.Float64Var(&w.Rate, "rate", 0, "publish at this many charges per second (0: all at once)")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process to this file")
 	return cmd
 }
