@@ -117,9 +117,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer writer.Close()
 
 	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed}
+	notifier := outbox.NewNotifier(st.Pool)
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
-		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget, Committed: relay.Wake,
+		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
+		Committed: func() { relay.Wake(); notifier.Signal() },
 	})
 
 	var wg sync.WaitGroup
@@ -130,6 +132,8 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = relay.Run(relayCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); notifier.Run(relayCtx) }()
 
 	var srv *http.Server
 	if cfg.Roles.HTTP {

@@ -5,7 +5,9 @@
 //
 // Ordering rests on one invariant kept by every writer: a transaction that
 // changes a charge locks the charge's row before it inserts its outbox rows,
-// so two transactions of the same charge take outbox ids in commit order.
+// so two transactions of the same charge take outbox ids in commit order
+// (rows of a charge are locked FOR NO KEY UPDATE: enough to order writers,
+// without conflicting with foreign-key checks).
 // The relay reads rows that are still unpublished (not "ids above the last
 // one published", which skips rows of transactions that took an id early and
 // committed late) in id order, and only one relay publishes at a time.
@@ -34,15 +36,12 @@ type Execer interface {
 }
 
 // InsertSQL inserts the messages passed as four parallel arrays ($1 event
-// ids, $2 topics, $3 keys, $4 values) and notifies the relay. A message whose
-// event id is already present is skipped: the same transition written twice
-// yields one event.
-const InsertSQL = `WITH o AS (
-	INSERT INTO outbox (event_id, topic, key, value)
+// ids, $2 topics, $3 keys, $4 values). A message whose event id is already
+// present is skipped: the same transition written twice yields one event.
+// It does not NOTIFY: see Notifier.
+const InsertSQL = `INSERT INTO outbox (event_id, topic, key, value)
 	SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
-	ON CONFLICT (event_id) DO NOTHING
-	RETURNING 1)
-SELECT pg_notify('` + Channel + `', '') FROM (SELECT 1 FROM o LIMIT 1) n`
+	ON CONFLICT (event_id) DO NOTHING`
 
 // Insert writes msgs with db, normally inside the transaction that makes the
 // change they report.

@@ -128,6 +128,8 @@ func TestRelayDoesNotSkipALateCommit(t *testing.T) {
 	}
 }
 
+// The relays run in other processes than the writer: only the NOTIFY can
+// wake them before their (here, one-minute) poll.
 func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
 	db := testdb.Pool(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,6 +146,9 @@ func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
 	if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return outbox.Insert(ctx, tx, msg("c", "x")) }); err != nil {
 		t.Fatal(err)
 	}
+	n := outbox.NewNotifier(db)
+	go n.Run(ctx)
+	n.Signal()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(pubA.ids())+len(pubB.ids()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

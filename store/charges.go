@@ -197,12 +197,9 @@ WITH c AS (
 	INSERT INTO outbox (event_id, topic, key, value)
 	SELECT e.* FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[]) e, c
 	ON CONFLICT (event_id) DO NOTHING
-	RETURNING 1
-), n AS (
-	SELECT pg_notify('`+outbox.Channel+`', '') FROM (SELECT 1 FROM o LIMIT 1) one
 )
-SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM n)`,
-		args...).Scan(&n, new(int))
+SELECT count(*) FROM c`,
+		args...).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("store: finish placing: %w", err)
 	}
