@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/events"
@@ -50,9 +53,10 @@ var W1 = Workload{Charges: 20000, Customers: 5000, MemberRate: 0.7, Merchant: "b
 type Target struct {
 	Brokers     []string
 	DatabaseURL string
-	// Member returns the member id of customer i; RegisterMember stores a
-	// usable method for it before the run.
+	// RegisterMember stores a usable method for a member before the run.
 	RegisterMember func(ctx context.Context, memberID string) error
+	// MetricsURL is payflow's /metrics, read for the relay's own lag.
+	MetricsURL string
 }
 
 // Report is what a run measured.
@@ -61,7 +65,8 @@ type Report struct {
 	Elapsed                                                 time.Duration
 	Throughput                                              float64 // results per second
 	P50, P95, P99                                           time.Duration
-	RelayLagP99                                             time.Duration // result committed → consumed
+	ConsumedLagP99                                          time.Duration // result committed → consumed downstream
+	RelayLagP50, RelayLagP99                                time.Duration // result committed → published (payflow's histogram)
 	PeakRSSMB                                               float64
 	CeilingTPS                                              float64
 	ByMethod                                                map[string]int
@@ -224,7 +229,10 @@ drain:
 		rep.Throughput = float64(rep.Results) / rep.Elapsed.Seconds()
 	}
 	rep.P50, rep.P95, rep.P99 = pct(lat, 50), pct(lat, 95), pct(lat, 99)
-	rep.RelayLagP99 = pct(lag, 99)
+	rep.ConsumedLagP99 = pct(lag, 99)
+	if t.MetricsURL != "" {
+		rep.RelayLagP50, rep.RelayLagP99 = relayLag(ctx, t.MetricsURL)
+	}
 	rep.PeakRSSMB = peakRSSMB()
 
 	if w.CeilingClients > 0 {
@@ -355,10 +363,50 @@ func (r Report) Print(out io.Writer) {
 	fmt.Fprintf(out, "elapsed           %s\n", r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "throughput        %.0f charges/s\n", r.Throughput)
 	fmt.Fprintf(out, "latency           p50 %s  p95 %s  p99 %s (request published → result consumed)\n", r.P50.Round(time.Millisecond), r.P95.Round(time.Millisecond), r.P99.Round(time.Millisecond))
-	fmt.Fprintf(out, "relay lag p99     %s (result committed → consumed)\n", r.RelayLagP99.Round(time.Millisecond))
+	fmt.Fprintf(out, "relay lag         p50 %s  p99 %s (result committed → published, payflow_outbox_relay_lag_seconds)\n", r.RelayLagP50.Round(time.Millisecond), r.RelayLagP99.Round(time.Millisecond))
+	fmt.Fprintf(out, "consumed lag p99  %s (result committed → read by a downstream consumer)\n", r.ConsumedLagP99.Round(time.Millisecond))
 	fmt.Fprintf(out, "peak RSS          %.0f MB (whole process: payflow, embedded broker, PG simulator)\n", r.PeakRSSMB)
 	if r.CeilingTPS > 0 {
 		fmt.Fprintf(out, "postgres ceiling  %.0f tx/s (state row + outbox row, plain pgx loop)\n", r.CeilingTPS)
 		fmt.Fprintf(out, "payflow/ceiling   %.0f%%\n", 100*r.Throughput/r.CeilingTPS)
 	}
+}
+
+// relayLag reads payflow's relay-lag histogram and estimates quantiles by
+// linear interpolation within buckets, as Prometheus's histogram_quantile
+// does.
+func relayLag(ctx context.Context, url string) (p50, p99 time.Duration) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, 0
+	}
+	f := fams["payflow_outbox_relay_lag_seconds"]
+	if f == nil || len(f.Metric) == 0 {
+		return 0, 0
+	}
+	h := f.Metric[0].GetHistogram()
+	q := func(p float64) time.Duration {
+		total := float64(h.GetSampleCount())
+		rank, prevUpper, prevCount := p*total, 0.0, 0.0
+		for _, b := range h.GetBucket() {
+			c := float64(b.GetCumulativeCount())
+			if c >= rank {
+				frac := 0.0
+				if c > prevCount {
+					frac = (rank - prevCount) / (c - prevCount)
+				}
+				return time.Duration((prevUpper + frac*(b.GetUpperBound()-prevUpper)) * float64(time.Second))
+			}
+			prevUpper, prevCount = b.GetUpperBound(), c
+		}
+		return time.Duration(prevUpper * float64(time.Second))
+	}
+	return q(0.5), q(0.99)
 }

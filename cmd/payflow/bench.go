@@ -51,7 +51,7 @@ the Postgres ceiling measured in the same run.`,
 			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
 				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
 			rep, err := bench.Run(ctx, bench.Target{
-				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL,
+				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: d.HTTP + "/metrics",
 				RegisterMember: func(ctx context.Context, member string) error {
 					return registerMethod(ctx, d, member, "bk_bench_"+member)
 				},
