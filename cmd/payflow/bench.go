@@ -60,8 +60,13 @@ the Postgres ceiling measured in the same run.`,
 				return err
 			}
 			rep.Print(out)
-			if rep.Missing > 0 || rep.Duplicates > 0 {
-				return fmt.Errorf("bench: %d missing and %d duplicate results", rep.Missing, rep.Duplicates)
+			inv, err := runCheck(ctx, []string{d.Kafka}, d.DatabaseURL, d.PGSim)
+			if err != nil {
+				return err
+			}
+			printCheck(out, inv)
+			if rep.Missing > 0 || rep.Duplicates > 0 || !inv.OK() {
+				return fmt.Errorf("bench: %d missing, %d duplicate results, %d invariant violations", rep.Missing, rep.Duplicates, len(inv.Violations))
 			}
 			return nil
 		},

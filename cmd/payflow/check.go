@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/checker"
+	"github.com/payflow/payflow/events"
+)
+
+func checkCmd() *cobra.Command {
+	var brokers, dsn, pgURL string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Verify the money invariants from the database, the PG simulator's ledger and the result topic",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if brokers == "" || dsn == "" || pgURL == "" {
+				return errors.New("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
+			}
+			rep, err := runCheck(cmd.Context(), splitList(brokers), dsn, pgURL)
+			if err != nil {
+				return err
+			}
+			printCheck(cmd.OutOrStdout(), rep)
+			if !rep.OK() {
+				return fmt.Errorf("check: %d violations", len(rep.Violations))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers")
+	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	cmd.Flags().StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG simulator's base URL (its /sim/ledger is read)")
+	return cmd
+}
+
+func runCheck(ctx context.Context, brokers []string, dsn, pgURL string) (checker.Report, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return checker.Report{}, err
+	}
+	defer pool.Close()
+	ledger, err := readLedger(ctx, pgURL)
+	if err != nil {
+		return checker.Report{}, err
+	}
+	published, err := checker.ReadTopic(ctx, brokers, events.TopicEvents)
+	if err != nil {
+		return checker.Report{}, err
+	}
+	return checker.Check(ctx, pool, ledger, published)
+}
+
+func readLedger(ctx context.Context, pgURL string) ([]checker.LedgerEntry, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, pgURL+"/sim/ledger", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("check: read the PG ledger: %w", err)
+	}
+	defer resp.Body.Close()
+	var out []checker.LedgerEntry
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("check: decode the PG ledger: %w", err)
+	}
+	return out, nil
+}
+
+func printCheck(out io.Writer, r checker.Report) {
+	fmt.Fprintf(out, "invariants        %d charges, %d bills, %d outbox rows, %d events published: %d violations\n",
+		r.Charges, r.Bills, r.Outbox, r.Published, len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintln(out, "  violation:", v)
+	}
+}
