@@ -55,10 +55,11 @@ type Config struct {
 	Partitions int    // of the topics payflow creates when they are missing
 	GroupID    string // the consumer group
 
-	MaxInFlight   int
-	Lease         time.Duration
-	RetryBudget   time.Duration
-	SweepInterval time.Duration
+	MaxInFlight    int
+	SessionTimeout time.Duration // of the consumer group
+	Lease          time.Duration
+	RetryBudget    time.Duration
+	SweepInterval  time.Duration
 	// ReconcileAge is how long a placed bill waits for its webhook before
 	// reconciliation asks the PG; ReconcileInterval how often it looks.
 	ReconcileAge      time.Duration
@@ -155,6 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return err
 			},
 			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight, OnHandled: metrics.handledOne,
+			SessionTimeout: cfg.SessionTimeout,
 		})
 		go func() {
 			defer close(workerDone)

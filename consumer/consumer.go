@@ -62,6 +62,10 @@ type Config struct {
 	// OnHandled, when set, is called after each message with how long it
 	// took, for metrics.
 	OnHandled func(d time.Duration, err error)
+	// SessionTimeout is how long the group waits for a silent member before
+	// giving its partitions to others (kafka-go's default is 30 s). A
+	// crashed worker's partitions are idle that long.
+	SessionTimeout time.Duration
 }
 
 // Consumer reads the request topic.
@@ -90,21 +94,27 @@ func New(cfg Config) *Consumer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
 	return &Consumer{
 		cfg:   cfg,
 		offs:  newOffsets(),
 		sem:   make(chan struct{}, cfg.MaxInFlight),
 		lanes: map[string][]kafka.Message{},
 		reader: kafka.NewReader(kafka.ReaderConfig{
-			Brokers:        cfg.Brokers,
-			GroupID:        cfg.GroupID,
-			Topic:          cfg.Topic,
-			MinBytes:       1,
-			MaxBytes:       8 << 20,
-			MaxWait:        250 * time.Millisecond,
-			QueueCapacity:  cfg.MaxInFlight,
-			StartOffset:    kafka.FirstOffset, // a new group must not skip requests already waiting
-			CommitInterval: 0,                 // commits are explicit, see commitLoop
+			Brokers:           cfg.Brokers,
+			GroupID:           cfg.GroupID,
+			Topic:             cfg.Topic,
+			MinBytes:          1,
+			MaxBytes:          8 << 20,
+			MaxWait:           250 * time.Millisecond,
+			QueueCapacity:     cfg.MaxInFlight,
+			StartOffset:       kafka.FirstOffset, // a new group must not skip requests already waiting
+			CommitInterval:    0,                 // commits are explicit, see commitLoop
+			SessionTimeout:    cfg.SessionTimeout,
+			RebalanceTimeout:  cfg.SessionTimeout,
+			HeartbeatInterval: cfg.SessionTimeout / 6,
 			// kafka-go logs through these; only errors are worth showing.
 			ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 				cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...))
@@ -148,7 +158,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return err
 }
 
+// fetchLoop feeds messages to their lanes until ctx ends. kafka-go hands
+// partition and group errors (a leader moving, a coordinator changing)
+// through FetchMessage and recovers from them itself, so an error here is
+// waited out with backoff, not a reason to stop consuming.
 func (c *Consumer) fetchLoop(ctx, hctx context.Context) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
 	for {
 		select {
 		case c.sem <- struct{}{}:
@@ -161,8 +177,16 @@ func (c *Consumer) fetchLoop(ctx, hctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consumer: fetch: %w", err)
+			wait := b.NextBackOff()
+			c.cfg.Logger.Warn("fetch failed; retrying", "err", err, "retry_in", wait)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
+		b.Reset()
 		c.offs.start(m.Partition, m.Offset)
 		c.dispatch(hctx, m)
 	}

@@ -21,7 +21,8 @@ func serveCmd() *cobra.Command {
 		brokers, dsn, pgURL, httpAddr, logFormat string
 		worker, relay, httpOn                    bool
 		partitions, maxInFlight                  int
-		retryBudget, lease                       time.Duration
+		retryBudget, lease, pgTimeout, sweep     time.Duration
+		sessionTimeout                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -36,11 +37,12 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Config{
-				Brokers: splitList(brokers), DatabaseURL: dsn, PG: pgclient.NewHTTPClient(pgURL), HTTPAddr: httpAddr,
+				Brokers: splitList(brokers), DatabaseURL: dsn, PG: pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout)), HTTPAddr: httpAddr,
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
 				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
+				SweepInterval: sweep, SessionTimeout: sessionTimeout,
 			})
 		},
 	}
@@ -56,7 +58,10 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&partitions, "partitions", 12, "partitions of topics payflow creates when missing")
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests handled at once (different charges run concurrently)")
 	fl.DurationVar(&retryBudget, "pg-retry-budget", 30*time.Second, "how long one PG operation is retried")
-	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing")
+	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing (must exceed the retry budget plus one PG timeout)")
+	fl.DurationVar(&pgTimeout, "pg-timeout", 10*time.Second, "timeout of one PG call")
+	fl.DurationVar(&sweep, "sweep-interval", 5*time.Second, "how often charges and refunds left by a dead worker are looked for")
+	fl.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "consumer-group session timeout: how soon a dead worker's partitions move")
 	return cmd
 }
 
