@@ -39,6 +39,7 @@ var (
 type worker struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
+	done chan struct{} // closed when the current process has exited
 	args []string
 	env  []string
 	log  *os.File
@@ -53,15 +54,18 @@ func (w *worker) start(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = cmd
-	go func() { _ = cmd.Wait() }()
+	done := make(chan struct{})
+	w.cmd, w.done = cmd, done
+	go func() { _ = cmd.Wait(); close(done) }()
 }
 
-func (w *worker) signal(sig syscall.Signal) *exec.Cmd {
+// signal sends sig to the current process and returns it with the channel
+// closed when it exits (after which its ProcessState may be read).
+func (w *worker) signal(sig syscall.Signal) (*exec.Cmd, chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	_ = w.cmd.Process.Signal(sig)
-	return w.cmd
+	return w.cmd, w.done
 }
 
 func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
@@ -189,14 +193,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 
 	// Graceful shutdown on SIGTERM, within a bound.
 	for _, wk := range workers {
-		cmd := wk.signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() {
-			for cmd.ProcessState == nil {
-				time.Sleep(50 * time.Millisecond)
-			}
-			close(done)
-		}()
+		cmd, done := wk.signal(syscall.SIGTERM)
 		select {
 		case <-done:
 			if !cmd.ProcessState.Success() {
