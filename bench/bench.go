@@ -68,6 +68,7 @@ type Report struct {
 	ConsumedLagP99                                          time.Duration // result committed → consumed downstream
 	RelayLagP50, RelayLagP99                                time.Duration // result committed → published (payflow's histogram)
 	PeakRSSMB                                               float64
+	RSSOf                                                   string // whose peak RSS it is
 	CeilingTPS                                              float64
 	ByMethod                                                map[string]int
 }
@@ -363,9 +364,16 @@ func (r Report) Print(out io.Writer) {
 	fmt.Fprintf(out, "elapsed           %s\n", r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "throughput        %.0f charges/s\n", r.Throughput)
 	fmt.Fprintf(out, "latency           p50 %s  p95 %s  p99 %s (request published → result consumed)\n", r.P50.Round(time.Millisecond), r.P95.Round(time.Millisecond), r.P99.Round(time.Millisecond))
-	fmt.Fprintf(out, "relay lag         p50 %s  p99 %s (result committed → published, payflow_outbox_relay_lag_seconds)\n", r.RelayLagP50.Round(time.Millisecond), r.RelayLagP99.Round(time.Millisecond))
+	if r.RelayLagP99 > 0 {
+		fmt.Fprintf(out, "relay lag         p50 %s  p99 %s (result committed → published, payflow_outbox_relay_lag_seconds)\n", r.RelayLagP50.Round(time.Millisecond), r.RelayLagP99.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(out, "relay lag         not measured (the relay's metrics were not reachable)\n")
+	}
 	fmt.Fprintf(out, "consumed lag p99  %s (result committed → read by a downstream consumer)\n", r.ConsumedLagP99.Round(time.Millisecond))
-	fmt.Fprintf(out, "peak RSS          %.0f MB (whole process: payflow, embedded broker, PG simulator)\n", r.PeakRSSMB)
+	if r.RSSOf == "" {
+		r.RSSOf = "whole process: payflow, embedded broker, PG simulator"
+	}
+	fmt.Fprintf(out, "peak RSS          %.0f MB (%s)\n", r.PeakRSSMB, r.RSSOf)
 	if r.CeilingTPS > 0 {
 		fmt.Fprintf(out, "postgres ceiling  %.0f tx/s (state row + outbox row, plain pgx loop)\n", r.CeilingTPS)
 		fmt.Fprintf(out, "payflow/ceiling   %.0f%%\n", 100*r.Throughput/r.CeilingTPS)

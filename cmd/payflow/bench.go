@@ -6,11 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/payflow/payflow/app"
 	"github.com/payflow/payflow/bench"
 )
 
@@ -19,6 +24,7 @@ func benchCmd() *cobra.Command {
 	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
 	var maxInFlight int
 	var cpuProfile string
+	var workerProcess bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the load benchmark (workload W1 by default; see docs/benchmarks.md)",
@@ -42,11 +48,22 @@ the Postgres ceiling measured in the same run.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			d, err := startDevWith(ctx, f, log, io.Discard, maxInFlight)
+			var roles app.Roles
+			if workerProcess {
+				roles = app.Roles{HTTP: true} // the worker and relay run in the child below
+			}
+			d, err := startDevWith(ctx, f, log, io.Discard, maxInFlight, roles)
 			if err != nil {
 				return err
 			}
 			defer d.Close()
+			var child *exec.Cmd
+			if workerProcess {
+				if child, err = startWorkerProcess(d, maxInFlight); err != nil {
+					return err
+				}
+				defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
+			}
 			host, _ := os.Hostname()
 			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
 				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
@@ -58,6 +75,9 @@ the Postgres ceiling measured in the same run.`,
 			}, w, out)
 			if err != nil {
 				return err
+			}
+			if child != nil {
+				rep.PeakRSSMB, rep.RSSOf = procPeakRSSMB(child.Process.Pid), "the payflow serve process running worker and relay"
 			}
 			rep.Print(out)
 			inv, err := runCheck(ctx, []string{d.Kafka}, d.DatabaseURL, d.PGSim)
@@ -82,5 +102,39 @@ the Postgres ceiling measured in the same run.`,
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests payflow handles at once")
 	fl.Float64Var(&w.Rate, "rate", 0, "publish at this many charges per second (0: all at once)")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process to this file")
+	fl.BoolVar(&workerProcess, "worker-process", false, "run payflow's worker and relay as a separate `payflow serve` process, to measure its own RSS")
 	return cmd
+}
+
+// startWorkerProcess runs `payflow serve` (worker and relay only) against the
+// dev stack, as a deployment would.
+func startWorkerProcess(d *devEnv, maxInFlight int) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "serve", "--http=false", "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
+		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text")
+	cmd.Env = append(os.Environ(), "PAYFLOW_VAULT_KEY="+d.secrets.vaultKey, "PAYFLOW_PG_WEBHOOK_SECRET="+d.secrets.webhook)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// procPeakRSSMB is a process's peak resident set (VmHWM).
+func procPeakRSSMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }

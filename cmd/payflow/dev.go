@@ -49,6 +49,7 @@ type devEnv struct {
 	PlatformToken  string
 	MerchantTokens map[string]string
 	Sim            *pgsim.Sim
+	secrets        secrets
 	done           chan error
 	closers        []func()
 }
@@ -105,8 +106,13 @@ func startDev(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer) 
 	return startDevWith(ctx, f, log, out, 0)
 }
 
-// startDevWith is startDev with payflow's in-flight bound (0: default).
-func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer, maxInFlight int) (*devEnv, error) {
+// startDevWith is startDev with payflow's in-flight bound (0: default) and
+// the roles it runs in this process (zero: all).
+func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writer, maxInFlight int, roles ...app.Roles) (*devEnv, error) {
+	var r app.Roles
+	if len(roles) > 0 {
+		r = roles[0]
+	}
 	sec, err := loadSecrets()
 	if err != nil {
 		return nil, err
@@ -115,7 +121,7 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	if err != nil {
 		return nil, err
 	}
-	d := &devEnv{PlatformToken: sec.platform, MerchantTokens: merchants, done: make(chan error, 1)}
+	d := &devEnv{PlatformToken: sec.platform, MerchantTokens: merchants, done: make(chan error, 1), secrets: sec}
 	fail := func(err error) (*devEnv, error) { d.Close(); return nil, err }
 
 	k, err := devenv.StartKafka(f.kafkaAddr)
@@ -167,8 +173,8 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
 			PlatformToken: sec.platform, MerchantTokens: merchants, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
-			MaxInFlight: maxInFlight,
-			Ready:       func() { close(ready) },
+			MaxInFlight: maxInFlight, Roles: r,
+			Ready: func() { close(ready) },
 		})
 	}()
 	select {
