@@ -1,0 +1,78 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/worker"
+)
+
+// Logs never hold a full phone number or a billing key, even at debug level
+// and through the decline, retry and failure paths.
+func TestLogsMaskPhonesAndNeverHoldBillingKeys(t *testing.T) {
+	var logs bytes.Buffer
+	st := testdb.New(t)
+	pg := newFakePG()
+	w := worker.New(worker.Config{Store: st, PG: pg, Methods: methods{"mem1": "decline_secret_key_4242", "mem2": "bk_secret_key_9999"},
+		Lease: time.Minute, RetryBudget: 200 * time.Millisecond, RetryInitial: time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx := context.Background()
+	pg.failNext("auto_pay", fault{kind: "unknown", after: false})
+	for _, ev := range [][]byte{chargeEvent("c1", "mem1", 100), chargeEvent("c2", "mem2", 100), chargeEvent("c3", "", 100)} {
+		if err := w.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := logs.String()
+	if out == "" {
+		t.Fatal("nothing was logged; the test proves nothing")
+	}
+	for _, secret := range []string{"1012345678", "010-1234-5678", "secret_key"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("logs contain %q:\n%s", secret, out)
+		}
+	}
+}
+
+// Well-formed events whose data has the wrong types, overflowing numbers or
+// hostile text get a rejection, never a panic, never silence.
+func TestHostileDataIsRejected(t *testing.T) {
+	e := setup(t, methods{})
+	bad := []string{
+		`{"merchant_id":"m1","charge_id":"t1","amount":"5000","currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
+		`{"merchant_id":"m1","charge_id":"t2","amount":1e30,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
+		`{"merchant_id":"m1","charge_id":"t3","amount":99.5,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
+		`{"merchant_id":"m1","charge_id":"t4","amount":9223372036854775807,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
+		`{"merchant_id":"m1","charge_id":"t5; DROP TABLE charges;--","amount":100,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
+		`{"merchant_id":"m1","charge_id":"t6","amount":100,"currency":"KRW","order_name":"o","customer":{"phone":"<script>alert(1)</script>"}}`,
+		`{"merchant_id":"m1","charge_id":"t7","amount":100,"currency":"KRW","order_name":"o","customer":"nobody"}`,
+		`[1,2,3]`,
+		`"just a string"`,
+	}
+	for i, d := range bad {
+		ev, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": "hostile-" + string(rune('a'+i)), "source": "t",
+			"type": events.TypeChargeRequested, "data": json.RawMessage(d)})
+		if err := e.w.Handle(context.Background(), ev); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	res := e.results()
+	if len(res) != len(bad) {
+		t.Fatalf("%d results for %d hostile events", len(res), len(bad))
+	}
+	for _, r := range res {
+		if r["type"] != events.TypeRejected || data(r)["reason"] != "invalid" {
+			t.Fatalf("result = %v", r)
+		}
+	}
+	if e.pg.count("kakao_bill")+e.pg.count("auto_pay") != 0 {
+		t.Fatal("a hostile event reached the PG")
+	}
+}
