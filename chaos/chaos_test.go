@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -22,7 +24,6 @@ import (
 	"github.com/payflow/payflow/checker"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
-	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/stdwebhook"
@@ -88,7 +89,14 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 	if err := producer.EnsureTopics(ctx, brokers, producer.Topics(12)); err != nil {
 		t.Fatal(err)
 	}
-	dsn := testdb.NewDSN(t)
+	// A server of its own, so it can be restarted mid-run without
+	// disturbing other tests.
+	pgServer, err := devenv.StartLocalPostgres(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgServer.Close()
+	dsn := pgServer.DSN()
 	if err := store.Migrate(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +171,17 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 		}
 	}()
 
-	// Kill at random moments until enough kills and everything published.
-	delivered := 0
+	// Kill at random moments until enough kills and everything published;
+	// halfway, restart the database under the workers' feet.
+	delivered, restarted := 0, false
 	for delivered < *kills || !closed(published) {
+		if !restarted && delivered == *kills/2 {
+			if err := pgServer.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			restarted = true
+			t.Log("postgres restarted")
+		}
 		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
 		wk := workers[rand.IntN(len(workers))]
 		wk.signal(syscall.SIGKILL)
@@ -176,7 +192,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 	t.Logf("%d SIGKILLs delivered", delivered)
 
 	// Let the survivors finish: every charge stored, none placing, the
-	// outbox drained.
+	// outbox drained. (The test's pool reconnects after the restart.)
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var n, placing, unpublished int

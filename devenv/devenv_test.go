@@ -75,3 +75,37 @@ func TestThrowawayPostgres(t *testing.T) {
 		t.Fatal("server still answers after Close")
 	}
 }
+
+func TestThrowawayPostgresRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	ctx := context.Background()
+	p, err := devenv.StartLocalPostgres(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("a connection survived the restart; it was not one")
+	}
+	c, err = pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var x int
+	if err := c.QueryRow(ctx, "SELECT x FROM kept").Scan(&x); err != nil || x != 7 {
+		t.Fatalf("data after restart: %d %v", x, err)
+	}
+}

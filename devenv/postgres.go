@@ -23,8 +23,18 @@ import (
 
 // Postgres is a database server for payflow.
 type Postgres struct {
-	dsn   string
-	close func()
+	dsn     string
+	close   func()
+	restart func() error
+}
+
+// Restart stops a server devenv started and starts it again on the same
+// data and port, for tests of payflow surviving a database restart.
+func (p *Postgres) Restart() error {
+	if p.restart == nil {
+		return errors.New("devenv: only a server devenv started can be restarted")
+	}
+	return p.restart()
 }
 
 // DSN is the connection string of the payflow database.
@@ -105,28 +115,38 @@ func StartLocalPostgres(ctx context.Context, log *slog.Logger) (*Postgres, error
 		cleanup()
 		return nil, err
 	}
-	srv := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
-		// Durable settings, as in production: benchmarks on this server
-		// must not flatter payflow.
-		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200")
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	logFile, _ := os.Create(filepath.Join(dir, "postgres.log"))
-	srv.Stdout, srv.Stderr = logFile, logFile
-	if err := srv.Start(); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("devenv: start postgres: %w", err)
-	}
-	stop := func() {
-		_ = srv.Process.Signal(syscall.SIGINT) // fast shutdown
+	var srv *exec.Cmd
+	var exited chan struct{}
+	start := func() error {
+		srv = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+			// Durable settings, as in production: benchmarks on this server
+			// must not flatter payflow.
+			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200")
+		srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM, Setpgid: true}
+		logFile, _ := os.OpenFile(filepath.Join(dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		srv.Stdout, srv.Stderr = logFile, logFile
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("devenv: start postgres: %w", err)
+		}
 		done := make(chan struct{})
+		exited = done
 		go func() { _ = srv.Wait(); close(done) }()
+		return nil
+	}
+	halt := func() {
+		_ = srv.Process.Signal(syscall.SIGINT) // fast shutdown
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			_ = srv.Process.Kill()
+			<-exited
 		}
-		cleanup()
 	}
+	if err := start(); err != nil {
+		cleanup()
+		return nil, err
+	}
+	stop := func() { halt(); cleanup() }
 	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	if err := waitReady(ctx, base); err != nil {
 		stop()
@@ -143,7 +163,14 @@ func StartLocalPostgres(ctx context.Context, log *slog.Logger) (*Postgres, error
 		return nil, fmt.Errorf("devenv: create database: %w", err)
 	}
 	log.Info("devenv: throwaway postgres started", "port", port, "dir", dir)
-	return &Postgres{dsn: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/payflow?sslmode=disable", port), close: stop}, nil
+	restart := func() error {
+		halt()
+		if err := start(); err != nil {
+			return err
+		}
+		return waitReady(context.Background(), base)
+	}
+	return &Postgres{dsn: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/payflow?sslmode=disable", port), close: stop, restart: restart}, nil
 }
 
 // findBinDir finds the newest installed PostgreSQL's binaries.
