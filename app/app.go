@@ -98,6 +98,7 @@ func (c *Config) defaults() {
 // and let in-flight requests finish, publish what they wrote, stop serving.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
+	cfg.PG = instrumentedPG{next: cfg.PG}
 	log := cfg.Logger
 	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
@@ -176,6 +177,10 @@ func Run(ctx context.Context, cfg Config) error {
 						return
 					case <-t.C:
 						metrics.consumerLag.Set(float64(cons.Stats().Lag))
+						var backlog int64
+						if st.Pool.QueryRow(sweepCtx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&backlog) == nil {
+							metrics.outboxBacklog.Set(float64(backlog))
+						}
 					}
 				}
 			}()

@@ -10,11 +10,13 @@ import (
 // metrics are payflow's Prometheus metrics, in one registry per process
 // (not the global one, so tests can run several payflows side by side).
 type metricSet struct {
-	registry    *prometheus.Registry
-	handled     *prometheus.HistogramVec
-	webhooks    *prometheus.CounterVec
-	relayLag    prometheus.Histogram
-	consumerLag prometheus.Gauge
+	registry      *prometheus.Registry
+	handled       *prometheus.HistogramVec
+	webhooks      *prometheus.CounterVec
+	relayLag      prometheus.Histogram
+	consumerLag   prometheus.Gauge
+	pgCalls       *prometheus.HistogramVec
+	outboxBacklog prometheus.Gauge
 }
 
 var metrics = newMetrics()
@@ -37,7 +39,14 @@ func newMetrics() *metricSet {
 			Name: "payflow_consumer_lag_messages", Help: "Messages in payment.requests not yet fetched by this consumer.",
 		}),
 	}
-	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag,
+	m.pgCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "payflow_pg_call_seconds", Help: "PG calls by operation and outcome (ok, or the error kind: transient, unknown, declined, ...).",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+	}, []string{"operation", "outcome"})
+	m.outboxBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "payflow_outbox_backlog", Help: "Outbox rows committed but not yet published.",
+	})
+	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

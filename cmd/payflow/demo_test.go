@@ -69,4 +69,24 @@ func TestDemoEndToEnd(t *testing.T) {
 	if len(charged) < 6 {
 		t.Fatalf("ledger shows only %d placed bills", len(charged))
 	}
+
+	// The run shows in the metrics, under payment-domain names.
+	mresp, err := http.Get(d.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mresp.Body.Close()
+	body, _ := io.ReadAll(mresp.Body)
+	for _, want := range []string{
+		`payflow_pg_call_seconds_count{operation="auto_pay",outcome="ok"}`,
+		`payflow_pg_call_seconds_count{operation="auto_pay",outcome="declined"}`,
+		`payflow_pg_call_seconds_count{operation="refund",outcome="ok"}`,
+		`payflow_webhooks_total{provider="sim",result="applied"}`,
+		`payflow_outbox_relay_lag_seconds_count`,
+		`payflow_requests_handled_seconds_count{outcome="ok"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }

@@ -22,7 +22,7 @@ func serveCmd() *cobra.Command {
 		worker, relay, httpOn                    bool
 		partitions, maxInFlight                  int
 		retryBudget, lease, pgTimeout, sweep     time.Duration
-		sessionTimeout                           time.Duration
+		sessionTimeout, reconcileAge, reconcile  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -43,6 +43,7 @@ func serveCmd() *cobra.Command {
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
 				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
 				SweepInterval: sweep, SessionTimeout: sessionTimeout,
+				ReconcileAge: reconcileAge, ReconcileInterval: reconcile,
 			})
 		},
 	}
@@ -61,6 +62,8 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing (must exceed the retry budget plus one PG timeout)")
 	fl.DurationVar(&pgTimeout, "pg-timeout", 10*time.Second, "timeout of one PG call")
 	fl.DurationVar(&sweep, "sweep-interval", 5*time.Second, "how often charges and refunds left by a dead worker are looked for")
+	fl.DurationVar(&reconcileAge, "reconcile-age", 5*time.Minute, "how long a placed bill waits for its webhook before the PG is asked")
+	fl.DurationVar(&reconcile, "reconcile-interval", 30*time.Second, "how often waiting bills are reconciled")
 	fl.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "consumer-group session timeout: how soon a dead worker's partitions move")
 	return cmd
 }
