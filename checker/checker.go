@@ -9,7 +9,9 @@
 //   - no bill's refunds exceed what was paid, here or at the PG;
 //   - every outbox row was published;
 //   - every published event is held by the database (no result the database
-//     does not hold) and every outbox row is on the topic.
+//     does not hold) and every outbox row is on the topic;
+//   - every bill the PG settled is settled here with the same status, with
+//     one payment.settled event at most.
 //
 // `payflow check`, the chaos tests and `payflow bench` run it.
 package checker
@@ -148,11 +150,20 @@ func Check(ctx context.Context, db *pgxpool.Pool, ledger []LedgerEntry, publishe
 		}
 	}
 
-	// Placement results per charge.
+	// Placement results per charge; settlements per bill.
 	results := map[[2]string]int{}
+	settledEvents := map[string]int{}
 	for _, e := range onTopic {
-		if e.Type == events.TypeChargeProcessed || e.Type == events.TypeChargeFailed {
+		switch e.Type {
+		case events.TypeChargeProcessed, events.TypeChargeFailed:
 			results[[2]string{e.Data.MerchantID, e.Data.ChargeID}]++
+		case events.TypeSettled:
+			settledEvents[e.Data.BillID]++
+		}
+	}
+	for bill, n := range settledEvents {
+		if n > 1 {
+			r.violate("bill %s has %d payment.settled events", bill, n)
 		}
 	}
 	rows, err = db.Query(ctx, `SELECT merchant_id, charge_id, state FROM charges`)
@@ -225,6 +236,23 @@ func Check(ctx context.Context, db *pgxpool.Pool, ledger []LedgerEntry, publishe
 	for key, n := range perPlacement {
 		if n > 1 {
 			r.violate("charge %s has %d bills accepted at the PG for one placement", key, n)
+		}
+	}
+	// Bills the PG settled (a customer paid, a bill was destroyed or
+	// expired) are settled here alike: by webhook or by reconciliation.
+	for _, e := range ledger {
+		if e.Op != "settle" {
+			continue
+		}
+		var status string
+		err := db.QueryRow(ctx, `SELECT status FROM bills WHERE bill_id = $1`, e.BillID).Scan(&status)
+		switch {
+		case err != nil:
+			r.violate("the PG settled bill %s (%s), which the database does not know", e.BillID, e.Outcome)
+		case status != e.Outcome:
+			r.violate("the PG settled bill %s as %s; the database has it %s", e.BillID, e.Outcome, status)
+		case settledEvents[e.BillID] == 0 && e.Outcome != "cancelled":
+			r.violate("bill %s was settled %s without a payment.settled event", e.BillID, e.Outcome)
 		}
 	}
 	for bill := range accepted {

@@ -64,6 +64,7 @@ func TestEachViolationIsFound(t *testing.T) {
 			{Op: "kakao_bill", BillID: "b1", Outcome: "accepted"},
 			{Op: "kakao_bill", BillID: "b1", Outcome: "accepted"},
 			{Op: "kakao_bill", BillID: "unknown-bill", Outcome: "accepted"},
+			{Op: "settle", BillID: "b1", Outcome: "paid"}, // the PG says paid; here it is only requested
 		},
 		[]kafka.Message{{Value: ok.Value}, {Value: forged}})
 	if err != nil {
@@ -77,6 +78,7 @@ func TestEachViolationIsFound(t *testing.T) {
 		"unknown-bill, which the database does not know",
 		"was never published",
 		"published but the database does not hold it",
+		"the PG settled bill b1 as paid; the database has it requested",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("not reported: %q\nreport:\n%s", want, all)
