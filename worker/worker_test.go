@@ -396,18 +396,25 @@ func TestExhaustedRetriesFailTheCharge(t *testing.T) {
 	}
 }
 
+// stranded stores charge c1 (matching chargeEvent("c1", "", 700)) with bill
+// "bill-1" as a worker that holds the lease for lease and then dies would leave it.
+func (e *env) stranded(owner string, lease time.Duration) {
+	e.t.Helper()
+	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
+		Customer: payflow.Customer{Phone: "+821012345678", Name: "Kim"}}
+	if _, _, err := e.st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
+		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+		LeaseOwner: owner, Lease: lease}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // A worker that dies after storing the bill but before the PG call leaves a
 // placing charge; the sweeper places it, once.
 func TestSweeperFinishesAChargeWhoseWorkerDiedBeforeCalling(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
-	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
-		Customer: payflow.Customer{Phone: "+821012345678", Name: "Kim"}}
-	if _, _, err := e.st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
-		LeaseOwner: "dead-worker", Lease: time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
+	e.stranded("dead-worker", time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	if _, err := e.w.Sweep(ctx, 10); err != nil {
 		t.Fatal(err)
@@ -426,13 +433,7 @@ func TestSweeperFinishesAChargeWhoseWorkerDiedBeforeCalling(t *testing.T) {
 func TestSweeperFinishesAChargeWhoseWorkerDiedAfterCalling(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
-	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
-		Customer: payflow.Customer{Phone: "+821012345678", Name: "Kim"}}
-	if _, _, err := e.st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, Amount: 700},
-		LeaseOwner: "dead-worker", Lease: time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
+	e.stranded("dead-worker", time.Millisecond)
 	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700}); err != nil {
 		t.Fatal(err)
 	}
@@ -454,14 +455,7 @@ func TestSweeperFinishesAChargeWhoseWorkerDiedAfterCalling(t *testing.T) {
 // PG: two workers calling at once is how a bill gets charged twice.
 func TestRedeliveryDuringAnotherWorkersLeaseDoesNotCall(t *testing.T) {
 	e := setup(t, methods{})
-	ctx := context.Background()
-	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
-		Customer: payflow.Customer{Phone: "+821012345678", Name: "Kim"}}
-	if _, _, err := e.st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, Amount: 700},
-		LeaseOwner: "live-worker", Lease: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
+	e.stranded("live-worker", time.Hour)
 	e.handle(chargeEvent("c1", "", 700))
 	if n := e.pg.count("kakao_bill") + e.pg.count("lookup"); n != 0 {
 		t.Fatalf("PG called %d times during another worker's lease", n)
