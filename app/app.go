@@ -124,6 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
+		Observer:  metrics,
 	})
 
 	var wg sync.WaitGroup

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,25 @@ type metricSet struct {
 	consumerLag   prometheus.Gauge
 	pgCalls       *prometheus.HistogramVec
 	outboxBacklog prometheus.Gauge
+	results       *prometheus.CounterVec
+	decisions     *prometheus.CounterVec
+	retries       *prometheus.CounterVec
 }
+
+// Result implements worker.Observer.
+func (m *metricSet) Result(eventType, detail string) {
+	switch eventType {
+	case "payment.charge.processed", "payment.repay.processed":
+		// detail is method/fallback_reason: the decision path.
+		method, reason, _ := strings.Cut(detail, "/")
+		m.decisions.WithLabelValues(method, reason).Inc()
+		detail = method
+	}
+	m.results.WithLabelValues(eventType, detail).Inc()
+}
+
+// Retry implements worker.Observer.
+func (m *metricSet) Retry(operation string) { m.retries.WithLabelValues(operation).Inc() }
 
 var metrics = newMetrics()
 
@@ -46,7 +65,17 @@ func newMetrics() *metricSet {
 	m.outboxBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "payflow_outbox_backlog", Help: "Outbox rows committed but not yet published.",
 	})
+	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_results_total", Help: "Result events committed, by type and detail (method of a placed charge, reason of a rejection or failure, status of a settlement).",
+	}, []string{"type", "detail"})
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_charge_decisions_total", Help: "Placed charges by method (auto_pay, kakao_bill) and fallback reason (none, not_member, no_method, method_declined, ...).",
+	}, []string{"method", "fallback_reason"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_pg_retries_total", Help: "Retries of PG operations after a transient or unknown failure.",
+	}, []string{"operation"})
 	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
+		m.results, m.decisions, m.retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

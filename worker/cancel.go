@@ -44,14 +44,14 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	var final error
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = w.cfg.RetryInitial, 2*time.Second, w.cfg.RetryBudget
-	err = backoff.Retry(func() error {
+	err = backoff.RetryNotify(func() error {
 		err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
 		if err != nil && !pgclient.Retriable(err) {
 			final = err
 			return nil
 		}
 		return err
-	}, backoff.WithContext(b, ctx))
+	}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("destroy") })
 	if err != nil {
 		return err // the PG is unreachable: not handled yet, the consumer retries
 	}
@@ -72,6 +72,7 @@ func (w *Worker) recordCancel(ctx context.Context, c store.Charge) error {
 		return err
 	}
 	w.cfg.Committed()
+	w.cfg.Observer.Result(events.TypeBillCancelled, "")
 	w.log.Info("bill cancelled", "charge_id", c.ChargeID, "bill_id", c.Bill.BillID)
 	return nil
 }

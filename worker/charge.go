@@ -186,6 +186,11 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 		return err
 	}
 	w.cfg.Committed()
+	if r.ChargeState == payflow.StateRequested {
+		w.cfg.Observer.Result(eventTypeOf(bill), string(bill.Method)+"/"+orNone(string(bill.FallbackReason)))
+	} else {
+		w.cfg.Observer.Result(events.TypeChargeFailed, r.FailureReason)
+	}
 	w.log.Debug("charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
 		"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
 	return nil
@@ -236,6 +241,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		return nil
 	}
 	err := backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+		w.cfg.Observer.Retry(string(bill.Method))
 		w.log.Warn("PG call failed; retrying", "charge_id", c.ChargeID, "bill_id", bill.BillID, "kind", pgclient.KindOf(err), "retry_in", wait)
 	})
 	if err == nil {
@@ -337,4 +343,18 @@ func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+func eventTypeOf(bill store.Bill) string {
+	if bill.RepayPK != 0 {
+		return events.TypeRepayProcessed
+	}
+	return events.TypeChargeProcessed
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -108,7 +108,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	var final error
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = w.cfg.RetryInitial, 2*time.Second, w.cfg.RetryBudget
-	err = backoff.Retry(func() error {
+	err = backoff.RetryNotify(func() error {
 		var err error
 		res, err = w.cfg.PG.Refund(ctx, pgclient.RefundRequest{BillID: r.BillID, RefundID: pgRefundID(r), Amount: r.Amount, Reason: r.Reason})
 		if err != nil && !pgclient.Retriable(err) {
@@ -116,7 +116,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 			return nil
 		}
 		return err
-	}, backoff.WithContext(b, ctx))
+	}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("refund") })
 	if err != nil {
 		// Unknown: keep the reservation and leave the refund to the sweeper.
 		_ = w.cfg.Store.ReleaseRefund(context.WithoutCancel(ctx), pk, w.cfg.Owner)
@@ -151,6 +151,11 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 		return err
 	}
 	w.cfg.Committed()
+	if result.Succeeded {
+		w.cfg.Observer.Result(events.TypeRefundSucceeded, r.Kind)
+	} else {
+		w.cfg.Observer.Result(events.TypeRefundFailed, result.FailureReason)
+	}
 	w.log.Info("refund finished", "refund_id", r.RefundID, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
 	if repay != nil && result.Succeeded {
 		return w.placeRepayBill(ctx, repay.ChargePK)

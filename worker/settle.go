@@ -29,6 +29,7 @@ func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOu
 	}
 	if outcome == store.SettleApplied {
 		w.cfg.Committed()
+		w.cfg.Observer.Result(events.TypeSettled, string(s.Status))
 	}
 	w.log.Info("settlement", "bill_id", s.BillID, "status", s.Status, "outcome", outcome, "webhook_id", s.WebhookID)
 	return outcome, nil

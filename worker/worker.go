@@ -55,7 +55,23 @@ type Config struct {
 	Committed func()
 	// Now is the clock, for tests.
 	Now func() time.Time
+	// Observer is told of results and retries, for metrics.
+	Observer Observer
 }
+
+// Observer hears what the worker did. Result is called once a result event
+// is committed: its type and a detail (the method and fallback reason of a
+// placed charge, the reason of a rejection or failure). Retry is called
+// before each retry of a PG operation.
+type Observer interface {
+	Result(eventType, detail string)
+	Retry(operation string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Result(string, string) {}
+func (noObserver) Retry(string)          {}
 
 // Worker executes requests.
 type Worker struct {
@@ -89,6 +105,9 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.Committed == nil {
 		cfg.Committed = func() {}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	return &Worker{cfg: cfg, log: cfg.Logger}
 }
@@ -152,6 +171,7 @@ func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reaso
 		return fmt.Errorf("worker: reject: %w", err)
 	}
 	w.cfg.Committed()
+	w.cfg.Observer.Result(events.TypeRejected, reason)
 	w.log.Info("request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", who.MerchantID,
 		"charge_id", who.ChargeID, "reason", reason, "detail", detail)
 	return nil

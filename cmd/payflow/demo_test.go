@@ -84,6 +84,10 @@ func TestDemoEndToEnd(t *testing.T) {
 		`payflow_webhooks_total{provider="sim",result="applied"}`,
 		`payflow_outbox_relay_lag_seconds_count`,
 		`payflow_requests_handled_seconds_count{outcome="ok"}`,
+		`payflow_charge_decisions_total{fallback_reason="method_declined",method="kakao_bill"}`,
+		`payflow_charge_decisions_total{fallback_reason="none",method="auto_pay"}`,
+		`payflow_results_total{detail="amount_exceeds_paid",type="payment.request.rejected"}`,
+		`payflow_results_total{detail="paid",type="payment.settled"}`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
