@@ -153,6 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Handler: func(ctx context.Context, m kafka.Message) error {
 				err := wk.Handle(ctx, m.Value)
 				if errors.Is(err, events.ErrUnparseable) {
+					metrics.deadLetters.Inc()
 					return consumer.DeadLetter(err)
 				}
 				return err
@@ -178,10 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 						return
 					case <-t.C:
 						metrics.consumerLag.Set(float64(cons.Stats().Lag))
-						var backlog int64
-						if st.Pool.QueryRow(sweepCtx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&backlog) == nil {
-							metrics.outboxBacklog.Set(float64(backlog))
-						}
+						sampleGauges(sweepCtx, st, cfg.ReconcileAge)
 					}
 				}
 			}()
@@ -254,4 +252,19 @@ func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Wo
 		}
 	}()
 	return srv, nil
+}
+
+// sampleGauges reads the database-backed gauges: the outbox backlog and the
+// charges that should have moved on by now.
+func sampleGauges(ctx context.Context, st *store.Store, reconcileAge time.Duration) {
+	var backlog, placing, awaiting int64
+	if st.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+		(SELECT count(*) FROM charges WHERE state = 'placing' AND lease_until < now()),
+		(SELECT count(*) FROM charges WHERE state = 'requested' AND updated_at < now() - make_interval(secs => $1))`,
+		2*reconcileAge.Seconds()).Scan(&backlog, &placing, &awaiting) != nil {
+		return
+	}
+	metrics.outboxBacklog.Set(float64(backlog))
+	metrics.stuck.WithLabelValues("placing").Set(float64(placing))
+	metrics.stuck.WithLabelValues("requested").Set(float64(awaiting))
 }

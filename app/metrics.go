@@ -21,6 +21,8 @@ type metricSet struct {
 	results       *prometheus.CounterVec
 	decisions     *prometheus.CounterVec
 	retries       *prometheus.CounterVec
+	deadLetters   prometheus.Counter
+	stuck         *prometheus.GaugeVec
 }
 
 // Result implements worker.Observer.
@@ -74,8 +76,14 @@ func newMetrics() *metricSet {
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_pg_retries_total", Help: "Retries of PG operations after a transient or unknown failure.",
 	}, []string{"operation"})
+	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "payflow_dead_letters_total", Help: "Unparseable input messages copied to payment.requests.dlq.",
+	})
+	m.stuck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payflow_charges_stuck", Help: "Charges placing past their lease, or awaiting settlement past twice the reconcile age.",
+	}, []string{"state"})
 	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
-		m.results, m.decisions, m.retries,
+		m.results, m.decisions, m.retries, m.deadLetters, m.stuck,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
