@@ -105,10 +105,17 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(s int) { r.status = s; r.ResponseWriter.WriteHeader(s) }
 
 // logged logs each request by route pattern: paths carry member and charge
-// ids, never secrets, and the pattern keeps log cardinality low.
+// ids, never secrets, and the pattern keeps log cardinality low. Each
+// request carries an id (the caller's X-Request-ID, or a new one), echoed in
+// the answer and the log line, to trace a call across services.
 func (s *server) logged(next *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		rid := r.Header.Get("X-Request-ID")
+		if rid == "" || len(rid) > 128 || !utf8.ValidString(rid) {
+			rid = uuid.NewString()
+		}
+		w.Header().Set("X-Request-ID", rid)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		_, pattern := next.Handler(r)
 		if pattern == "" {
@@ -117,7 +124,8 @@ func (s *server) logged(next *http.ServeMux) http.Handler {
 		} else {
 			next.ServeHTTP(rec, r)
 		}
-		s.Logger.Info("http", "method", r.Method, "route", pattern, "status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+		s.Logger.Info("http", "request_id", rid, "method", r.Method, "route", pattern, "status", rec.status,
+			"duration_ms", time.Since(start).Milliseconds())
 	})
 }
 

@@ -204,3 +204,19 @@ func TestBillURLIsCachedWhileValid(t *testing.T) {
 		t.Fatalf("another merchant's bill url: %d", rec.Code)
 	}
 }
+
+func TestRequestIDsAreEchoedAndLogged(t *testing.T) {
+	e := setup(t)
+	req := httptest.NewRequest("GET", "/healthz", nil)
+	req.Header.Set("X-Request-ID", "trace-123")
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	if rec.Header().Get("X-Request-ID") != "trace-123" || !strings.Contains(e.logs.String(), `"request_id":"trace-123"`) {
+		t.Fatalf("header %q, logs %s", rec.Header().Get("X-Request-ID"), e.logs.String())
+	}
+	rec = httptest.NewRecorder()
+	e.h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if len(rec.Header().Get("X-Request-ID")) < 16 {
+		t.Fatal("no request id was generated")
+	}
+}

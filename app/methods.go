@@ -20,7 +20,7 @@ func newMethodSource(st *store.Store, key string) (*methodSource, error) {
 	if key == "" {
 		return nil, errors.New("app: PAYFLOW_VAULT_KEY is required (base64 of 32 random bytes)")
 	}
-	v, err := vault.New(key)
+	v, err := vault.ParseKeys(key)
 	if err != nil {
 		return nil, err
 	}

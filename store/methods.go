@@ -128,3 +128,42 @@ func (s *Store) MethodByID(ctx context.Context, id string) (Method, error) {
 	}
 	return m, err
 }
+
+// ResealMethods passes every stored billing key through reseal and stores
+// the result where it changed; a key rotation re-seals with the new key.
+// It returns how many were rewritten.
+func (s *Store) ResealMethods(ctx context.Context, reseal func(id string, sealed []byte) ([]byte, bool, error)) (int, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id::text, billing_key_enc FROM payment_methods WHERE status <> 'deleted'`)
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		id     string
+		sealed []byte
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.id, &x.sealed)
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range all {
+		next, changed, err := reseal(r.id, r.sealed)
+		if err != nil {
+			return n, fmt.Errorf("store: reseal method %s: %w", r.id, err)
+		}
+		if !changed {
+			continue
+		}
+		// Only if nobody changed it meanwhile.
+		tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET billing_key_enc = $2, updated_at = now()
+			WHERE id = $1 AND billing_key_enc = $3`, r.id, next, r.sealed)
+		if err != nil {
+			return n, err
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, nil
+}

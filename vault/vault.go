@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Vault seals and opens secrets.
@@ -54,6 +55,22 @@ func NewWithOld(current string, old ...string) (*Vault, error) {
 func keyID(raw []byte) byte {
 	h := sha256.Sum256(append([]byte("payflow-vault-key-id"), raw...))
 	return h[0]
+}
+
+// ParseKeys reads PAYFLOW_VAULT_KEY: the current key, then any old keys
+// still needed to open values sealed before a rotation, space separated.
+func ParseKeys(s string) (*Vault, error) {
+	keys := strings.Fields(s)
+	if len(keys) == 0 {
+		return nil, errors.New("vault: no key configured")
+	}
+	return NewWithOld(keys[0], keys[1:]...)
+}
+
+// SealedWithCurrent reports whether a value was sealed with the current key
+// (a rotation re-seals the others).
+func (v *Vault) SealedWithCurrent(sealed []byte) bool {
+	return len(sealed) > 0 && sealed[0] == v.current
 }
 
 // GenerateKey returns a new random key in PAYFLOW_VAULT_KEY form.

@@ -60,3 +60,23 @@ func TestNewRejectsBadKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestParseKeysSealsWithTheFirst(t *testing.T) {
+	oldKey, newKey := vault.GenerateKey(), vault.GenerateKey()
+	old, _ := vault.New(oldKey)
+	sealed, _ := old.Seal([]byte("bk"), []byte("r"))
+	v, err := vault.ParseKeys(newKey + " " + oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.SealedWithCurrent(sealed) {
+		t.Fatal("a value sealed with the old key counts as current")
+	}
+	fresh, _ := v.Seal([]byte("bk"), []byte("r"))
+	if !v.SealedWithCurrent(fresh) {
+		t.Fatal("a fresh value is not sealed with the current key")
+	}
+	if _, err := vault.ParseKeys(" "); err == nil {
+		t.Fatal("an empty key list was accepted")
+	}
+}

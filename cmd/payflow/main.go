@@ -24,7 +24,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), checkCmd(), healthcheckCmd())
+	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
