@@ -39,8 +39,13 @@ type Relay struct {
 	// Observe, when set, is told how long each published row waited
 	// between its commit and its publication.
 	Observe func(lag time.Duration)
+	// Retention is how long published rows are kept (for audits and the
+	// invariant checker) before the leading relay deletes them; default 7
+	// days, negative keeps them forever.
+	Retention time.Duration
 
-	wake chan struct{}
+	lastPrune time.Time
+	wake      chan struct{}
 }
 
 func (r *Relay) defaults() {
@@ -55,6 +60,9 @@ func (r *Relay) defaults() {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()
+	}
+	if r.Retention == 0 {
+		r.Retention = 7 * 24 * time.Hour
 	}
 	if r.wake == nil {
 		r.wake = make(chan struct{}, 1)
@@ -128,6 +136,12 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 		if n == r.BatchSize {
 			continue // a backlog: keep draining
+		}
+		if time.Since(r.lastPrune) > 10*time.Minute {
+			r.lastPrune = time.Now()
+			if _, err := r.Prune(ctx); err != nil {
+				r.Logger.Warn("outbox prune failed", "err", err)
+			}
 		}
 		if err := r.waitForWork(ctx, raw); err != nil {
 			return err
@@ -210,4 +224,19 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		}
 	}
 	return len(msgs), nil
+}
+
+// Prune deletes rows published longer ago than Retention, at most 10,000 at
+// a time so it never holds long locks. Unpublished rows are never touched.
+func (r *Relay) Prune(ctx context.Context) (int64, error) {
+	r.defaults()
+	if r.Retention < 0 {
+		return 0, nil
+	}
+	tag, err := r.Pool.Exec(ctx, `DELETE FROM outbox WHERE id IN (
+		SELECT id FROM outbox WHERE published_at < now() - $1::interval LIMIT 10000)`, r.Retention)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
 }

@@ -157,3 +157,33 @@ func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
 		t.Fatalf("leader published %d, standby %d; want 1 and 0", len(pubA.ids()), len(pubB.ids()))
 	}
 }
+
+func TestPruneDeletesOnlyOldPublishedRows(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	for _, v := range []string{"old-published", "new-published", "old-unpublished"} {
+		if err := outbox.Insert(ctx, db, msg("c", v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(ctx, `UPDATE outbox SET published_at = now() - interval '8 days' WHERE value = 'old-published';
+		UPDATE outbox SET published_at = now() WHERE value = 'new-published';
+		UPDATE outbox SET created_at = now() - interval '30 days' WHERE value = 'old-unpublished'`); err != nil {
+		t.Fatal(err)
+	}
+	r := &outbox.Relay{Pool: db, Publisher: &recorder{}}
+	n, err := r.Prune(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	var left []string
+	rows, _ := db.Query(ctx, "SELECT convert_from(value, 'UTF8') FROM outbox ORDER BY id")
+	for rows.Next() {
+		var v string
+		_ = rows.Scan(&v)
+		left = append(left, v)
+	}
+	if fmt.Sprint(left) != "[new-published old-unpublished]" {
+		t.Fatalf("left %v", left)
+	}
+}

@@ -42,10 +42,10 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 		return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only an unpaid bill can be cancelled")
 	}
 	var final error
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = w.cfg.RetryInitial, 2*time.Second, w.cfg.RetryBudget
+	b := w.newPGBackOff()
 	err = backoff.RetryNotify(func() error {
 		err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
+		b.saw(err)
 		if err != nil && !pgclient.Retriable(err) {
 			final = err
 			return nil

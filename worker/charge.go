@@ -203,10 +203,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 	var out outcome
 	needLookup := lookupFirst
 	var lastErr error
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = w.cfg.RetryInitial
-	b.MaxInterval = 2 * time.Second
-	b.MaxElapsedTime = w.cfg.RetryBudget
+	b := w.newPGBackOff()
 	op := func() error {
 		if needLookup {
 			p, err := w.cfg.PG.LookupPayment(ctx, bill.BillID)
@@ -222,6 +219,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		}
 		out.attempts++
 		acc, err := w.call(ctx, c, bill, key)
+		b.saw(err)
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
 			return nil

@@ -106,11 +106,11 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	}
 	var res pgclient.Refunded
 	var final error
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = w.cfg.RetryInitial, 2*time.Second, w.cfg.RetryBudget
+	b := w.newPGBackOff()
 	err = backoff.RetryNotify(func() error {
 		var err error
 		res, err = w.cfg.PG.Refund(ctx, pgclient.RefundRequest{BillID: r.BillID, RefundID: pgRefundID(r), Amount: r.Amount, Reason: r.Reason})
+		b.saw(err)
 		if err != nil && !pgclient.Retriable(err) {
 			final = err
 			return nil

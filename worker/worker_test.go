@@ -35,8 +35,9 @@ type fakePG struct {
 }
 
 type fault struct {
-	kind  pgclient.Kind
-	after bool // execute, then fail
+	kind       pgclient.Kind
+	after      bool          // execute, then fail
+	retryAfter time.Duration // the PG's Retry-After
 }
 
 func newFakePG() *fakePG {
@@ -70,7 +71,7 @@ func (p *fakePG) place(op, billID, method string, amount int64, decline string) 
 	defer p.mu.Unlock()
 	f, faulty := p.next(op)
 	if faulty && !f.after {
-		return pgclient.Accepted{}, &pgclient.Error{Op: op, Kind: f.kind, Message: "injected"}
+		return pgclient.Accepted{}, &pgclient.Error{Op: op, Kind: f.kind, Message: "injected", RetryAfter: f.retryAfter}
 	}
 	if _, dup := p.bills[billID]; dup {
 		return pgclient.Accepted{}, &pgclient.Error{Op: op, Kind: pgclient.KindDuplicate, Message: "bill id used"}
@@ -487,5 +488,19 @@ func TestUnparseableInputIsForTheDeadLetterTopic(t *testing.T) {
 		if err := e.w.Handle(context.Background(), []byte(v)); !errors.Is(err, events.ErrUnparseable) {
 			t.Fatalf("%q: err = %v, want ErrUnparseable", v, err)
 		}
+	}
+}
+
+// A PG that answers 503 with Retry-After is not asked again sooner.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := setup(t, methods{})
+	e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient, retryAfter: 300 * time.Millisecond})
+	start := time.Now()
+	e.handle(chargeEvent("c1", "", 100))
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("retried after %s; the PG asked for 300ms", waited)
+	}
+	if n := e.pg.count("kakao_bill"); n != 2 {
+		t.Fatalf("kakao_bill calls = %d, want 2", n)
 	}
 }

@@ -37,7 +37,8 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Config{
-				Brokers: splitList(brokers), DatabaseURL: dsn, PG: pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout)), HTTPAddr: httpAddr,
+				Brokers: splitList(brokers), DatabaseURL: dsn, HTTPAddr: httpAddr,
+				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
@@ -99,9 +100,6 @@ func pgsimCmd() *cobra.Command {
 			if cfg.CallbackURL != "" && cfg.WebhookSecret == "" {
 				return errors.New("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
 			}
-			if cfg.PublicURL == "" {
-				cfg.PublicURL = "http://" + addr
-			}
 			cfg.Logger = newLogger("text", slog.LevelInfo)
 			sim, err := pgsim.New(cfg)
 			if err != nil {
@@ -127,6 +125,9 @@ func pgsimCmd() *cobra.Command {
 	fl.DurationVar(&cfg.SettleDelay, "settle-delay", 500*time.Millisecond, "when an accepted auto-pay is paid")
 	fl.DurationVar(&cfg.KakaoPayDelay, "kakao-pay-delay", 2*time.Second, "when the simulated customer pays a KakaoTalk bill (0: never)")
 	fl.DurationVar(&cfg.BillTTL, "bill-ttl", 0, "when unpaid KakaoTalk bills expire (0: never)")
-	fl.StringVar(&cfg.PublicURL, "public-url", "", "base of bill pay URLs (default http://<addr>)")
+	fl.StringVar(&cfg.PublicURL, "public-url", "", "base of bill pay URLs (default: the host the request came to)")
+	fl.StringVar(&cfg.APIKey, "api-key", os.Getenv("PAYFLOW_PG_API_KEY"), "require this bearer token from callers")
+	fl.Uint64Var(&cfg.Seed, "seed", 0, "make random faults and webhook drops reproducible (0: random)")
+	fl.DurationVar(&cfg.RetryAfter, "retry-after", 0, "Retry-After sent with the simulated 503s")
 	return cmd
 }

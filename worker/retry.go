@@ -1,0 +1,48 @@
+package worker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/payflow/payflow/pgclient"
+)
+
+// pgBackOff is the retry schedule of one PG operation: exponential with
+// jitter, bounded by the retry budget, and never sooner than the PG asked
+// (Retry-After on a 429 or 503): retrying earlier only adds load to a PG
+// that said it is overloaded.
+type pgBackOff struct {
+	backoff.BackOff
+	after time.Duration // the PG's Retry-After from the last failure
+	stop  time.Time     // the budget's end
+}
+
+func (w *Worker) newPGBackOff() *pgBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = w.cfg.RetryInitial
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = w.cfg.RetryBudget
+	return &pgBackOff{BackOff: b, stop: time.Now().Add(w.cfg.RetryBudget)}
+}
+
+// saw records the PG's answer to an attempt.
+func (p *pgBackOff) saw(err error) {
+	p.after = 0
+	var e *pgclient.Error
+	if errors.As(err, &e) {
+		p.after = e.RetryAfter
+	}
+}
+
+func (p *pgBackOff) NextBackOff() time.Duration {
+	next := p.BackOff.NextBackOff()
+	if next == backoff.Stop || p.after <= next {
+		return next
+	}
+	if time.Now().Add(p.after).After(p.stop) {
+		return backoff.Stop // the PG asks us to wait past the budget
+	}
+	return p.after
+}
