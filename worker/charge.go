@@ -91,24 +91,30 @@ func (w *Worker) again(ctx context.Context, env events.Envelope, c store.Charge,
 }
 
 // resume claims a placing charge and drives it, looking the bill up first
-// because an earlier holder may have reached the PG.
+// because an earlier holder may have reached the PG. It reports whether it
+// held the charge (false: another live worker does, or it is finished).
 func (w *Worker) resume(ctx context.Context, pk int64) error {
+	_, err := w.resumed(ctx, pk)
+	return err
+}
+
+func (w *Worker) resumed(ctx context.Context, pk int64) (bool, error) {
 	if _, busy := w.driving.LoadOrStore(pk, true); busy {
-		return nil
+		return false, nil
 	}
 	defer w.driving.Delete(pk)
 	ok, err := w.cfg.Store.ClaimCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease)
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	c, err := w.cfg.Store.ChargeByPK(ctx, pk)
 	if err != nil {
-		return err
+		return true, err
 	}
 	if c.State != payflow.StatePlacing {
-		return nil
+		return true, nil
 	}
-	return w.drive(ctx, c, true, "")
+	return true, w.drive(ctx, c, true, "")
 }
 
 // outcome is how one bill's placement ended.
@@ -314,11 +320,14 @@ func (w *Worker) Sweep(ctx context.Context, limit int) (int, error) {
 	}
 	done := 0
 	for _, pk := range pks {
-		if err := w.resume(ctx, pk); err != nil {
+		held, err := w.resumed(ctx, pk)
+		if err != nil {
 			w.log.Warn("sweep: charge not finished", "charge_pk", strconv.FormatInt(pk, 10), "err", err)
 			continue
 		}
-		done++
+		if held {
+			done++
+		}
 	}
 	return done, nil
 }
