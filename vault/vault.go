@@ -1,10 +1,20 @@
-// Package vault encrypts billing keys at rest with AES-256-GCM under
-// PAYFLOW_VAULT_KEY. Each ciphertext carries the id of the key that sealed
-// it, so a rotated-out key can still open old rows while every new row is
-// sealed with the current key.
+// Package vault owns the encryption of billing keys at rest: AES-256-GCM
+// under PAYFLOW_VAULT_KEY, each value bound to the row it belongs to.
+//
+// A sealed value is
+//
+//	version (1) || key id (1) || nonce (12) || ciphertext || GCM tag (16)
+//
+// The version lets the format change without guessing; the key id names the
+// key that sealed the value, so that during a rotation old rows still open
+// with the old key while every new row is sealed with the current one. The
+// header is authenticated along with the caller's associated data (the
+// method id), so neither a flipped header byte nor a value copied onto
+// another row opens.
 package vault
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -12,38 +22,70 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
-// Vault seals and opens secrets.
+const (
+	// formatV1 is AES-256-GCM with a 12-byte random nonce.
+	formatV1  byte = 1
+	headerLen      = 2
+	nonceLen       = 12
+	tagLen         = 16
+	keyLen         = 32
+)
+
+// Vault seals and opens secrets. It is safe for concurrent use.
 type Vault struct {
 	current byte
 	keys    map[byte]cipher.AEAD
 }
 
-// ErrOpen hides why a ciphertext failed to open (tampering, wrong row, or
-// unknown key): none of it is useful to an attacker.
+// ErrOpen hides why a sealed value failed to open (tampering, another row's
+// value, an unknown key or format): none of it helps an attacker, and all of
+// it means the same to payflow, namely that the billing key is unusable.
 var ErrOpen = errors.New("vault: cannot open sealed value")
 
-// New returns a vault with one key: base64 of 32 random bytes.
+// New returns a vault with one key: base64 of exactly 32 random bytes, as
+// GenerateKey makes.
 func New(keyBase64 string) (*Vault, error) { return NewWithOld(keyBase64) }
 
 // NewWithOld returns a vault that seals with current and also opens values
-// sealed with the old keys (during a rotation).
+// sealed with any of the old keys, for the time a rotation takes.
 func NewWithOld(current string, old ...string) (*Vault, error) {
 	v := &Vault{keys: map[byte]cipher.AEAD{}}
+	raws := make([][]byte, 0, 1+len(old))
 	for i, k := range append([]string{current}, old...) {
-		raw, err := base64.StdEncoding.DecodeString(k)
-		if err != nil || len(raw) != 32 {
-			return nil, fmt.Errorf("vault: key %d must be base64 of exactly 32 bytes", i+1)
+		raw, err := decodeKey(k)
+		if err != nil {
+			// Name the key by position only: the error may be logged.
+			if i == 0 {
+				return nil, fmt.Errorf("vault: current key: %w", err)
+			}
+			return nil, fmt.Errorf("vault: old key %d: %w", i, err)
 		}
-		block, _ := aes.NewCipher(raw)
-		aead, _ := cipher.NewGCM(block)
 		id := keyID(raw)
-		if _, dup := v.keys[id]; dup {
-			return nil, errors.New("vault: two keys share an id; generate a new key")
+		for j, prev := range raws {
+			if bytes.Equal(prev, raw) {
+				return nil, fmt.Errorf("vault: key %d repeats key %d", i+1, j+1)
+			}
+		}
+		if _, clash := v.keys[id]; clash {
+			// One byte of id keeps the overhead small; two configured keys
+			// share it with probability 1/256 and are refused rather than
+			// guessed between.
+			return nil, fmt.Errorf("vault: key %d has the same key id as an earlier key; generate another key", i+1)
+		}
+		block, err := aes.NewCipher(raw)
+		if err != nil {
+			return nil, fmt.Errorf("vault: key %d: %w", i+1, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("vault: key %d: %w", i+1, err)
 		}
 		v.keys[id] = aead
+		raws = append(raws, raw)
 		if i == 0 {
 			v.current = id
 		}
@@ -51,9 +93,27 @@ func NewWithOld(current string, old ...string) (*Vault, error) {
 	return v, nil
 }
 
-// keyID is a byte of the key's hash: it names the key without revealing it.
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("is empty; want base64 of 32 random bytes (see GenerateKey)")
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		// base64's own error names only an offset, but say it plainly.
+		return nil, errors.New("is not valid base64; want base64 of 32 random bytes")
+	}
+	if len(raw) != keyLen {
+		return nil, fmt.Errorf("decodes to %d bytes; want exactly %d (AES-256)", len(raw), keyLen)
+	}
+	return raw, nil
+}
+
+// keyID is one byte of a hash of the key: it tells keys apart without
+// revealing anything useful about them, and it stays the same when a key
+// moves from current to old, which a position in the list would not.
 func keyID(raw []byte) byte {
-	h := sha256.Sum256(append([]byte("payflow-vault-key-id"), raw...))
+	h := sha256.Sum256(append([]byte("payflow-vault-key-id\x00"), raw...))
 	return h[0]
 }
 
@@ -62,51 +122,69 @@ func keyID(raw []byte) byte {
 func ParseKeys(s string) (*Vault, error) {
 	keys := strings.Fields(s)
 	if len(keys) == 0 {
-		return nil, errors.New("vault: no key configured")
+		return nil, errors.New("vault: no key configured (PAYFLOW_VAULT_KEY)")
 	}
 	return NewWithOld(keys[0], keys[1:]...)
 }
 
-// SealedWithCurrent reports whether a value was sealed with the current key
-// (a rotation re-seals the others).
-func (v *Vault) SealedWithCurrent(sealed []byte) bool {
-	return len(sealed) > 0 && sealed[0] == v.current
-}
-
 // GenerateKey returns a new random key in PAYFLOW_VAULT_KEY form.
 func GenerateKey() string {
-	b := make([]byte, 32)
+	b := make([]byte, keyLen)
 	if _, err := rand.Read(b); err != nil {
-		panic(err)
+		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// Seal encrypts plaintext bound to aad (the row's id): the result is
-// key id || nonce || ciphertext.
+// Seal encrypts plaintext bound to aad (the row's id) with the current key
+// and a fresh random nonce.
 func (v *Vault) Seal(plaintext, aad []byte) ([]byte, error) {
 	aead := v.keys[v.current]
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plaintext)+aead.Overhead())
-	out[0] = v.current
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, err
+	out := make([]byte, headerLen+nonceLen, headerLen+nonceLen+len(plaintext)+tagLen)
+	out[0], out[1] = formatV1, v.current
+	nonce := out[headerLen : headerLen+nonceLen]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("vault: nonce: %w", err)
 	}
-	return aead.Seal(out, out[1:], plaintext, aad), nil
+	return aead.Seal(out, nonce, plaintext, boundAAD(out[:headerLen], aad)), nil
 }
 
 // Open decrypts a sealed value; aad must be the one it was sealed with.
+// Every failure is ErrOpen.
 func (v *Vault) Open(sealed, aad []byte) ([]byte, error) {
-	if len(sealed) < 1 {
+	if len(sealed) < headerLen+nonceLen+tagLen || sealed[0] != formatV1 {
 		return nil, ErrOpen
 	}
-	aead, ok := v.keys[sealed[0]]
-	if !ok || len(sealed) < 1+aead.NonceSize()+aead.Overhead() {
+	aead, ok := v.keys[sealed[1]]
+	if !ok {
 		return nil, ErrOpen
 	}
-	ns := 1 + aead.NonceSize()
-	pt, err := aead.Open(nil, sealed[1:ns], sealed[ns:], aad)
+	nonce := sealed[headerLen : headerLen+nonceLen]
+	pt, err := aead.Open(nil, nonce, sealed[headerLen+nonceLen:], boundAAD(sealed[:headerLen], aad))
 	if err != nil {
 		return nil, ErrOpen
 	}
 	return pt, nil
 }
+
+// SealedWithCurrent reports whether a value is sealed with the current key
+// in the current format; a rotation re-seals every value that is not.
+func (v *Vault) SealedWithCurrent(sealed []byte) bool {
+	return len(sealed) >= headerLen && sealed[0] == formatV1 && sealed[1] == v.current
+}
+
+// boundAAD authenticates the header along with the caller's data. The
+// header has a fixed length, so the concatenation is unambiguous.
+func boundAAD(header, aad []byte) []byte {
+	return append(append(make([]byte, 0, len(header)+len(aad)), header...), aad...)
+}
+
+// String keeps keys out of logs and panics: a *Vault printed with %+v would
+// otherwise show its ciphers' expanded key schedules.
+func (v *Vault) String() string { return "vault.Vault{redacted}" }
+
+// GoString is String for %#v.
+func (v *Vault) GoString() string { return v.String() }
+
+// LogValue is String for slog.
+func (v *Vault) LogValue() slog.Value { return slog.StringValue(v.String()) }
