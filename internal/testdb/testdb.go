@@ -26,7 +26,8 @@ var (
 	serverErr  error
 )
 
-// local is the server this machine kind runs for tests.
+// local is the server this machine kind runs for tests (Debian's cluster,
+// trust auth on loopback; CI makes sure of it).
 const local = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // ServerDSN returns the DSN of the server tests run against: DATABASE_URL
@@ -35,26 +36,33 @@ const local = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 // from the installed binaries) and keeps for the test binary's life.
 func ServerDSN() (string, error) {
 	serverOnce.Do(func() {
-		if dsn := os.Getenv("DATABASE_URL"); dsn != "" {
-			serverDSN = dsn
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, local); err == nil {
-			c.Close(ctx)
-			serverDSN = local
-			return
-		}
-		// The server dies with the test process (devenv sets Pdeathsig).
-		p, err := devenv.StartPostgres(context.Background(), slog.Default())
-		if err != nil {
-			serverErr = err
-			return
-		}
-		serverDSN = p.DSN()
+		serverDSN, serverErr = resolve(context.Background(), os.Getenv("DATABASE_URL"), local, devenv.StartPostgres)
 	})
 	return serverDSN, serverErr
+}
+
+// resolve is ServerDSN's choice, with its inputs passed in so that each
+// branch can be tested on a machine where the earlier ones would win.
+func resolve(ctx context.Context, env, localDSN string, start func(context.Context, *slog.Logger) (*devenv.Postgres, error)) (string, error) {
+	if env != "" {
+		return env, nil
+	}
+	// A second is plenty for a server on loopback, and bounds the wait on
+	// a machine where the port is filtered rather than closed.
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(cctx, localDSN); err == nil {
+		c.Close(cctx)
+		return localDSN, nil
+	}
+	// Never closed: go test offers no hook at process exit. The server
+	// dies with the test process (devenv sets Pdeathsig) and the next
+	// start removes its directory.
+	p, err := start(ctx, slog.Default())
+	if err != nil {
+		return "", err
+	}
+	return p.DSN(), nil
 }
 
 // NewDSN creates an empty database for t, dropped when t ends, and returns
