@@ -137,14 +137,6 @@ func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease t
 	return tag.RowsAffected() == 1, nil
 }
 
-// ReleaseCharge gives up the caller's lease at once, so another worker or
-// the reconciler can take the charge without waiting for it to expire.
-func (s *Store) ReleaseCharge(ctx context.Context, pk int64, owner string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 ms'
-		WHERE id = $1 AND lease_owner = $2 AND state = 'placing'`, pk, owner)
-	return err
-}
-
 // ExpiredPlacing lists placing charges whose lease has expired: the PG call
 // of a worker that crashed or gave up, whose outcome must still be settled.
 func (s *Store) ExpiredPlacing(ctx context.Context, limit int) ([]int64, error) {

@@ -134,6 +134,11 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 	bill := c.Bill
 	attempts := c.Attempts
 	for {
+		// Renew the lease for this bill's placement: it must outlast this
+		// placement's retry budget plus a call timeout.
+		if ok, err := w.cfg.Store.ClaimCharge(ctx, c.PK, w.cfg.Owner, w.cfg.Lease); err != nil || !ok {
+			return err // another worker took over; it looks the bill up first
+		}
 		out := w.place(ctx, c, bill, lookupFirst, key)
 		attempts += out.attempts
 		switch {
@@ -155,10 +160,11 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		case out.failed != "":
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
 		default: // unknown, or our context ended
-			if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), c.PK, w.cfg.Owner); err != nil {
-				w.log.Warn("could not release lease", "charge_id", c.ChargeID, "err", err)
-			}
-			w.log.Warn("charge outcome unknown; the sweeper will look it up", "charge_id", c.ChargeID, "bill_id", bill.BillID)
+			// The lease is left to expire rather than released: until then a
+			// request of ours may still be in flight, and a successor that
+			// looked the bill up sooner could wrongly conclude it was never
+			// placed.
+			w.log.Warn("charge outcome unknown; the sweeper will look it up when the lease expires", "charge_id", c.ChargeID, "bill_id", bill.BillID)
 			return ctx.Err()
 		}
 	}
@@ -208,6 +214,13 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
 	needLookup := lookupFirst
+	// sawUnknown stays set once any attempt of this drive may have reached
+	// the PG: a lookup that later says "not found" does not clear it,
+	// because that request may still be in flight and land after we give
+	// up. (Requests of an earlier holder are older than its lease, which
+	// outlasts the retry budget plus a call timeout: a lookup then is
+	// trusted.)
+	sawUnknown := false
 	var lastErr error
 	b := w.newPGBackOff()
 	op := func() error {
@@ -233,7 +246,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		lastErr = err
 		switch pgclient.KindOf(err) {
 		case pgclient.KindUnknown, pgclient.KindDuplicate:
-			needLookup = true
+			needLookup, sawUnknown = true, true
 			return err
 		case pgclient.KindTransient:
 			return err
@@ -254,11 +267,14 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 	if ctx.Err() != nil {
 		return outcome{unknown: true, attempts: out.attempts}
 	}
-	if !needLookup {
-		// Every failure was one where the PG did not act: certainly not
+	if !sawUnknown {
+		// Every attempt failed where the PG did not act: certainly not
 		// placed.
 		return outcome{failed: "retries_exhausted: " + errorCode(lastErr), attempts: out.attempts}
 	}
+	// An attempt may still land: the charge stays placing and the sweeper
+	// looks it up again once the lease has expired, when any request in
+	// flight has long landed or died.
 	return outcome{unknown: true, attempts: out.attempts}
 }
 

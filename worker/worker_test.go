@@ -504,3 +504,44 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		t.Fatalf("kakao_bill calls = %d, want 2", n)
 	}
 }
+
+// A request still in flight when the worker gives up: the first call times
+// out before the PG executed it, the lookup says "not found", every retry
+// meets an outage. The charge must not be reported failed (the first request
+// may still land); the sweeper settles it once the PG knows.
+func TestGivingUpAfterAnUnknownOutcomeIsNotFailure(t *testing.T) {
+	e := setup(t, methods{})
+	e.pg.failNext("kakao_bill", fault{kind: pgclient.KindUnknown}) // not executed yet: in flight
+	for i := 0; i < 1000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	ctx := context.Background()
+	e.handle(chargeEvent("c1", "", 700))
+	if res := e.results(); len(res) != 0 {
+		t.Fatalf("a charge whose first request may still land was reported: %v", res)
+	}
+	c, err := e.st.ChargeByKey(ctx, "m1", "c1")
+	if err != nil || c.State != payflow.StatePlacing {
+		t.Fatalf("state %s, %v; want placing", c.State, err)
+	}
+	// Not before the lease expires: a request of ours may still be in flight.
+	if n, _ := e.w.Sweep(ctx, 10); n != 0 {
+		t.Fatalf("swept %d charges whose lease has not expired", n)
+	}
+	// The lease expires; the delayed request has landed at the PG; the
+	// outage ends.
+	if _, err := e.st.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	e.pg.mu.Lock()
+	e.pg.faults["kakao_bill"] = nil
+	e.pg.bills[c.Bill.BillID] = pgclient.Payment{BillID: c.Bill.BillID, Status: pgclient.StatusRequested, Amount: 700}
+	e.pg.mu.Unlock()
+	if _, err := e.w.Sweep(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	res := e.results()
+	if len(res) != 1 || res[0]["type"] != events.TypeChargeProcessed {
+		t.Fatalf("results = %v, want one charge.processed", res)
+	}
+}
