@@ -13,33 +13,60 @@ import (
 )
 
 // Method is a member's registered payment method. BillingKeyEnc is the
-// sealed billing key; it never leaves payflow.
+// billing key as package vault sealed it: the store never sees the key
+// itself, and a deleted method keeps no trace of it.
 type Method struct {
-	ID            string
+	ID            string // a UUID, chosen by the caller: the key is sealed to it
 	MemberID      string
-	Label         string
+	Label         string // what users see, already masked
 	Default       bool
 	Status        payflow.MethodStatus
 	BillingKeyEnc []byte
 	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
-// AddMethod stores a method. m.ID must be set (the caller seals the key
-// with the id as associated data). The member's first method becomes the
-// default; a new default replaces the old one in the same transaction.
+// lockMember serialises changes to one member's methods, so that "the first
+// method is the default" and "a new default replaces the old one" hold when
+// two registrations race. A row lock cannot do it: the first method has no
+// row to lock yet.
+func lockMember(ctx context.Context, tx pgx.Tx, memberID string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('payment_methods:' || $1))`, memberID)
+	return err
+}
+
+// isUUID accepts only the canonical 36-character form: ids come from URLs,
+// and uuid.Parse's braced and URN forms (or Postgres's own leniency) would
+// make one method reachable under several spellings.
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+// AddMethod stores a new method. m.ID must be a UUID and m.BillingKeyEnc the
+// key sealed with that id as associated data; Status is ignored (a new
+// method is active). The method becomes the member's default when asked,
+// and also when the member has no usable default: a member's first card,
+// or the card that replaces an expired one, is the one users expect to be
+// charged. A new default replaces the old one in the same transaction.
 func (s *Store) AddMethod(ctx context.Context, m Method) (Method, error) {
+	if !isUUID(m.ID) {
+		return Method{}, errors.New("store: add method: id must be a UUID")
+	}
+	if m.MemberID == "" || len(m.BillingKeyEnc) == 0 {
+		return Method{}, errors.New("store: add method: member id and sealed billing key are required")
+	}
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		// Serialise a member's changes so "first method" and "one default"
-		// hold under concurrent registrations.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('payment_methods:' || $1))`, m.MemberID); err != nil {
+		if err := lockMember(ctx, tx, m.MemberID); err != nil {
 			return err
 		}
-		var others int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM payment_methods WHERE member_id = $1 AND status = 'active'`, m.MemberID).Scan(&others); err != nil {
-			return err
-		}
-		if others == 0 {
-			m.Default = true
+		if !m.Default {
+			var usable bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM payment_methods
+				WHERE member_id = $1 AND is_default AND status = 'active')`, m.MemberID).Scan(&usable); err != nil {
+				return err
+			}
+			m.Default = !usable
 		}
 		if m.Default {
 			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET is_default = false, updated_at = now()
@@ -48,65 +75,85 @@ func (s *Store) AddMethod(ctx context.Context, m Method) (Method, error) {
 			}
 		}
 		return tx.QueryRow(ctx, `INSERT INTO payment_methods (id, member_id, label, billing_key_enc, is_default)
-			VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, m.ID, m.MemberID, m.Label, m.BillingKeyEnc, m.Default).Scan(&m.CreatedAt)
+			VALUES ($1, $2, $3, $4, $5) RETURNING status, created_at, updated_at`,
+			m.ID, m.MemberID, m.Label, m.BillingKeyEnc, m.Default).Scan(&m.Status, &m.CreatedAt, &m.UpdatedAt)
 	})
 	if err != nil {
 		return Method{}, fmt.Errorf("store: add method: %w", err)
 	}
-	m.Status = payflow.MethodActive
 	return m, nil
 }
 
-const methodColumns = `id::text, member_id, label, is_default, status, billing_key_enc, created_at`
+const methodColumns = `id::text, member_id, label, is_default, status, billing_key_enc, created_at, updated_at`
 
 func scanMethod(row pgx.Row) (Method, error) {
 	var m Method
 	var st string
-	err := row.Scan(&m.ID, &m.MemberID, &m.Label, &m.Default, &st, &m.BillingKeyEnc, &m.CreatedAt)
+	err := row.Scan(&m.ID, &m.MemberID, &m.Label, &m.Default, &st, &m.BillingKeyEnc, &m.CreatedAt, &m.UpdatedAt)
 	m.Status = payflow.MethodStatus(st)
 	return m, err
 }
 
-// ListMethods returns a member's methods that are not deleted, the default
-// first.
+// ListMethods returns a member's methods that are not deleted (expired and
+// invalid ones included, so the member sees why a card is not charged):
+// the default first, then the newest first.
 func (s *Store) ListMethods(ctx context.Context, memberID string) ([]Method, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT `+methodColumns+` FROM payment_methods
-		WHERE member_id = $1 AND status <> 'deleted' ORDER BY is_default DESC, created_at DESC`, memberID)
+		WHERE member_id = $1 AND status <> 'deleted' ORDER BY is_default DESC, created_at DESC, id`, memberID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: list methods: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Method, error) { return scanMethod(r) })
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Method, error) { return scanMethod(r) })
+	if err != nil {
+		return nil, fmt.Errorf("store: list methods: %w", err)
+	}
+	return ms, nil
 }
 
-// DeleteMethod removes a member's method. If it was the default, the most
-// recent remaining active method becomes the default. ErrNotFound for an
-// unknown id or another member's.
+// DeleteMethod deletes a member's method. The row stays (bills refer to
+// it) with status deleted, but its sealed billing key is erased. If it was
+// the default, the most recent remaining active method becomes the
+// default. ErrNotFound for an unknown id, an already deleted one or another
+// member's: callers must not learn which.
 func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
-	if _, err := uuid.Parse(id); err != nil {
+	if !isUUID(id) {
 		return ErrNotFound
 	}
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('payment_methods:' || $1))`, memberID); err != nil {
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := lockMember(ctx, tx, memberID); err != nil {
 			return err
 		}
 		var wasDefault bool
-		err := tx.QueryRow(ctx, `UPDATE payment_methods SET status = 'deleted', is_default = false, billing_key_enc = '\x'::bytea,
-			updated_at = now() WHERE id = $1 AND member_id = $2 AND status <> 'deleted'
-			RETURNING (SELECT is_default FROM payment_methods WHERE id = $1)`, id, memberID).Scan(&wasDefault)
+		err := tx.QueryRow(ctx, `SELECT is_default FROM payment_methods
+			WHERE id = $1 AND member_id = $2 AND status <> 'deleted'`, id, memberID).Scan(&wasDefault)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
-		if err != nil || !wasDefault {
+		if err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = 'deleted', is_default = false,
+			billing_key_enc = '\x'::bytea, updated_at = now() WHERE id = $1`, id); err != nil {
+			return err
+		}
+		if !wasDefault {
+			return nil
+		}
 		_, err = tx.Exec(ctx, `UPDATE payment_methods SET is_default = true, updated_at = now() WHERE id = (
-			SELECT id FROM payment_methods WHERE member_id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 1)`, memberID)
+			SELECT id FROM payment_methods WHERE member_id = $1 AND status = 'active'
+			ORDER BY created_at DESC, id DESC LIMIT 1)`, memberID)
 		return err
 	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("store: delete method: %w", err)
+	}
+	return err
 }
 
-// DefaultMethod returns the member's default method, or nil when there is
-// none.
+// DefaultMethod returns the member's default method with its sealed billing
+// key, or nil when there is none. An expired or invalid default is returned
+// as it is: the charge decision reports it as the reason for not using
+// auto-pay, which tells the merchant more than "no method" would.
 func (s *Store) DefaultMethod(ctx context.Context, memberID string) (*Method, error) {
 	m, err := scanMethod(s.Pool.QueryRow(ctx, `SELECT `+methodColumns+` FROM payment_methods
 		WHERE member_id = $1 AND is_default AND status <> 'deleted'`, memberID))
@@ -114,19 +161,50 @@ func (s *Store) DefaultMethod(ctx context.Context, memberID string) (*Method, er
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: default method: %w", err)
 	}
 	return &m, nil
 }
 
+// SetMethodStatus records what the PG said about a method: expired or
+// invalid (or active again). It does not move the default: charging
+// another card than the one the member chose would surprise them more than
+// a KakaoTalk bill. Deleting goes through DeleteMethod, which also erases
+// the key; a deleted method is ErrNotFound here, never revived.
+func (s *Store) SetMethodStatus(ctx context.Context, id string, status payflow.MethodStatus) error {
+	switch status {
+	case payflow.MethodActive, payflow.MethodExpired, payflow.MethodInvalid:
+	default:
+		return fmt.Errorf("store: set method status: %q is not settable (use DeleteMethod to delete)", status)
+	}
+	if !isUUID(id) {
+		return ErrNotFound
+	}
+	tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = now()
+		WHERE id = $1 AND status <> 'deleted'`, id, string(status))
+	if err != nil {
+		return fmt.Errorf("store: set method status: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // MethodByID returns a method that is not deleted.
 func (s *Store) MethodByID(ctx context.Context, id string) (Method, error) {
+	if !isUUID(id) {
+		return Method{}, ErrNotFound
+	}
 	m, err := scanMethod(s.Pool.QueryRow(ctx, `SELECT `+methodColumns+` FROM payment_methods
 		WHERE id = $1 AND status <> 'deleted'`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return m, ErrNotFound
+		return Method{}, ErrNotFound
 	}
-	return m, err
+	if err != nil {
+		return Method{}, fmt.Errorf("store: method: %w", err)
+	}
+	return m, nil
 }
 
 // ResealMethods passes every stored billing key through reseal and stores
