@@ -1,0 +1,244 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+const (
+	readyTimeout = 3 * time.Second
+	// pgLookupTimeout bounds the PG lookup inside GET /v1/charges/{id}: the
+	// view answers from the database; the PG's word is a bonus that must
+	// not hold the answer up.
+	pgLookupTimeout  = 2 * time.Second
+	pgBillURLTimeout = 5 * time.Second
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// Answers name members' cards and merchants' charges: no cache may
+	// keep them.
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
+}
+
+func (s *server) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.Logger.Error("api: "+what, "route", r.Pattern, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
+
+// decodeBody reads a JSON object of known fields into v, answering the
+// error itself when it cannot.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", MaxBody))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body could not be read")
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", jsonProblem(err))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body must hold exactly one JSON object")
+		return false
+	}
+	return true
+}
+
+// jsonProblem says what is wrong with a body without repeating its values:
+// a misplaced billing key must not come back in an error message.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("the body is not valid JSON (at byte %d)", syntax.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q must be a %s", typ.Field, jsonType(typ.Type.Kind().String()))
+	case errors.As(err, &typ):
+		return "the body must be a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is truncated JSON"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return "the body is not the expected JSON object"
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "bool":
+		return "boolean"
+	case "string":
+		return "string"
+	}
+	return kind
+}
+
+// validID applies the rules payflow applies to every identifier in a
+// request (see package payflow): ids become database keys and log fields.
+func validID(v string) error {
+	switch {
+	case v == "":
+		return errors.New("is required")
+	case len(v) > 128:
+		return errors.New("is longer than 128 bytes")
+	case !utf8.ValidString(v):
+		return errors.New("is not valid UTF-8")
+	case strings.ContainsFunc(v, isSpaceOrControl):
+		return errors.New("contains spaces or control characters")
+	}
+	return nil
+}
+
+func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
+
+// reqInfo is what the handlers tell the access log about a request.
+type reqInfo struct {
+	merchant string
+}
+
+type infoKey struct{}
+
+func info(ctx context.Context) *reqInfo {
+	if i, ok := ctx.Value(infoKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
+}
+
+// recorder remembers the status for the access log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(s int) {
+	if !r.wrote {
+		r.status, r.wrote = s, true
+	}
+	r.ResponseWriter.WriteHeader(s)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// deadlines) through the recorder.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// discard captures what the mux's own 404 and 405 handlers would write, so
+// that they can be answered in the API's error shape instead.
+type discard struct {
+	header http.Header
+	status int
+}
+
+func (d *discard) Header() http.Header         { return d.header }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(s int)           { d.status = s }
+
+// serve wraps the mux with what every request gets: a request id, panic
+// recovery, JSON 404/405 answers and one access log line. The log names
+// the route pattern, never the path (paths carry member ids and charge
+// ids) nor any header (they carry tokens).
+func (s *server) serve(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := r.Header.Get("X-Request-ID")
+		if validID(rid) != nil {
+			rid = uuid.NewString()
+		}
+		w.Header().Set("X-Request-ID", rid)
+		ri := &reqInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		h, pattern := mux.Handler(r)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.Logger.Error("api: panic", "route", pattern, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if !rec.wrote {
+					writeError(rec, http.StatusInternalServerError, "internal", "internal error")
+				}
+			}
+			attrs := []slog.Attr{slog.String("request_id", rid), slog.String("method", r.Method),
+				slog.String("route", pattern), slog.Int("status", rec.status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000)}
+			if ri.merchant != "" {
+				attrs = append(attrs, slog.String("merchant_id", ri.merchant))
+			}
+			s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "http", attrs...)
+		}()
+		if pattern == "" {
+			d := &discard{header: http.Header{}, status: http.StatusOK}
+			h.ServeHTTP(d, r)
+			switch d.status {
+			case http.StatusMethodNotAllowed:
+				rec.Header().Set("Allow", d.header.Get("Allow"))
+				writeError(rec, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" is not allowed here")
+			case http.StatusNotFound:
+				writeError(rec, http.StatusNotFound, "not_found", "no such endpoint")
+			default:
+				// Redirects to a cleaned path and the like.
+				for k, v := range d.header {
+					rec.Header()[k] = v
+				}
+				rec.WriteHeader(d.status)
+			}
+			return
+		}
+		// Through the mux again, not h: only the mux sets the path values.
+		mux.ServeHTTP(rec, r)
+	})
+}
