@@ -373,3 +373,20 @@ func TestParseMerchantTokens(t *testing.T) {
 		}
 	}
 }
+
+// A JSON body is understood whatever Content-Type curl sent with it.
+func TestJSONBodyWithoutJSONContentType(t *testing.T) {
+	e := setup(t)
+	for _, ct := range []string{"application/x-www-form-urlencoded", "", "text/plain"} {
+		req := httptest.NewRequest("POST", "/v1/members/m-ct/payment-methods", strings.NewReader(`{"billing_key":"bk_plain_curl_1234","label":"KB"}`))
+		req.Header.Set("Authorization", "Bearer "+platformToken)
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("Content-Type %q: %d %s", ct, rec.Code, rec.Body)
+		}
+	}
+}
