@@ -567,6 +567,21 @@ func (s *Sim) invalidRecorded(e Entry, aerr *apiError) *apiError {
 	return aerr
 }
 
+// open registers a new bill for the entry's operation, or refuses a reused
+// bill id and executes nothing: the PG's own guard against charging one bill
+// twice. Callers hold mu.
+func (s *Sim) open(entry Entry) (*bill, *apiError) {
+	if _, dup := s.bills[entry.BillID]; dup {
+		entry.Outcome = OutcomeDuplicate
+		s.record(entry)
+		s.log.Warn("pgsim: bill id used again; nothing executed", "op", entry.Op, "bill_id", entry.BillID)
+		return nil, &apiError{http.StatusConflict, pgclient.KindDuplicate, "duplicate_bill", "bill_id already used"}
+	}
+	b := &bill{Payment: pgclient.Payment{BillID: entry.BillID, Method: entry.Op, Status: pgclient.StatusRequested, Amount: entry.Amount, PGTxID: newTxID()}}
+	s.bills[entry.BillID] = b
+	return b, nil
+}
+
 func (s *Sim) autoPay(_ *http.Request, body []byte) (any, *apiError) {
 	var req pgclient.AutoPayRequest
 	if e := decode(body, &req); e != nil {
@@ -581,14 +596,10 @@ func (s *Sim) autoPay(_ *http.Request, body []byte) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.bills[req.BillID]; dup {
-		entry.Outcome = OutcomeDuplicate
-		s.record(entry)
-		s.log.Warn("pgsim: bill id used again; nothing executed", "op", OpAutoPay, "bill_id", req.BillID)
-		return nil, &apiError{http.StatusConflict, pgclient.KindDuplicate, "duplicate_bill", "bill_id already used"}
+	b, aerr := s.open(entry)
+	if aerr != nil {
+		return nil, aerr
 	}
-	b := &bill{Payment: pgclient.Payment{BillID: req.BillID, Method: "auto_pay", Status: pgclient.StatusRequested, Amount: req.Amount, PGTxID: newTxID()}}
-	s.bills[req.BillID] = b
 	if code := declineOf(req.BillingKey); code != "" {
 		// A refused auto-pay is still a bill the PG knows, so a caller that
 		// lost the answer learns the decline by looking it up.
@@ -621,14 +632,11 @@ func (s *Sim) kakaoBill(_ *http.Request, body []byte) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.bills[req.BillID]; dup {
-		entry.Outcome = OutcomeDuplicate
-		s.record(entry)
-		s.log.Warn("pgsim: bill id used again; nothing executed", "op", OpKakaoBill, "bill_id", req.BillID)
-		return nil, &apiError{http.StatusConflict, pgclient.KindDuplicate, "duplicate_bill", "bill_id already used"}
+	b, aerr := s.open(entry)
+	if aerr != nil {
+		return nil, aerr
 	}
-	b := &bill{Payment: pgclient.Payment{BillID: req.BillID, Method: "kakao_bill", Status: pgclient.StatusRequested, Amount: req.Amount, PGTxID: newTxID()}, phone: req.Phone}
-	s.bills[req.BillID] = b
+	b.phone = req.Phone
 	entry.Outcome = OutcomeAccepted
 	s.record(entry)
 	s.log.Debug("pgsim: KakaoTalk bill sent", "bill_id", req.BillID, "amount", req.Amount, "phone", MaskPhone(req.Phone))
