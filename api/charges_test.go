@@ -66,7 +66,7 @@ func TestChargeView(t *testing.T) {
 	const phone = "+821077776666"
 	pk := createCharge(t, e.st, "m1", "c1", phone, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
 	if err := e.st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineExpired, payflow.MethodExpired,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}); err != nil {
+		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	placed(t, e.st, pk, "b-kakao")

@@ -202,12 +202,13 @@ SELECT count(*) FROM c`,
 }
 
 // Decline records that the PG refused the auto-pay bill and makes next the
-// charge's current bill, in one transaction. The method's new status is
-// stored too, so later charges do not try an expired card again.
-func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill) error {
+// charge's current bill, renewing the caller's lease for its placement, in
+// one transaction. The method's new status is stored too, so later charges
+// do not try an expired card again.
+func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, lease time.Duration) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, updated_at = now()
-			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2`, pk, declined.BillID, next.BillID)
+		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = now() + $4::interval, updated_at = now()
+			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2`, pk, declined.BillID, next.BillID, lease)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func TestChargeViewHistory(t *testing.T) {
 	ctx := context.Background()
 	pk := cvCreate(t, st, "m1", "c1", 5000, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
 	if err := st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineLimit, payflow.MethodActive,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}); err != nil {
+		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	cvPlaced(t, st, pk, "b-kakao", 0)

@@ -134,11 +134,6 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 	bill := c.Bill
 	attempts := c.Attempts
 	for {
-		// Renew the lease for this bill's placement: it must outlast this
-		// placement's retry budget plus a call timeout.
-		if ok, err := w.cfg.Store.ClaimCharge(ctx, c.PK, w.cfg.Owner, w.cfg.Lease); err != nil || !ok {
-			return err // another worker took over; it looks the bill up first
-		}
 		out := w.place(ctx, c, bill, lookupFirst, key)
 		attempts += out.attempts
 		switch {
@@ -148,7 +143,9 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 			reason, methodStatus := payflow.AfterDecline(out.decline)
 			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
 				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
-			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next); err != nil {
+			// Decline also renews the lease: the next bill's placement must
+			// have a whole lease (retry budget plus a call timeout) too.
+			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next, w.cfg.Lease); err != nil {
 				if errors.Is(err, store.ErrStale) {
 					return nil
 				}
