@@ -46,6 +46,12 @@ type Vault struct {
 // it means the same to payflow, namely that the billing key is unusable.
 var ErrOpen = errors.New("vault: cannot open sealed value")
 
+// ErrUnknownKey: the value was sealed with a key this vault does not hold
+// (a key rotation not yet rolled out everywhere). Unlike ErrOpen it says
+// nothing about the value, which another process may open: retry, do not
+// give the billing key up.
+var ErrUnknownKey = errors.New("vault: sealed with a key this process does not hold")
+
 // New returns a vault with one key: base64 of exactly 32 random bytes, as
 // GenerateKey makes.
 func New(keyBase64 string) (*Vault, error) { return NewWithOld(keyBase64) }
@@ -150,14 +156,15 @@ func (v *Vault) Seal(plaintext, aad []byte) ([]byte, error) {
 }
 
 // Open decrypts a sealed value; aad must be the one it was sealed with.
-// Every failure is ErrOpen.
+// Every failure is ErrOpen, except a key id this vault does not hold:
+// ErrUnknownKey.
 func (v *Vault) Open(sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < headerLen+nonceLen+tagLen || sealed[0] != formatV1 {
 		return nil, ErrOpen
 	}
 	aead, ok := v.keys[sealed[1]]
 	if !ok {
-		return nil, ErrOpen
+		return nil, ErrUnknownKey
 	}
 	nonce := sealed[headerLen : headerLen+nonceLen]
 	pt, err := aead.Open(nil, nonce, sealed[headerLen+nonceLen:], boundAAD(sealed[:headerLen], aad))
