@@ -30,7 +30,7 @@ func createCharge(t *testing.T, st *store.Store, merchant, charge, phone string,
 func placed(t *testing.T, st *store.Store, pk int64, billID string) {
 	t.Helper()
 	if err := st.FinishPlacing(context.Background(), store.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
-		BillStatus: payflow.BillRequested, PGTxID: "pgtx-" + billID, Attempts: 1}, nil); err != nil {
+		BillStatus: payflow.BillRequested, PGTxID: "pgtx-" + billID, Attempts: 1, Owner: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -66,7 +66,7 @@ func TestChargeView(t *testing.T) {
 	const phone = "+821077776666"
 	pk := createCharge(t, e.st, "m1", "c1", phone, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
 	if err := e.st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineExpired, payflow.MethodExpired,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, time.Minute); err != nil {
+		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	placed(t, e.st, pk, "b-kakao")
@@ -114,7 +114,7 @@ func TestChargeView(t *testing.T) {
 	// Paid, then partly refunded.
 	pay(t, e.st, "b-kakao")
 	rpk, _, err := e.st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h"), LeaseOwner: "test", Lease: time.Minute})
+		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h")})
 	if err != nil {
 		t.Fatal(err)
 	}

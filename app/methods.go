@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
@@ -36,18 +37,32 @@ func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.S
 		return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, "", nil
 	}
 	key, err := m.vault.Open(sm.BillingKeyEnc, []byte(sm.ID))
-	if err != nil {
-		// An unreadable key makes the method unusable, not the charge.
+	switch {
+	case errors.Is(err, vault.ErrOpen):
+		// A key that does not open under the key it names makes the
+		// method unusable, not the charge.
 		return &payflow.StoredMethod{ID: sm.ID, Status: payflow.MethodInvalid}, "", nil
+	case err != nil:
+		return nil, "", err // a key not rolled out here yet: retry
 	}
 	return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, string(key), nil
 }
 
+// BillingKey opens a method's billing key. A deleted method, or a key that
+// does not open under the key it names, is payflow.ErrMethodUnusable (a
+// decline); a database error or a key this process does not hold yet is
+// returned as it is, to be retried.
 func (m *methodSource) BillingKey(ctx context.Context, methodID string) (string, error) {
 	sm, err := m.st.MethodByID(ctx, methodID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: method deleted", payflow.ErrMethodUnusable)
+	}
 	if err != nil {
 		return "", err
 	}
 	key, err := m.vault.Open(sm.BillingKeyEnc, []byte(sm.ID))
+	if errors.Is(err, vault.ErrOpen) {
+		return "", fmt.Errorf("%w: %v", payflow.ErrMethodUnusable, err)
+	}
 	return string(key), err
 }

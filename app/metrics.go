@@ -23,6 +23,7 @@ type metricSet struct {
 	retries       *prometheus.CounterVec
 	deadLetters   prometheus.Counter
 	stuck         *prometheus.GaugeVec
+	reconcile     *prometheus.CounterVec
 }
 
 // Result implements worker.Observer.
@@ -39,6 +40,9 @@ func (m *metricSet) Result(eventType, detail string) {
 
 // Retry implements worker.Observer.
 func (m *metricSet) Retry(operation string) { m.retries.WithLabelValues(operation).Inc() }
+
+// Reconciled implements worker.Observer.
+func (m *metricSet) Reconciled(outcome string) { m.reconcile.WithLabelValues(outcome).Inc() }
 
 var metrics = newMetrics()
 
@@ -82,7 +86,10 @@ func newMetrics() *metricSet {
 	m.stuck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "payflow_charges_stuck", Help: "Charges placing past their lease, or awaiting settlement past twice the reconcile age.",
 	}, []string{"state"})
-	m.registry.MustRegister(m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
+	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
+	}, []string{"outcome"})
+	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
 		m.results, m.decisions, m.retries, m.deadLetters, m.stuck,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -170,7 +170,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 		f, _ := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)))
 		defer f.Close()
 		workers[i] = &worker{log: f, env: env, args: []string{bin, "serve", "--brokers", k.Addr(), "--database-url", dsn,
-			"--pg-url", simSrv.URL, "--http-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--lease", "4s", "--pg-retry-budget", "2s",
+			"--pg-url", simSrv.URL, "--http-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--lease", "5s", "--pg-retry-budget", "2s",
 			"--pg-timeout", "1s", "--sweep-interval", "1s", "--session-timeout", "6s", "--log-format", "text",
 			"--reconcile-age", "3s", "--reconcile-interval", "1s"}}
 		workers[i].start(t)

@@ -29,7 +29,7 @@ func charge(t *testing.T, st *store.Store, id, bill string, finish bool) outbox.
 	v, _ := events.Encode(events.ID(bill), events.TypeChargeProcessed, id, time.Now(), events.ChargeProcessed{MerchantID: "m", ChargeID: id, BillID: bill})
 	msg := outbox.Message{EventID: events.ID(bill), Topic: events.TopicEvents, Key: []byte(id), Value: v}
 	if finish {
-		if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested}, []outbox.Message{msg}); err != nil {
+		if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, Owner: "w"}, []outbox.Message{msg}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := st.Pool.Exec(ctx, `UPDATE outbox SET published_at = now()`); err != nil {

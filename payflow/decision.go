@@ -1,5 +1,7 @@
 package payflow
 
+import "errors"
+
 // Method is how payflow asked the PG for the money.
 type Method string
 
@@ -94,3 +96,10 @@ func AfterDecline(code DeclineCode) (FallbackReason, MethodStatus) {
 	}
 	return FallbackMethodDeclined, MethodActive
 }
+
+// ErrMethodUnusable is what a billing-key source answers when a stored
+// method provably cannot be used: it was deleted, or its sealed key does
+// not open under the key it names. It is a decline, a reason to fall back;
+// any other error from a key source (a database blip, a key not rolled out
+// yet) is transient and retried, never a reason to give a card up.
+var ErrMethodUnusable = errors.New("payflow: stored payment method unusable")

@@ -123,18 +123,52 @@ func (s *Store) ChargeByPK(ctx context.Context, pk int64) (Charge, error) {
 		WHERE c.id = $1`, pk))
 }
 
-// ClaimCharge takes over a placing charge whose lease has expired (its
-// holder died or gave up) or that the caller already holds (a retry after a
-// database error). It reports whether the caller now holds it; callers in
-// one process must not drive the same charge twice at once.
+// ErrBusy is returned when the charge is held: another worker (or this
+// one, earlier) acts on it, it is still placing a bill, or a refund of it is
+// in flight. A request that meets it waits and is tried again: "still
+// placing" means "not yet", never "no".
+var ErrBusy = errors.New("store: charge busy")
+
+// ClaimCharge takes over a placing charge whose lease has expired: its
+// holder died, or gave up with the outcome unknown. A held lease blocks
+// every other drive, the holder's own included, until it expires: a request
+// of the holder's may still be in flight. It reports whether the caller now
+// holds the charge.
 func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
 	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = now() + $3::interval, updated_at = now()
-		WHERE id = $1 AND state = 'placing'
-		  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)`, pk, owner, lease)
+		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < now())`, pk, owner, lease)
 	if err != nil {
 		return false, fmt.Errorf("store: claim charge: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// AcquireCharge takes the lease of a charge that is at rest, for a request
+// that acts on it (a refund, a re-payment, a cancel). It returns ErrBusy
+// when anyone holds the charge, it is placing a bill, or a refund of it is
+// pending: the request must wait for what came before it.
+func (s *Store) AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) error {
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = now() + $3::interval
+		WHERE id = $1 AND state <> 'placing' AND (lease_until IS NULL OR lease_until < now())
+		  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')`, pk, owner, lease)
+	if err != nil {
+		return fmt.Errorf("store: acquire charge: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrBusy
+	}
+	return nil
+}
+
+// ReleaseCharge ends the caller's lease of a charge at rest. A charge that
+// went on to place a bill (a re-payment's) keeps its lease for that drive.
+func (s *Store) ReleaseCharge(ctx context.Context, pk int64, owner string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = NULL, lease_until = NULL
+		WHERE id = $1 AND lease_owner = $2 AND state <> 'placing'`, pk, owner)
+	if err != nil {
+		return fmt.Errorf("store: release charge: %w", err)
+	}
+	return nil
 }
 
 // ExpiredPlacing lists placing charges whose lease has expired: the PG call
@@ -158,6 +192,8 @@ type PlaceResult struct {
 	FailureReason string
 	Attempts      int
 	RepayPK       int64 // the bill's re-payment, finished along with it
+	// Owner is the worker recording it; it must still hold the lease.
+	Owner string
 }
 
 // ErrStale is returned when a change's precondition no longer holds: the
@@ -166,17 +202,22 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 
 // FinishPlacing records the outcome of a placing charge's current bill and
 // its result events in one statement (so one transaction). It returns
-// ErrStale when the charge is no longer placing that bill: then the result
-// was already recorded by someone else and msgs must not be published.
+// ErrStale when the charge is no longer placing that bill, or the lease has
+// passed from r.Owner to another worker: then the result is someone else's
+// to record (they may know better: a worker that stalled past its lease
+// and gave up must not overwrite the bill its successor placed), and msgs
+// must not be published. An expired lease nobody took over still counts as
+// held.
 func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
+	args = append(args, r.Owner)
 	var n int
 	err := s.Pool.QueryRow(ctx, `
 WITH c AS (
 	UPDATE charges SET state = $3, failure_reason = nullif($6, ''), attempts = $7,
 	       lease_owner = NULL, lease_until = NULL, updated_at = now()
-	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2
+	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND lease_owner = $13
 	RETURNING id
 ), b AS (
 	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = now()
@@ -203,12 +244,13 @@ SELECT count(*) FROM c`,
 
 // Decline records that the PG refused the auto-pay bill and makes next the
 // charge's current bill, renewing the caller's lease for its placement, in
-// one transaction. The method's new status is stored too, so later charges
+// one transaction. ErrStale unless owner still holds the charge, placing
+// the declined bill. The method's new status is stored too, so later charges
 // do not try an expired card again.
-func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, lease time.Duration) error {
+func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, owner string, lease time.Duration) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = now() + $4::interval, updated_at = now()
-			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2`, pk, declined.BillID, next.BillID, lease)
+			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND lease_owner = $5`, pk, declined.BillID, next.BillID, lease, owner)
 		if err != nil {
 			return err
 		}
@@ -234,8 +276,36 @@ func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payfl
 	})
 }
 
-// Reject writes a rejection (or any standalone) event. Its id is derived
-// from the request event, so a redelivered request is rejected once.
-func (s *Store) Reject(ctx context.Context, msg outbox.Message) error {
-	return outbox.Insert(ctx, s.Pool, msg)
+// Rejection is a request's rejection: its event (keyed by the request's
+// source and id) and the result event that reports it.
+type Rejection struct {
+	Source  string
+	EventID string
+	Reason  string
+	Event   outbox.Message
+}
+
+// Reject records a rejection with its request and writes its event, in one
+// transaction. A request rejected before is not recorded twice.
+func (s *Store) Reject(ctx context.Context, r Rejection) error {
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, reason) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, r.Source, r.EventID, r.Reason)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return outbox.Insert(ctx, tx, r.Event)
+	})
+}
+
+// Rejected reports whether the request with this event was rejected
+// before: its rejection is its result, replayed rather than judged again.
+func (s *Store) Rejected(ctx context.Context, source, eventID string) (bool, error) {
+	var yes bool
+	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rejected_requests WHERE source = $1 AND event_id = $2)`,
+		source, eventID).Scan(&yes)
+	if err != nil {
+		return false, fmt.Errorf("store: rejected: %w", err)
+	}
+	return yes, nil
 }

@@ -117,7 +117,7 @@ func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (Vi
 			v.RefundedAmount += b.RefundedAmount
 		}
 
-		rows, err = tx.Query(ctx, `SELECT refund_id, kind, bill_id, amount, status, coalesce(failure_reason, ''),
+		rows, err = tx.Query(ctx, `SELECT CASE WHEN kind = 'repay' THEN 'repay:' || refund_id ELSE refund_id END, kind, bill_id, amount, status, coalesce(failure_reason, ''),
 				created_at, updated_at
 			FROM refunds WHERE charge_pk = $1 ORDER BY created_at, id`, pk)
 		if err != nil {

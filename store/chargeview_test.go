@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
@@ -34,7 +32,7 @@ func cvCreate(t *testing.T, st *store.Store, merchant, charge string, amount int
 func cvPlaced(t *testing.T, st *store.Store, pk int64, billID string, repayPK int64) {
 	t.Helper()
 	if err := st.FinishPlacing(context.Background(), store.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
-		BillStatus: payflow.BillRequested, PGTxID: "tx-" + billID, Attempts: 1, RepayPK: repayPK}, nil); err != nil {
+		BillStatus: payflow.BillRequested, PGTxID: "tx-" + billID, Attempts: 1, RepayPK: repayPK, Owner: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -56,7 +54,7 @@ func TestChargeViewHistory(t *testing.T) {
 	ctx := context.Background()
 	pk := cvCreate(t, st, "m1", "c1", 5000, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
 	if err := st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineLimit, payflow.MethodActive,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}, time.Minute); err != nil {
+		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	cvPlaced(t, st, pk, "b-kakao", 0)
@@ -73,7 +71,7 @@ func TestChargeViewHistory(t *testing.T) {
 
 	cvPaid(t, st, "b-kakao", 5000)
 	rpk, _, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "damaged", RequestHash: []byte("h"), LeaseOwner: "test", Lease: time.Minute})
+		Amount: 2000, Reason: "damaged", RequestHash: []byte("h")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,15 +80,13 @@ func TestChargeViewHistory(t *testing.T) {
 	}
 	// Re-payment: refund what is left of the paid bill, then a new bill.
 	rp, _, err := st.CreateRepay(ctx, store.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",
-		Amount: 4000, RequestHash: []byte("h2"), LeaseOwner: "test", Lease: time.Minute})
+		Amount: 4000, RequestHash: []byte("h2"), Owner: "test", Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	newBill := store.Bill{BillID: "b-repay", Method: payflow.MethodKakaoBill, Amount: 4000}
 	if _, err := st.FinishRefund(ctx, rp.RefundPK, store.RefundResult{Succeeded: true, PGTxID: "rtx2"}, cvNoRefundEvents,
-		func(tx pgx.Tx) error {
-			return store.StartRepayBill(ctx, tx, rp.PK, "refunding", newBill, "test", time.Minute)
-		}); err != nil {
+		&store.RepayNext{RepayPK: rp.PK, Bill: newBill, Owner: "test", Lease: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	cvPlaced(t, st, pk, "b-repay", rp.PK)
@@ -138,7 +134,7 @@ func TestChargeViewHistory(t *testing.T) {
 	if r1.RefundID != "r1" || r1.Kind != "refund" || r1.Amount != 2000 || r1.Status != "succeeded" || r1.BillID != "b-kakao" {
 		t.Fatalf("refund: %+v", r1)
 	}
-	if r2.RefundID != store.RepayRefundID("rp1") || r2.Kind != "repay" || r2.Amount != 3000 || r2.Status != "succeeded" {
+	if r2.RefundID != "repay:rp1" || r2.Kind != "repay" || r2.Amount != 3000 || r2.Status != "succeeded" {
 		t.Fatalf("re-payment refund: %+v", r2)
 	}
 }

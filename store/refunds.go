@@ -45,33 +45,32 @@ type NewRefund struct {
 	Amount      int64
 	Reason      string
 	RequestHash []byte
-	LeaseOwner  string
-	Lease       time.Duration
 }
 
 // CreateRefund reserves the amount on the paid bill and stores the refund
 // in one statement. The reservation is the guard against over-refunding:
 // the bill row's update re-checks the remaining amount after any concurrent
 // refund commits, and a CHECK constraint backs it. created is false when
-// the refund id exists (nothing is written then).
+// the refund id exists (nothing is written then). The caller holds the
+// charge's lease.
 func (s *Store) CreateRefund(ctx context.Context, r NewRefund) (pk int64, created bool, err error) {
 	var exists bool
 	var reserved *int64
 	err = s.Pool.QueryRow(ctx, `
 WITH existing AS (
-	SELECT id FROM refunds WHERE merchant_id = $1 AND refund_id = $2
+	SELECT id FROM refunds WHERE merchant_id = $1 AND kind = $3 AND refund_id = $2
 ), bill AS (
 	UPDATE bills SET refund_reserved = refund_reserved + $5, updated_at = now()
 	WHERE bill_id = $4 AND status = 'paid' AND NOT EXISTS (SELECT 1 FROM existing)
 	  AND refunded_amount + refund_reserved + $5 <= paid_amount
 	RETURNING bill_id
 ), r AS (
-	INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status, lease_owner, lease_until)
-	SELECT $1, $2, $3, $6, bill_id, $5, $7, $8, 'pending', $9, now() + $10::interval FROM bill
+	INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status)
+	SELECT $1, $2, $3, $6, bill_id, $5, $7, $8, 'pending' FROM bill
 	RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
-		r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash, r.LeaseOwner, r.Lease,
+		r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash,
 	).Scan(&exists, &reserved)
 	if err != nil {
 		// A concurrent insert of the same refund id.
@@ -107,10 +106,10 @@ func scanRefund(row pgx.Row) (Refund, error) {
 	return r, err
 }
 
-// RefundByKey reads a merchant's refund.
+// RefundByKey reads a merchant's refund (not a re-payment's refund step).
 func (s *Store) RefundByKey(ctx context.Context, merchantID, refundID string) (Refund, error) {
 	return scanRefund(s.Pool.QueryRow(ctx, `SELECT `+refundColumns+` FROM refunds r JOIN charges c ON c.id = r.charge_pk
-		WHERE r.merchant_id = $1 AND r.refund_id = $2`, merchantID, refundID))
+		WHERE r.merchant_id = $1 AND r.kind = 'refund' AND r.refund_id = $2`, merchantID, refundID))
 }
 
 // RefundByPK reads a refund.
@@ -119,28 +118,24 @@ func (s *Store) RefundByPK(ctx context.Context, pk int64) (Refund, error) {
 		WHERE r.id = $1`, pk))
 }
 
-// ClaimRefund takes a pending refund whose lease expired or that the caller
-// holds.
+// ClaimRefund takes the lease of a pending refund's charge, unless someone
+// holds it. It reports whether the caller now holds it.
 func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE refunds SET lease_owner = $2, lease_until = now() + $3::interval, updated_at = now()
-		WHERE id = $1 AND status = 'pending' AND (lease_until < now() OR lease_owner = $2)`, pk, owner, lease)
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = now() + $3::interval
+		FROM refunds r WHERE r.id = $1 AND r.status = 'pending' AND c.id = r.charge_pk
+		  AND (c.lease_until IS NULL OR c.lease_until < now())`, pk, owner, lease)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("store: claim refund: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// ReleaseRefund ends the caller's lease at once.
-func (s *Store) ReleaseRefund(ctx context.Context, pk int64, owner string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE refunds SET lease_until = now() - interval '1 ms'
-		WHERE id = $1 AND lease_owner = $2 AND status = 'pending'`, pk, owner)
-	return err
-}
-
-// ExpiredRefunds lists pending refunds whose lease expired.
+// ExpiredRefunds lists pending refunds that nobody holds: their worker
+// died or met an unknown outcome.
 func (s *Store) ExpiredRefunds(ctx context.Context, limit int) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id FROM refunds WHERE status = 'pending' AND lease_until < now()
-		ORDER BY lease_until LIMIT $1`, limit)
+	rows, err := s.Pool.Query(ctx, `SELECT r.id FROM refunds r JOIN charges c ON c.id = r.charge_pk
+		WHERE r.status = 'pending' AND (c.lease_until IS NULL OR c.lease_until < now())
+		ORDER BY r.id LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -158,16 +153,20 @@ type RefundResult struct {
 // becomes refunded, on failure the reservation is released; and the result
 // events are written, in one transaction. It returns the bill's refunded
 // total after the change, and ErrStale when the refund was already finished.
-// then, when set, runs in the same transaction (a re-payment's next step).
-func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error), then func(pgx.Tx) error) (int64, error) {
+//
+// The refund step of a re-payment moves the re-payment on in the same
+// transaction: on success next (its new bill) is stored and leased to owner
+// for placing (see startRepayBill), on failure the re-payment fails. So the
+// customer is never left refunded without the new request.
+func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error), next *RepayNext) (int64, error) {
 	var total int64
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var chargePK, amount int64
-		var billID string
+		var billID, kind, refundID, merchantID string
 		// Lock the charge first (outbox ordering), then finish the refund.
-		err := tx.QueryRow(ctx, `SELECT r.charge_pk, r.bill_id, r.amount FROM refunds r
+		err := tx.QueryRow(ctx, `SELECT r.charge_pk, r.bill_id, r.amount, r.kind, r.refund_id, r.merchant_id FROM refunds r
 			JOIN charges c ON c.id = r.charge_pk WHERE r.id = $1 AND r.status = 'pending' FOR NO KEY UPDATE OF c, r`, pk).
-			Scan(&chargePK, &billID, &amount)
+			Scan(&chargePK, &billID, &amount, &kind, &refundID, &merchantID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrStale
 		}
@@ -179,7 +178,7 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 			status, refunded = "succeeded", amount
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refunds SET status = $2, pg_tx_id = nullif($3, ''), failure_reason = nullif($4, ''),
-			lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason); err != nil {
+			updated_at = now() WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason); err != nil {
 			return err
 		}
 		var paid int64
@@ -200,10 +199,18 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 		if err := outbox.Insert(ctx, tx, m...); err != nil {
 			return err
 		}
-		if then != nil {
-			return then(tx)
+		if kind != "repay" {
+			return nil
 		}
-		return nil
+		if !res.Succeeded {
+			_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', failure_reason = 'refund_failed', updated_at = now()
+				WHERE merchant_id = $1 AND repay_id = $2 AND step = 'refunding'`, merchantID, refundID)
+			return err
+		}
+		if next == nil {
+			return errors.New("store: a re-payment's refund succeeded without its next bill")
+		}
+		return startRepayBill(ctx, tx, *next)
 	})
 	return total, err
 }

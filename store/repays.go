@@ -25,7 +25,8 @@ type Repay struct {
 	RefundPK    int64  // its refund step, 0 when nothing was left to refund
 }
 
-// NewRepay is a re-payment about to start.
+// NewRepay is a re-payment about to start. The caller holds the charge's
+// lease.
 type NewRepay struct {
 	MerchantID  string
 	RepayID     string
@@ -33,53 +34,58 @@ type NewRepay struct {
 	OldBillID   string
 	Amount      int64
 	RequestHash []byte
-	LeaseOwner  string
-	Lease       time.Duration
+	// Bill is the new bill, placed at once when nothing of the old bill is
+	// left to refund; otherwise the refund step's success places a bill of
+	// its own decision.
+	Bill  Bill
+	Owner string
+	Lease time.Duration
 }
 
 // CreateRepay stores a re-payment and, in the same transaction, its refund
 // step for whatever of the old bill is still paid and not refunded (kind
 // "repay", reserved like any refund). When nothing is left to refund the
-// re-payment starts at step placing and RefundPK is 0. created is false
-// when the repay id exists.
+// re-payment goes straight to step placing with r.Bill, and RefundPK is 0.
+// created is false when the repay id exists. ErrNotPaid when the old bill
+// is not paid or no longer the charge's current bill.
 func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created bool, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var refundable int64
-		var status string
+		var status, current string
 		// Lock the charge, then the old bill: refunds of it wait for us.
-		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved
-			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID).Scan(&status, &refundable); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved, coalesce(c.current_bill_id, '')
+			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID).Scan(&status, &refundable, &current); err != nil {
 			return err
 		}
-		if status != string(payflow.BillPaid) {
+		if status != string(payflow.BillPaid) || current != r.OldBillID {
 			return ErrNotPaid
 		}
 		step := "refunding"
 		if refundable == 0 {
 			step = "placing"
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (merchant_id, repay_id) DO NOTHING`,
-			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, r.Amount, r.RequestHash, step)
+		var pk int64
+		err := tx.QueryRow(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step)
+			VALUES ($1, $2, $3, $4, $5, $6, 'refunding') ON CONFLICT (merchant_id, repay_id) DO NOTHING RETURNING id`,
+			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, r.Amount, r.RequestHash).Scan(&pk)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return nil
-		}
 		created = true
-		if refundable > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = now() WHERE bill_id = $1`,
-				r.OldBillID, refundable); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status, lease_owner, lease_until)
-				VALUES ($1, $2, 'repay', $3, $4, $5, 're-payment', $6, 'pending', $7, now() + $8::interval)`,
-				r.MerchantID, RepayRefundID(r.RepayID), r.ChargePK, r.OldBillID, refundable, r.RequestHash, r.LeaseOwner, r.Lease); err != nil {
-				return err
-			}
+		if step == "placing" {
+			return startRepayBill(ctx, tx, RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease})
 		}
-		return nil
+		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = now() WHERE bill_id = $1`,
+			r.OldBillID, refundable); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status)
+			VALUES ($1, $2, 'repay', $3, $4, $5, 're-payment', $6, 'pending')`,
+			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, refundable, r.RequestHash)
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotPaid) {
@@ -97,11 +103,8 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 	return rp, true, err
 }
 
-// RepayRefundID is the refund id of a re-payment's refund step.
-func RepayRefundID(repayID string) string { return "repay:" + repayID }
-
 const repayColumns = `p.id, p.merchant_id, p.repay_id, p.charge_pk, p.old_bill_id, coalesce(p.new_bill_id, ''), p.amount, p.request_hash, p.step,
-	coalesce((SELECT r.id FROM refunds r WHERE r.merchant_id = p.merchant_id AND r.refund_id = 'repay:' || p.repay_id), 0)`
+	coalesce((SELECT r.id FROM refunds r WHERE r.merchant_id = p.merchant_id AND r.kind = 'repay' AND r.refund_id = p.repay_id), 0)`
 
 func scanRepay(row pgx.Row) (Repay, error) {
 	var r Repay
@@ -122,36 +125,45 @@ func (s *Store) RepayByPK(ctx context.Context, pk int64) (Repay, error) {
 	return scanRepay(s.Pool.QueryRow(ctx, `SELECT `+repayColumns+` FROM repays p WHERE p.id = $1`, pk))
 }
 
-// StartRepayBill moves a re-payment to step placing: the new bill is stored
-// (before the PG hears of it) and becomes the charge's current bill, and
-// the charge is leased to the caller. It runs inside tx, the transaction
-// that recorded the refund step's success, so the customer is never left
-// refunded without the new request. It does nothing unless the re-payment
-// is at the step expected.
-func StartRepayBill(ctx context.Context, tx pgx.Tx, repayPK int64, fromStep string, bill Bill, owner string, lease time.Duration) error {
+// RepayNext is a re-payment's new bill, to be stored and leased for
+// placing.
+type RepayNext struct {
+	RepayPK int64
+	Bill    Bill
+	Owner   string
+	Lease   time.Duration
+}
+
+// startRepayBill moves a re-payment to step placing: the new bill is
+// stored (before the PG hears of it) and becomes the charge's current bill,
+// and the charge is leased to the caller. It is guarded by the charge's
+// current bill: only a re-payment of the bill the charge still stands on
+// may bill again. A re-payment that finds its charge moved on fails
+// (superseded) instead of placing a second live bill.
+func startRepayBill(ctx context.Context, tx pgx.Tx, n RepayNext) error {
 	var chargePK int64
-	err := tx.QueryRow(ctx, `UPDATE repays SET step = 'placing', new_bill_id = $3, updated_at = now()
-		WHERE id = $1 AND step = $2 RETURNING charge_pk`, repayPK, fromStep, bill.BillID).Scan(&chargePK)
+	var oldBill string
+	err := tx.QueryRow(ctx, `UPDATE repays SET step = 'placing', new_bill_id = $2, updated_at = now()
+		WHERE id = $1 AND step = 'refunding' RETURNING charge_pk, old_bill_id`, n.RepayPK, n.Bill.BillID).Scan(&chargePK, &oldBill)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, repay_pk)
-		VALUES ($1, $2, $3, nullif($4, '')::uuid, nullif($5, ''), $6, 'pending', $7)`,
-		bill.BillID, chargePK, string(bill.Method), bill.MethodID, string(bill.FallbackReason), bill.Amount, repayPK); err != nil {
+	tag, err := tx.Exec(ctx, `UPDATE charges SET state = 'placing', current_bill_id = $3, lease_owner = $4,
+		lease_until = now() + $5::interval, updated_at = now()
+		WHERE id = $1 AND current_bill_id = $2 AND state IN ('paid', 'refunded')`, chargePK, oldBill, n.Bill.BillID, n.Owner, n.Lease)
+	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE charges SET state = 'placing', current_bill_id = $2, lease_owner = $3,
-		lease_until = now() + $4::interval, updated_at = now() WHERE id = $1`, chargePK, bill.BillID, owner, lease)
+	if tag.RowsAffected() == 0 {
+		_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', new_bill_id = NULL, failure_reason = 'superseded', updated_at = now()
+			WHERE id = $1`, n.RepayPK)
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, repay_pk)
+		VALUES ($1, $2, $3, nullif($4, '')::uuid, nullif($5, ''), $6, 'pending', $7)`,
+		n.Bill.BillID, chargePK, string(n.Bill.Method), n.Bill.MethodID, string(n.Bill.FallbackReason), n.Bill.Amount, n.RepayPK)
 	return err
-}
-
-// StartRepayBill is the package function run in its own transaction, for a
-// re-payment with nothing to refund.
-func (s *Store) StartRepayBill(ctx context.Context, repayPK int64, fromStep string, bill Bill, owner string, lease time.Duration) error {
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		return StartRepayBill(ctx, tx, repayPK, fromStep, bill, owner, lease)
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -141,24 +142,51 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 	return outcome, nil
 }
 
-// AwaitingSettlement lists bills placed at the PG longer ago than the given
-// age and still without a final result: their webhook may never come.
-func (s *Store) AwaitingSettlement(ctx context.Context, olderThanSeconds float64, limit int) ([]string, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT b.bill_id FROM charges c JOIN bills b ON b.bill_id = c.current_bill_id
-		WHERE c.state = 'requested' AND c.updated_at < now() - make_interval(secs => $1)
-		ORDER BY c.updated_at LIMIT $2`, olderThanSeconds, limit)
+// AbandonedWatch is how long a bill given up on (abandoned) stays under
+// reconciliation: a request still in flight when its worker gave up may have
+// been executed by the PG after all, and its payment must be found.
+const AbandonedWatch = 7 * 24 * time.Hour
+
+// AwaitingSettlement lists bills that should have had their result by now:
+// placed at the PG longer ago than age and not final (their webhook may
+// never come), and bills abandoned within AbandonedWatch. A bill whose
+// last look-up failed waits out its own backoff; the others go first.
+func (s *Store) AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]Awaiting, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT bill_id, status, reconcile_attempts FROM bills
+		WHERE status IN ('requested', 'abandoned') AND updated_at < now() - $1::interval
+		  AND (status = 'requested' OR updated_at > now() - $3::interval)
+		  AND (reconcile_after IS NULL OR reconcile_after < now())
+		ORDER BY coalesce(reconcile_after, updated_at) LIMIT $2`, age, limit, AbandonedWatch)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Awaiting, error) {
+		var a Awaiting
+		var status string
+		err := r.Scan(&a.BillID, &status, &a.Attempts)
+		a.Status = payflow.BillStatus(status)
+		return a, err
+	})
 }
 
-// TouchAwaiting records that a bill was just checked and is still open, so
-// reconciliation looks at it again only after another full age.
-func (s *Store) TouchAwaiting(ctx context.Context, billID string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE charges SET updated_at = now()
-		WHERE current_bill_id = $1 AND state = 'requested'`, billID)
-	return err
+// Awaiting is a bill reconciliation should look up.
+type Awaiting struct {
+	BillID   string
+	Status   payflow.BillStatus // requested or abandoned
+	Attempts int                // earlier look-ups that did not settle it
+}
+
+// ReconcileLater records that a bill was looked up and is still open (err
+// empty) or could not be (err names why, shown to operators): it is looked
+// at again after wait, and not before.
+func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = now() + $2::interval,
+		reconcile_attempts = reconcile_attempts + 1, reconcile_error = nullif($3, '')
+		WHERE bill_id = $1`, billID, wait, reason)
+	if err != nil {
+		return fmt.Errorf("store: reconcile later: %w", err)
+	}
+	return nil
 }
 
 // CancelBill records that the bill was destroyed at the PG: the bill and its

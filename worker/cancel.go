@@ -15,7 +15,9 @@ import (
 )
 
 // cancel executes payment.bill.cancel.requested: destroy the charge's
-// unpaid bill at the PG (청구서파기). Destroying is idempotent at the PG,
+// unpaid bill at the PG (청구서파기). It is judged under the charge's lease:
+// a cancel that arrives while the bill is still being placed waits for the
+// placement instead of being refused. Destroying is idempotent at the PG,
 // so a redelivery after a crash simply destroys again and records once.
 func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	var d events.CancelRequested
@@ -27,6 +29,9 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	if err := req.Validate(); err != nil {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
+	if done, err := w.replayed(ctx, env); done || err != nil {
+		return err
+	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
 	if errors.Is(err, store.ErrNotFound) {
 		return w.reject(ctx, env, who, events.RejectUnknownCharge, "no such charge for this merchant")
@@ -34,31 +39,40 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	switch c.State {
-	case payflow.StateCancelled:
-		return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
-	case payflow.StateRequested:
-	default:
-		return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only an unpaid bill can be cancelled")
-	}
-	var final error
-	b := w.newPGBackOff()
-	err = backoff.RetryNotify(func() error {
-		err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
-		b.saw(err)
-		if err != nil && !pgclient.Retriable(err) {
-			final = err
-			return nil
+	return w.onCharge(ctx, c.PK, func() error {
+		if done, err := w.replayed(ctx, env); done || err != nil {
+			return err
 		}
-		return err
-	}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("destroy") })
-	if err != nil {
-		return err // the PG is unreachable: not handled yet, the consumer retries
-	}
-	if final != nil {
-		return w.reject(ctx, env, who, events.RejectInvalidState, "the PG refused to destroy the bill: "+errorCode(final))
-	}
-	return w.recordCancel(ctx, c)
+		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
+		if err != nil {
+			return err
+		}
+		switch c.State {
+		case payflow.StateCancelled:
+			return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
+		case payflow.StateRequested:
+		default:
+			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only an unpaid bill can be cancelled")
+		}
+		var final error
+		b := w.newPGBackOff()
+		err = backoff.RetryNotify(func() error {
+			err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
+			b.saw(err)
+			if err != nil && !pgclient.Retriable(err) {
+				final = err
+				return nil
+			}
+			return err
+		}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("destroy") })
+		if err != nil {
+			return err // the PG is unreachable: not handled yet, the consumer retries
+		}
+		if final != nil {
+			return w.reject(ctx, env, who, events.RejectInvalidState, "the PG refused to destroy the bill: "+errorCode(final))
+		}
+		return w.recordCancel(ctx, c)
+	})
 }
 
 func (w *Worker) recordCancel(ctx context.Context, c store.Charge) error {

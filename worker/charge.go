@@ -90,14 +90,17 @@ func (w *Worker) again(ctx context.Context, env events.Envelope, c store.Charge,
 	return w.resume(ctx, c.PK)
 }
 
-// resume claims a placing charge and drives it, looking the bill up first
-// because an earlier holder may have reached the PG. It reports whether it
-// held the charge (false: another live worker does, or it is finished).
+// resume claims a placing charge whose lease has expired and drives it,
+// looking the bill up first because an earlier holder may have reached the
+// PG. A held lease, this process's own included, means a request may still
+// be in flight: then nothing is done, and the holder or the sweeper
+// finishes it.
 func (w *Worker) resume(ctx context.Context, pk int64) error {
 	_, err := w.resumed(ctx, pk)
 	return err
 }
 
+// resumed is resume reporting whether it held the charge.
 func (w *Worker) resumed(ctx context.Context, pk int64) (bool, error) {
 	if _, busy := w.driving.LoadOrStore(pk, true); busy {
 		return false, nil
@@ -117,6 +120,24 @@ func (w *Worker) resumed(ctx context.Context, pk int64) (bool, error) {
 	return true, w.drive(ctx, c, true, "")
 }
 
+// driveHeld drives a charge whose new bill the caller has just stored and
+// leased to itself (a re-payment's), without a look-up: nobody has asked
+// the PG for that bill yet.
+func (w *Worker) driveHeld(ctx context.Context, pk int64) error {
+	if _, busy := w.driving.LoadOrStore(pk, true); busy {
+		return nil
+	}
+	defer w.driving.Delete(pk)
+	c, err := w.cfg.Store.ChargeByPK(ctx, pk)
+	if err != nil {
+		return err
+	}
+	if c.State != payflow.StatePlacing || c.LeaseOwner != w.cfg.Owner {
+		return nil
+	}
+	return w.drive(ctx, c, false, "")
+}
+
 // outcome is how one bill's placement ended.
 type outcome struct {
 	accepted bool
@@ -126,6 +147,10 @@ type outcome struct {
 	unknown  bool                // the PG could not tell: leave it to the sweeper
 	attempts int
 }
+
+// failedDecline is the failure reason of a declined bill that has no
+// fallback: a KakaoTalk bill the PG refused.
+func failedDecline(code payflow.DeclineCode) string { return "declined: " + string(code) }
 
 // drive places the charge's current bill until the charge leaves placing.
 // The caller holds the lease. key is the auto-pay billing key when the
@@ -139,13 +164,18 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		switch {
 		case out.accepted:
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
+		case out.decline != "" && bill.Method != payflow.MethodAutoPay:
+			// Fallback is auto-pay's alone: a refused KakaoTalk bill ends
+			// the charge, or one charge could send bills without end.
+			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned,
+				FailureReason: failedDecline(out.decline), Attempts: attempts})
 		case out.decline != "":
 			reason, methodStatus := payflow.AfterDecline(out.decline)
 			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
 				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
 			// Decline also renews the lease: the next bill's placement must
 			// have a whole lease (retry budget plus a call timeout) too.
-			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next, w.cfg.Lease); err != nil {
+			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next, w.cfg.Owner, w.cfg.Lease); err != nil {
 				if errors.Is(err, store.ErrStale) {
 					return nil
 				}
@@ -169,7 +199,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 
 // finish records the placement's outcome with its result event.
 func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r store.PlaceResult) error {
-	r.ChargePK, r.BillID, r.RepayPK = c.PK, bill.BillID, bill.RepayPK
+	r.ChargePK, r.BillID, r.RepayPK, r.Owner = c.PK, bill.BillID, bill.RepayPK, w.cfg.Owner
 	var msg outbox.Message
 	var err error
 	if r.ChargeState == payflow.StateRequested && bill.RepayPK != 0 {
@@ -208,16 +238,19 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 // place asks the PG for one bill, with retries. Before any attempt that
 // follows one whose outcome is unknown (a timeout, a 5xx, a duplicate bill
 // id) it looks the bill up, so a bill is never placed twice.
+//
+// It concludes "not placed" only when the PG said so: every attempt of
+// this drive failed where the PG did not act, and no request of an earlier
+// holder may still land. A resumed drive (lookupFirst) starts with the
+// earlier holder's outcome unknown; only the PG's "not found" clears it
+// (that holder's requests are older than its lease, which outlasts its
+// retry budget plus a call timeout, so they have landed or died). A
+// request of this drive whose outcome is unknown is never cleared: it may
+// still be in flight when the drive gives up.
 func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
 	needLookup := lookupFirst
-	// sawUnknown stays set once any attempt of this drive may have reached
-	// the PG: a lookup that later says "not found" does not clear it,
-	// because that request may still be in flight and land after we give
-	// up. (Requests of an earlier holder are older than its lease, which
-	// outlasts the retry budget plus a call timeout: a lookup then is
-	// trusted.)
-	sawUnknown := false
+	inherited, own, keyTrouble := lookupFirst, false, false
 	var lastErr error
 	b := w.newPGBackOff()
 	op := func() error {
@@ -231,7 +264,20 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 				lastErr = err
 				return err
 			}
-			needLookup = false // the PG never got it: placing it is safe
+			needLookup, inherited = false, false // the PG never got it: placing it is safe
+		}
+		if bill.Method == payflow.MethodAutoPay && key == "" {
+			k, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
+			switch {
+			case errors.Is(err, payflow.ErrMethodUnusable):
+				out.decline = payflow.DeclineInvalid // deleted, or its key cannot be opened: fall back
+				return nil
+			case err != nil:
+				// The key source is struggling, not the card: retry.
+				keyTrouble, lastErr = true, err
+				return err
+			}
+			key = k
 		}
 		out.attempts++
 		acc, err := w.call(ctx, c, bill, key)
@@ -243,7 +289,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		lastErr = err
 		switch pgclient.KindOf(err) {
 		case pgclient.KindUnknown, pgclient.KindDuplicate:
-			needLookup, sawUnknown = true, true
+			needLookup, own = true, true
 			return err
 		case pgclient.KindTransient:
 			return err
@@ -261,32 +307,19 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 	if err == nil {
 		return out
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || inherited || own || keyTrouble {
+		// A request may still land, or we never got to ask: the charge
+		// stays placing and the sweeper looks it up again once the lease
+		// has expired, when any request in flight has long landed or died.
 		return outcome{unknown: true, attempts: out.attempts}
 	}
-	if !sawUnknown {
-		// Every attempt failed where the PG did not act: certainly not
-		// placed.
-		return outcome{failed: "retries_exhausted: " + errorCode(lastErr), attempts: out.attempts}
-	}
-	// An attempt may still land: the charge stays placing and the sweeper
-	// looks it up again once the lease has expired, when any request in
-	// flight has long landed or died.
-	return outcome{unknown: true, attempts: out.attempts}
+	// Every attempt failed where the PG did not act: certainly not placed.
+	return outcome{failed: "retries_exhausted: " + errorCode(lastErr), attempts: out.attempts}
 }
 
 // call performs the bill's PG operation.
 func (w *Worker) call(ctx context.Context, c store.Charge, bill store.Bill, key string) (pgclient.Accepted, error) {
 	if bill.Method == payflow.MethodAutoPay {
-		var err error
-		if key == "" {
-			key, err = w.cfg.Methods.BillingKey(ctx, bill.MethodID)
-		}
-		if err != nil {
-			// The method was deleted or its key cannot be read: it is not
-			// usable, which is a reason to fall back, not to fail.
-			return pgclient.Accepted{}, &pgclient.Error{Op: "auto_pay", Kind: pgclient.KindDeclined, Code: string(payflow.DeclineInvalid), Message: "stored method unavailable"}
-		}
 		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: key, Amount: bill.Amount, OrderName: c.OrderName})
 	}
 	return w.cfg.PG.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: bill.BillID, MerchantID: c.MerchantID, Phone: c.Phone, Name: c.CustomerName, Amount: bill.Amount, OrderName: c.OrderName})

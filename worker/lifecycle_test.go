@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -87,18 +88,21 @@ func TestRefundIDIsIdempotent(t *testing.T) {
 }
 
 // Concurrent refunds on one bill: the database lets through exactly what
-// was paid, however they interleave.
+// was paid, however they interleave. Through the worker they take turns on
+// the charge's lease (one waits while another acts: ErrBusy, tried again as
+// the consumer would); under it, the bill row's reservation and CHECK
+// guard any writers that bypass the lease.
 func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 	e := setup(t, methods{})
 	bill := e.paid("c1", 5000)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := e.w.Handle(context.Background(), refundEvent("c1", fmt.Sprint("r", i), 1000)); err != nil {
-				t.Error(err)
-			}
+			handleUntilDone(ctx, t, e.w, refundEvent("c1", fmt.Sprint("r", i), 1000))
 		}()
 	}
 	wg.Wait()
@@ -111,6 +115,34 @@ func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 	}
 	if n := len(e.ofType(events.TypeRejected)); n != 5 {
 		t.Fatalf("%d rejections, want 5", n)
+	}
+
+	// The store's own guard, with no lease in front of it.
+	bill2 := e.paid("c2", 5000)
+	c2, _ := e.st.ChargeByKey(ctx, "m1", "c2")
+	var created sync.Map
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ok, err := e.st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: fmt.Sprint("direct", i), Kind: "refund",
+				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h")})
+			if err != nil && !errors.Is(err, store.ErrExceedsPaid) {
+				t.Error(err)
+			}
+			created.Store(i, ok)
+		}()
+	}
+	wg.Wait()
+	n := 0
+	created.Range(func(_, ok any) bool {
+		if ok.(bool) {
+			n++
+		}
+		return true
+	})
+	if n != 5 {
+		t.Fatalf("%d refunds of 1000 reserved on a bill of 5000, want 5", n)
 	}
 }
 

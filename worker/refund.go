@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
@@ -16,7 +15,8 @@ import (
 )
 
 // refund executes payment.refund.requested: a partial or full refund of the
-// charge's paid bill.
+// charge's paid bill. It is judged under the charge's lease, so it waits
+// for whatever earlier request still acts on the charge.
 func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	var d events.RefundRequested
 	if err := decodeData(env.Data, &d); err != nil {
@@ -28,7 +28,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
 	hash := req.Fingerprint()
-	if done, err := w.refundAgain(ctx, env, req, hash); done || err != nil {
+	if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
 		return err
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
@@ -38,28 +38,42 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	pk, created, err := w.cfg.Store.CreateRefund(ctx, store.NewRefund{
-		MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
-		Amount: req.Amount, Reason: req.Reason, RequestHash: hash, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
+	return w.onCharge(ctx, c.PK, func() error {
+		// Another process may have decided this request meanwhile.
+		if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
+			return err
+		}
+		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
+		if err != nil {
+			return err
+		}
+		pk, created, err := w.cfg.Store.CreateRefund(ctx, store.NewRefund{
+			MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
+			Amount: req.Amount, Reason: req.Reason, RequestHash: hash,
+		})
+		switch {
+		case errors.Is(err, store.ErrNotPaid):
+			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
+		case errors.Is(err, store.ErrExceedsPaid):
+			return w.reject(ctx, env, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
+		case err != nil:
+			return err
+		case !created:
+			_, err := w.refundDecided(ctx, env, req, hash)
+			return err
+		}
+		w.log.Info("refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
+		return w.driveRefund(ctx, pk)
 	})
-	switch {
-	case errors.Is(err, store.ErrNotPaid):
-		return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
-	case errors.Is(err, store.ErrExceedsPaid):
-		return w.reject(ctx, env, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
-	case err != nil:
-		return err
-	case !created: // a concurrent delivery of the same refund id
-		_, err := w.refundAgain(ctx, env, req, hash)
-		return err
-	}
-	w.log.Info("refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
-	return w.driveRefund(ctx, pk)
 }
 
-// refundAgain handles a refund id that already exists. done is false when
-// it does not.
-func (w *Worker) refundAgain(ctx context.Context, env events.Envelope, req payflow.RefundRequest, hash []byte) (done bool, err error) {
+// refundDecided handles a refund request decided before: rejected (its
+// rejection is its result) or stored under its refund id. done is false
+// when it is new.
+func (w *Worker) refundDecided(ctx context.Context, env events.Envelope, req payflow.RefundRequest, hash []byte) (done bool, err error) {
+	if done, err := w.replayed(ctx, env); done || err != nil {
+		return true, err
+	}
 	r, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -77,20 +91,31 @@ func (w *Worker) refundAgain(ctx context.Context, env events.Envelope, req payfl
 	return true, nil
 }
 
-// resumeRefund claims a pending refund (its holder died or gave up) and
-// drives it.
+// resumeRefund takes a pending refund whose charge nobody holds (its worker
+// died or met an unknown outcome) and drives it. Held by someone, it is left
+// to them.
 func (w *Worker) resumeRefund(ctx context.Context, pk int64) error {
+	r, err := w.cfg.Store.RefundByPK(ctx, pk)
+	if err != nil || r.Status != "pending" {
+		return err
+	}
 	ok, err := w.cfg.Store.ClaimRefund(ctx, pk, w.cfg.Owner, w.cfg.Lease)
 	if err != nil || !ok {
 		return err
 	}
+	defer func() {
+		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), r.ChargePK, w.cfg.Owner); err != nil {
+			w.log.Warn("charge lease not released; it expires", "charge_pk", r.ChargePK, "err", err)
+		}
+	}()
 	return w.driveRefund(ctx, pk)
 }
 
-// driveRefund sends a claimed refund to the PG and records the outcome.
-// Refunds are idempotent at the PG by refund id, so a retry after an unknown
-// outcome cannot refund twice. The refund step of a re-payment also moves
-// the re-payment on, in the same transaction.
+// driveRefund sends a pending refund to the PG and records the outcome; the
+// caller holds the charge's lease. Refunds are idempotent at the PG by
+// refund id, so a retry after an unknown outcome cannot refund twice. The
+// refund step of a re-payment also moves the re-payment on, in the same
+// transaction, and then places its new bill.
 func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	key := "refund/" + itoa(pk)
 	if _, busy := w.driving.LoadOrStore(key, true); busy {
@@ -118,8 +143,8 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 		return err
 	}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("refund") })
 	if err != nil {
-		// Unknown: keep the reservation and leave the refund to the sweeper.
-		_ = w.cfg.Store.ReleaseRefund(context.WithoutCancel(ctx), pk, w.cfg.Owner)
+		// Unknown: the refund stays pending (its reservation held, its
+		// charge busy) and the sweeper asks again.
 		w.log.Warn("refund outcome unknown; the sweeper will retry it", "refund_id", r.RefundID, "err", err)
 		return ctx.Err()
 	}
@@ -127,10 +152,9 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	if final != nil {
 		result.FailureReason = "pg_rejected: " + errorCode(final)
 	}
-	var then func(pgx.Tx) error
-	var repay *store.Repay
-	if r.Kind == "repay" {
-		if repay, then, err = w.repayAfterRefund(ctx, r, result.Succeeded); err != nil {
+	var next *store.RepayNext
+	if r.Kind == "repay" && result.Succeeded {
+		if next, err = w.repayNext(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -140,10 +164,10 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 			typ = events.TypeRefundFailed
 		}
 		msg, err := w.message(typ, r.ChargeID, []string{"refund", itoa(r.PK), "finished"}, events.RefundResult{
-			MerchantID: r.MerchantID, ChargeID: r.ChargeID, RefundID: r.RefundID, Amount: r.Amount, RefundedTotal: total, Reason: refundReason(r, result),
+			MerchantID: r.MerchantID, ChargeID: r.ChargeID, RefundID: publicRefundID(r), Amount: r.Amount, RefundedTotal: total, Reason: refundReason(r, result),
 		})
 		return []outbox.Message{msg}, err
-	}, then)
+	}, next)
 	if errors.Is(err, store.ErrStale) {
 		return nil
 	}
@@ -156,16 +180,27 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	} else {
 		w.cfg.Observer.Result(events.TypeRefundFailed, result.FailureReason)
 	}
-	w.log.Info("refund finished", "refund_id", r.RefundID, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
-	if repay != nil && result.Succeeded {
-		return w.placeRepayBill(ctx, repay.ChargePK)
+	w.log.Info("refund finished", "refund_id", r.RefundID, "kind", r.Kind, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
+	if next != nil {
+		return w.driveHeld(ctx, r.ChargePK)
 	}
 	return nil
 }
 
-// pgRefundID is the refund's idempotency key at the PG; merchants choose
-// refund ids, so it is scoped by merchant.
-func pgRefundID(r store.Refund) string { return r.MerchantID + "/" + r.RefundID }
+// pgRefundID is the refund's idempotency key at the PG. Merchants choose
+// refund ids and a re-payment's refund step has its own, so neither can
+// name a refund at the PG unambiguously; the row's own key does, and it
+// stays the same for every retry of the refund.
+func pgRefundID(r store.Refund) string { return "rf-" + itoa(r.PK) }
+
+// publicRefundID is the refund id published in refund events: the
+// merchant's, or "repay:<repay_id>" for a re-payment's refund step.
+func publicRefundID(r store.Refund) string {
+	if r.Kind == "repay" {
+		return "repay:" + r.RefundID
+	}
+	return r.RefundID
+}
 
 func refundReason(r store.Refund, res store.RefundResult) string {
 	if !res.Succeeded {
@@ -174,7 +209,7 @@ func refundReason(r store.Refund, res store.RefundResult) string {
 	return r.Reason
 }
 
-// SweepRefunds resumes pending refunds whose lease expired.
+// SweepRefunds resumes pending refunds that nobody holds.
 func (w *Worker) SweepRefunds(ctx context.Context, limit int) error {
 	pks, err := w.cfg.Store.ExpiredRefunds(ctx, limit)
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
@@ -15,10 +13,12 @@ import (
 
 // repay executes payment.repay.requested: refund what is left of the paid
 // bill, then bill the customer again under a new bill id through the same
-// auto-pay-or-KakaoTalk decision. Each step is recorded before the next
-// starts, and the step that records the refund also stores the new bill, so
-// a crash anywhere resumes: never refunded without the new request, never
-// billed twice.
+// auto-pay-or-KakaoTalk decision. It is judged under the charge's lease, so
+// a re-payment waits for any earlier one to finish and is then judged
+// against where that left the charge; each step is recorded before the next
+// starts, and the step that records the refund also stores the new bill,
+// so a crash anywhere resumes: never refunded without the new request,
+// never billed twice.
 func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	var d events.RepayRequested
 	if err := decodeData(env.Data, &d); err != nil {
@@ -30,11 +30,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
 	hash := req.Fingerprint()
-	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
-	if err == nil {
-		return w.repayAgain(ctx, env, rp, hash)
-	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if done, err := w.repayDecided(ctx, env, req, hash, false); done || err != nil {
 		return err
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
@@ -44,108 +40,112 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	if c.State != payflow.StatePaid && c.State != payflow.StateRefunded {
-		return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only a paid charge can be re-paid")
-	}
-	amount := req.Amount
-	if amount == 0 {
-		amount = c.Bill.Amount
-	}
-	rp, created, err := w.cfg.Store.CreateRepay(ctx, store.NewRepay{
-		MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
-		RequestHash: hash, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
-	})
-	switch {
-	case errors.Is(err, store.ErrNotPaid):
-		return w.reject(ctx, env, who, events.RejectInvalidState, "the charge's bill is not paid")
-	case err != nil:
-		return err
-	case !created:
-		rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
+	return w.onCharge(ctx, c.PK, func() error {
+		if done, err := w.repayDecided(ctx, env, req, hash, true); done || err != nil {
+			return err
+		}
+		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
 		if err != nil {
 			return err
 		}
-		return w.repayAgain(ctx, env, rp, hash)
-	}
-	w.log.Info("re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
-		"old_bill_id", c.Bill.BillID, "amount", amount)
-	return w.continueRepay(ctx, rp)
+		if c.State != payflow.StatePaid && c.State != payflow.StateRefunded {
+			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only a paid charge can be re-paid")
+		}
+		amount := req.Amount
+		if amount == 0 {
+			amount = c.Bill.Amount
+		}
+		bill, err := w.repayBill(ctx, c, amount)
+		if err != nil {
+			return err
+		}
+		rp, created, err := w.cfg.Store.CreateRepay(ctx, store.NewRepay{
+			MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
+			RequestHash: hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
+		})
+		switch {
+		case errors.Is(err, store.ErrNotPaid):
+			return w.reject(ctx, env, who, events.RejectInvalidState, "the charge's bill is not paid")
+		case err != nil:
+			return err
+		case !created:
+			_, err := w.repayDecided(ctx, env, req, hash, true)
+			return err
+		}
+		w.log.Info("re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
+			"old_bill_id", c.Bill.BillID, "amount", amount)
+		return w.continueRepay(ctx, rp, true)
+	})
 }
 
-func (w *Worker) repayAgain(ctx context.Context, env events.Envelope, rp store.Repay, hash []byte) error {
+// repayDecided handles a re-payment decided before: rejected, or stored
+// under its repay id (then its current step goes on). held says whether the
+// caller holds the charge's lease. done is false when it is new.
+func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payflow.RepayRequest, hash []byte, held bool) (bool, error) {
+	if done, err := w.replayed(ctx, env); done || err != nil {
+		return true, err
+	}
+	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
 	if string(rp.RequestHash) != string(hash) {
-		c, _ := w.cfg.Store.ChargeByPK(ctx, rp.ChargePK)
-		return w.reject(ctx, env, ids{rp.MerchantID, c.ChargeID}, events.RejectIdempotencyConflict,
+		return true, w.reject(ctx, env, ids{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
 			"repay_id was already used with different content")
 	}
-	return w.continueRepay(ctx, rp)
+	return true, w.continueRepay(ctx, rp, held)
 }
 
-// continueRepay runs a re-payment's current step.
-func (w *Worker) continueRepay(ctx context.Context, rp store.Repay) error {
-	switch rp.Step {
-	case "refunding":
+// continueRepay runs a re-payment's current step. held says whether the
+// caller holds the charge's lease; otherwise a step is taken over only
+// from a holder whose lease expired.
+func (w *Worker) continueRepay(ctx context.Context, rp store.Repay, held bool) error {
+	switch {
+	case rp.Step == "refunding" && held:
+		return w.driveRefund(ctx, rp.RefundPK)
+	case rp.Step == "refunding":
 		return w.resumeRefund(ctx, rp.RefundPK)
-	case "placing":
-		if rp.NewBillID == "" { // nothing was left to refund: start the new bill now
-			bill, err := w.repayBill(ctx, rp)
-			if err != nil {
-				return err
-			}
-			if err := w.cfg.Store.StartRepayBill(ctx, rp.PK, "placing", bill, w.cfg.Owner, w.cfg.Lease); err != nil {
-				return err
-			}
-		}
-		return w.placeRepayBill(ctx, rp.ChargePK)
+	case rp.Step == "placing" && held:
+		return w.driveHeld(ctx, rp.ChargePK)
+	case rp.Step == "placing":
+		return w.resume(ctx, rp.ChargePK)
 	}
 	return nil // done or failed: its result is already in the outbox
 }
 
-// repayAfterRefund is called when a re-payment's refund step ended. On
-// success it returns the statement that stores the new bill, to run in the
-// transaction that records the refund; on failure the statement that fails
-// the re-payment.
-func (w *Worker) repayAfterRefund(ctx context.Context, r store.Refund, succeeded bool) (*store.Repay, func(pgx.Tx) error, error) {
-	rp, err := w.cfg.Store.RepayByKey(ctx, r.MerchantID, r.RefundID[len("repay:"):])
+// repayNext decides the new bill of a re-payment whose refund step
+// succeeded, to be stored with that success.
+func (w *Worker) repayNext(ctx context.Context, r store.Refund) (*store.RepayNext, error) {
+	rp, err := w.cfg.Store.RepayByKey(ctx, r.MerchantID, r.RefundID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if !succeeded {
-		return &rp, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', failure_reason = 'refund_failed', updated_at = now()
-				WHERE id = $1 AND step = 'refunding'`, rp.PK)
-			return err
-		}, nil
-	}
-	bill, err := w.repayBill(ctx, rp)
+	c, err := w.cfg.Store.ChargeByPK(ctx, rp.ChargePK)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &rp, func(tx pgx.Tx) error {
-		return store.StartRepayBill(ctx, tx, rp.PK, "refunding", bill, w.cfg.Owner, w.cfg.Lease)
-	}, nil
+	bill, err := w.repayBill(ctx, c, rp.Amount)
+	if err != nil {
+		return nil, err
+	}
+	return &store.RepayNext{RepayPK: rp.PK, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease}, nil
 }
 
 // repayBill decides how to bill the customer again.
-func (w *Worker) repayBill(ctx context.Context, rp store.Repay) (store.Bill, error) {
-	c, err := w.cfg.Store.ChargeByPK(ctx, rp.ChargePK)
-	if err != nil {
-		return store.Bill{}, err
-	}
+func (w *Worker) repayBill(ctx context.Context, c store.Charge, amount int64) (store.Bill, error) {
 	var method *payflow.StoredMethod
 	if c.MemberID != "" {
+		var err error
 		if method, _, err = w.cfg.Methods.Default(ctx, c.MemberID); err != nil {
 			return store.Bill{}, err
 		}
 	}
 	dec := payflow.Decide(payflow.Customer{MemberID: c.MemberID}, method)
 	return store.Bill{BillID: newBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason,
-		Amount: rp.Amount, Status: payflow.BillPending, RepayPK: rp.PK}, nil
-}
-
-// placeRepayBill drives the re-payment's new bill like any placement.
-func (w *Worker) placeRepayBill(ctx context.Context, chargePK int64) error {
-	return w.resume(ctx, chargePK)
+		Amount: amount, Status: payflow.BillPending}, nil
 }
 
 // repayProcessed builds payment.repay.processed for a re-payment's bill.

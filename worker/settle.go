@@ -37,43 +37,78 @@ func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOu
 
 // Reconcile asks the PG about bills that have waited longer than age for
 // their result, and settles those the PG reports final: the webhook that
-// should have told us was lost. It returns how many it settled.
+// should have told us was lost. Bills given up on (abandoned) are asked
+// about too, for a while: a request in flight when its worker gave up may
+// have been executed, and its payment is recorded (and counted, for an
+// operator to refund or keep). One bill's trouble is its own: a look-up
+// that fails or an amount that does not match backs that bill off, with
+// the reason stored, and the round goes on. It returns how many it settled.
 func (w *Worker) Reconcile(ctx context.Context, age time.Duration, limit int) (int, error) {
-	bills, err := w.cfg.Store.AwaitingSettlement(ctx, age.Seconds(), limit)
+	bills, err := w.cfg.Store.AwaitingSettlement(ctx, age, limit)
 	if err != nil {
 		return 0, err
 	}
 	settled := 0
-	for _, id := range bills {
-		p, err := w.cfg.PG.LookupPayment(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return settled, ctx.Err()
-			}
-			// The PG is struggling: stop this round instead of hammering it.
-			w.log.Warn("reconcile: lookup failed", "bill_id", id, "err", err)
-			return settled, nil
+	for _, b := range bills {
+		p, err := w.cfg.PG.LookupPayment(ctx, b.BillID)
+		if ctx.Err() != nil {
+			return settled, ctx.Err()
 		}
-		status, final := payflow.ParseSettleStatus(string(p.Status))
-		if !final || p.Status == pgclient.StatusRequested {
-			if err := w.cfg.Store.TouchAwaiting(ctx, id); err != nil {
-				return settled, err
+		switch {
+		case err != nil && b.Status == payflow.BillAbandoned && pgclient.KindOf(err) == pgclient.KindNotFound:
+			err = w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "")
+		case err != nil:
+			w.log.Warn("reconcile: look-up failed; this bill is backed off", "bill_id", b.BillID, "attempts", b.Attempts+1, "err", err)
+			w.cfg.Observer.Reconciled("lookup_failed")
+			err = w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "lookup_failed: "+errorCode(err))
+		default:
+			var applied bool
+			applied, err = w.reconcileOne(ctx, b, p, age)
+			if applied {
+				settled++
 			}
-			continue
-		}
-		out, err := w.Settle(ctx, store.Settlement{BillID: id, Status: status, Amount: p.Amount, PGTxID: p.PGTxID})
-		if errors.Is(err, store.ErrAmountMismatch) {
-			w.log.Error("reconcile: the PG reports another amount than the bill's; left for an operator", "bill_id", id, "pg_amount", p.Amount)
-			continue
 		}
 		if err != nil {
 			return settled, err
 		}
-		if out == store.SettleApplied {
-			settled++
-		}
 	}
 	return settled, nil
+}
+
+// reconcileOne settles one looked-up bill if the PG reports it final.
+func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.Payment, age time.Duration) (bool, error) {
+	status, final := payflow.ParseSettleStatus(string(p.Status))
+	if !final || p.Status == pgclient.StatusRequested {
+		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, age, "")
+	}
+	out, err := w.Settle(ctx, store.Settlement{BillID: b.BillID, Status: status, Amount: p.Amount, PGTxID: p.PGTxID})
+	if errors.Is(err, store.ErrAmountMismatch) {
+		w.log.Error("reconcile: the PG reports another amount than the bill's; left for an operator", "bill_id", b.BillID, "pg_amount", p.Amount)
+		w.cfg.Observer.Reconciled("amount_mismatch")
+		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "amount_mismatch")
+	}
+	if err != nil {
+		return false, err
+	}
+	if out == store.SettleApplied && b.Status == payflow.BillAbandoned {
+		w.log.Error("reconcile: a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
+			"bill_id", b.BillID, "status", status, "amount", p.Amount)
+		w.cfg.Observer.Reconciled("late_" + string(status))
+	}
+	return out == store.SettleApplied, nil
+}
+
+// reconcileBackoff is how long a bill waits after attempts look-ups that
+// did not settle it: doubling from age, at most a day.
+func reconcileBackoff(age time.Duration, attempts int) time.Duration {
+	if age < time.Second {
+		age = time.Second
+	}
+	d := age << min(attempts, 16)
+	if d > 24*time.Hour || d <= 0 {
+		d = 24 * time.Hour
+	}
+	return d
 }
 
 // RunReconciler reconciles every interval until ctx ends.

@@ -29,7 +29,9 @@ type Methods interface {
 	// billing key (one read on the hot path), or nil when there is none.
 	Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error)
 	// BillingKey returns a method's decrypted billing key, for a charge
-	// resumed after a crash.
+	// resumed after a crash. An error wrapping payflow.ErrMethodUnusable
+	// means the method is gone or its key provably cannot be opened: a
+	// decline. Any other error is transient and retried.
 	BillingKey(ctx context.Context, methodID string) (string, error)
 }
 
@@ -62,16 +64,21 @@ type Config struct {
 // Observer hears what the worker did. Result is called once a result event
 // is committed: its type and a detail (the method and fallback reason of a
 // placed charge, the reason of a rejection or failure). Retry is called
-// before each retry of a PG operation.
+// before each retry of a PG operation. Reconciled is called for each bill
+// reconciliation could not settle as expected: lookup_failed,
+// amount_mismatch, or late_<status> for a bill given up on that the PG
+// executed after all.
 type Observer interface {
 	Result(eventType, detail string)
 	Retry(operation string)
+	Reconciled(outcome string)
 }
 
 type noObserver struct{}
 
 func (noObserver) Result(string, string) {}
 func (noObserver) Retry(string)          {}
+func (noObserver) Reconciled(string)     {}
 
 // Worker executes requests.
 type Worker struct {
@@ -154,8 +161,10 @@ func idsOf(data json.RawMessage) ids {
 	return v
 }
 
-// reject writes a payment.request.rejected event. Its id derives from the
-// request event, so a redelivered request is rejected once.
+// reject records the request's rejection with it and writes a
+// payment.request.rejected event, in one transaction. Its event id derives
+// from the request event, and a redelivered request finds its rejection
+// recorded (see replayed): a rejection is the request's one result.
 func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reason, detail string) error {
 	msg, err := w.message(events.TypeRejected, who.ChargeID, []string{"rejected", env.Source, env.ID}, events.Rejected{
 		MerchantID:     who.MerchantID,
@@ -167,7 +176,7 @@ func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reaso
 	if err != nil {
 		return err
 	}
-	if err := w.cfg.Store.Reject(ctx, msg); err != nil {
+	if err := w.cfg.Store.Reject(ctx, store.Rejection{Source: env.Source, EventID: env.ID, Reason: reason, Event: msg}); err != nil {
 		return fmt.Errorf("worker: reject: %w", err)
 	}
 	w.cfg.Committed()
@@ -175,6 +184,36 @@ func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reaso
 	w.log.Info("request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", who.MerchantID,
 		"charge_id", who.ChargeID, "reason", reason, "detail", detail)
 	return nil
+}
+
+// replayed reports whether the request was rejected before: then its
+// rejection is its result, and nothing is judged again.
+func (w *Worker) replayed(ctx context.Context, env events.Envelope) (bool, error) {
+	return w.cfg.Store.Rejected(ctx, env.Source, env.ID)
+}
+
+// ErrBusy is returned (wrapped) for a request whose charge is held by an
+// earlier request: a bill still being placed, a refund in flight, another
+// process acting on it. The request is not judged yet; handle it again
+// later, in order.
+var ErrBusy = store.ErrBusy
+
+// onCharge runs act under the charge's lease, the one lock that orders
+// every action on a charge across processes: whoever acts on a charge holds
+// it, and a request that finds it held waits (ErrBusy). act judges the
+// request against the charge as it is under the lease. The lease is
+// released afterwards unless act left the charge placing a bill, whose
+// drive keeps it.
+func (w *Worker) onCharge(ctx context.Context, pk int64, act func() error) error {
+	if err := w.cfg.Store.AcquireCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease); err != nil {
+		return fmt.Errorf("worker: charge %d: %w", pk, err)
+	}
+	defer func() {
+		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), pk, w.cfg.Owner); err != nil {
+			w.log.Warn("charge lease not released; it expires", "charge_pk", pk, "err", err)
+		}
+	}()
+	return act()
 }
 
 // message builds an outbox message for a result event keyed by charge id.

@@ -32,6 +32,8 @@ type fakePG struct {
 
 	refunds     map[string]pgclient.Refunded
 	refundCount int // refunds that moved money
+
+	delay time.Duration // of every bill placement, like a slow PG
 }
 
 type fault struct {
@@ -67,6 +69,10 @@ func (p *fakePG) next(op string) (fault, bool) {
 }
 
 func (p *fakePG) place(op, billID, method string, amount int64, decline string) (pgclient.Accepted, error) {
+	p.mu.Lock()
+	delay := p.delay
+	p.mu.Unlock()
+	time.Sleep(delay)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f, faulty := p.next(op)

@@ -1,0 +1,478 @@
+package worker_test
+
+// Tests for the money bugs found by review after round one: each reproduces
+// one interleaving that used to charge twice, lose money or give one
+// request two results (DESIGN.md's failure-window table names them).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/worker"
+)
+
+// setPG sets what the PG holds for a bill.
+func (e *env) setPG(bill string, f func(*pgclient.Payment)) {
+	e.pg.mu.Lock()
+	defer e.pg.mu.Unlock()
+	p := e.pg.bills[bill]
+	f(&p)
+	e.pg.bills[bill] = p
+}
+
+func (e *env) clearFaults() {
+	e.pg.mu.Lock()
+	defer e.pg.mu.Unlock()
+	e.pg.faults = map[string][]fault{}
+}
+
+func (e *env) expireLeases() {
+	e.t.Helper()
+	if _, err := e.st.Pool.Exec(context.Background(), `UPDATE charges SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL`); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) chargeState(charge string) payflow.ChargeState {
+	e.t.Helper()
+	c, err := e.st.ChargeByKey(context.Background(), "m1", charge)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.State
+}
+
+func repayEvent(charge, repay string) []byte {
+	return requestEvent(events.TypeRepayRequested, map[string]any{"charge_id": charge, "repay_id": repay})
+}
+
+func cancelEvent(charge string) []byte {
+	return requestEvent(events.TypeCancelRequested, map[string]any{"charge_id": charge, "reason": "x"})
+}
+
+// merchantEvent is a request event of another merchant than m1.
+func merchantEvent(typ, merchant string, d map[string]any) []byte {
+	seq := eventSeq.Add(1)
+	d["merchant_id"] = merchant
+	b, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": fmt.Sprintf("evt-%d", seq), "source": "test",
+		"type": typ, "datacontenttype": "application/json", "data": d})
+	return b
+}
+
+func eventID(ev []byte) string {
+	var v struct{ ID string }
+	_ = json.Unmarshal(ev, &v)
+	return v.ID
+}
+
+// handleUntilDone handles ev as the consumer would: an error means "not
+// handled yet", and the message is tried again.
+func handleUntilDone(ctx context.Context, t *testing.T, w *worker.Worker, ev []byte) {
+	t.Helper()
+	for {
+		err := w.Handle(ctx, ev)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Errorf("not handled before the deadline: %v", err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Case 1: re-payment P1's refund has an unknown outcome for its whole retry
+// budget; re-payment P2 of the same charge arrives. P2 must wait for P1 and
+// then be judged: the charge is no longer paid, so P2 is refused. Before,
+// P2 billed the customer again with nothing refunded, and P1's refund later
+// placed a third bill.
+func TestASecondRepaymentWaitsForTheFirst(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	e.paid("c1", 5000)
+	e.pg.failNext("refund", fault{kind: pgclient.KindUnknown, after: true})
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("refund", fault{kind: pgclient.KindTransient})
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_ = e.w.Handle(short, repayEvent("c1", "p1"))
+	cancel()
+	p2 := repayEvent("c1", "p2")
+	_ = e.w.Handle(ctx, p2) // judged now, or told to wait
+	if n := e.pg.count("kakao_bill"); n != 1 {
+		t.Fatalf("%d KakaoTalk bills while the first re-payment's refund is unconfirmed, want 1", n)
+	}
+	e.clearFaults()
+	if err := e.w.SweepRefunds(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	e.handle(p2)
+	if e.pg.refundCount != 1 || e.pg.count("kakao_bill") != 2 {
+		t.Fatalf("PG refunds %d, bills %d; want 1 refund and the first re-payment's one new bill", e.pg.refundCount, e.pg.count("kakao_bill"))
+	}
+	if rp := e.ofType(events.TypeRepayProcessed); len(rp) != 1 || data(rp[0])["repay_id"] != "p1" {
+		t.Fatalf("repay.processed = %v", rp)
+	}
+	rej := e.ofType(events.TypeRejected)
+	if len(rej) != 1 || data(rej[0])["reason"] != "invalid_state" || data(rej[0])["request_event_id"] != eventID(p2) {
+		t.Fatalf("rejections = %v, want the second re-payment refused invalid_state", rej)
+	}
+}
+
+// Case 2: a worker placed the bill and died; the sweeper resumes while the
+// PG's look-up is down for the whole retry budget. Not knowing is not "not
+// placed": the charge must stay placing, never be reported failed.
+func TestAResumedDriveThatCannotLookUpIsNotAFailure(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	e.stranded("dead-worker", time.Millisecond)
+	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("lookup", fault{kind: pgclient.KindTransient})
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := e.w.Sweep(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.results(); len(res) != 0 {
+		t.Fatalf("a charge the PG executed was reported while its look-up was down: %v", res)
+	}
+	if s := e.chargeState("c1"); s != payflow.StatePlacing {
+		t.Fatalf("state %s, want placing", s)
+	}
+	e.clearFaults()
+	e.expireLeases()
+	if _, err := e.w.Sweep(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	res := e.results()
+	if len(res) != 1 || res[0]["type"] != events.TypeChargeProcessed || data(res[0])["bill_id"] != "bill-1" {
+		t.Fatalf("results = %v, want bill-1 processed", res)
+	}
+	if n := e.pg.count("kakao_bill"); n != 1 {
+		t.Fatalf("kakao_bill calls = %d, want 1", n)
+	}
+}
+
+// Case 2, the other half: a bill given up on stays under reconciliation, so
+// a payment the PG executed after all is found and recorded.
+func TestALatePaymentOfAnAbandonedBillIsFound(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	e.handle(chargeEvent("c1", "", 700))
+	c, _ := e.st.ChargeByKey(ctx, "m1", "c1")
+	if c.State != payflow.StatePlaceFailed {
+		t.Fatalf("state %s, want place_failed", c.State)
+	}
+	e.setPG(c.Bill.BillID, func(p *pgclient.Payment) {
+		*p = pgclient.Payment{BillID: c.Bill.BillID, Status: pgclient.StatusPaid, Amount: 700, PGTxID: "tx-late"}
+	})
+	if _, err := e.w.Reconcile(ctx, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.settledEvents(); len(ev) != 1 || data(ev[0])["status"] != "paid" {
+		t.Fatalf("settled = %v, want the late payment recorded", ev)
+	}
+	if s := e.chargeState("c1"); s != payflow.StatePaid {
+		t.Fatalf("state %s, want paid", s)
+	}
+}
+
+// Case 3: a producer retry of a charge, on the same lane of the same
+// process, while that process's lease still runs after an unknown outcome:
+// the first request may still be in flight, so nobody may drive the charge
+// before the lease expires, its holder included.
+func TestADuplicateInsideTheHoldersOwnLeaseDoesNotDriveAgain(t *testing.T) {
+	e := setup(t, methods{})
+	e.pg.failNext("kakao_bill", fault{kind: pgclient.KindUnknown}) // in flight
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	e.handle(chargeEvent("c1", "", 700))
+	before := e.pg.count("kakao_bill") + e.pg.count("lookup")
+	e.handle(chargeEvent("c1", "", 700))
+	if after := e.pg.count("kakao_bill") + e.pg.count("lookup"); after != before {
+		t.Fatalf("the duplicate called the PG %d times inside the lease", after-before)
+	}
+	if res := e.results(); len(res) != 0 {
+		t.Fatalf("results = %v", res)
+	}
+}
+
+// Case 4: a bill the PG no longer knows must not stop the bills behind it.
+func TestOneBillThePGCannotAnswerForDoesNotStopReconciliation(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	lost := e.placed("c-lost", 1000)
+	paid := e.placed("c-paid", 2000)
+	e.pg.mu.Lock()
+	delete(e.pg.bills, lost)
+	e.pg.mu.Unlock()
+	e.setPG(paid, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	if _, err := e.w.Reconcile(ctx, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.settledEvents(); len(ev) != 1 || data(ev[0])["bill_id"] != paid {
+		t.Fatalf("settled = %v, want %s", ev, paid)
+	}
+	var reason string
+	if err := e.st.Pool.QueryRow(ctx, `SELECT coalesce(reconcile_error, '') FROM bills WHERE bill_id = $1`, lost).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if reason == "" {
+		t.Fatal("the bill the PG cannot answer for shows no reconciliation error")
+	}
+}
+
+// Case 4: bills whose amount differs at the PG are left for an operator;
+// they must not take every round's places.
+func TestAmountMismatchesDoNotStarveReconciliation(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	odd := e.placed("c-odd", 1000)
+	paid := e.placed("c-paid", 2000)
+	e.setPG(odd, func(p *pgclient.Payment) { p.Status, p.Amount = pgclient.StatusPaid, 999 })
+	e.setPG(paid, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	for i := 0; i < 3; i++ {
+		if _, err := e.w.Reconcile(ctx, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev := e.settledEvents(); len(ev) != 1 || data(ev[0])["bill_id"] != paid {
+		t.Fatalf("settled = %v, want %s", ev, paid)
+	}
+}
+
+// Case 5: a merchant's refund id "repay:p1" and re-payment "p1" are two
+// requests; before, the re-payment's internal refund id collided and the
+// request failed forever.
+func TestAMerchantRefundIDNeverCollidesWithARepayment(t *testing.T) {
+	e := setup(t, methods{})
+	e.paid("c1", 5000)
+	e.handle(refundEvent("c1", "repay:p1", 1000))
+	e.handle(repayEvent("c1", "p1"))
+	if rp := e.ofType(events.TypeRepayProcessed); len(rp) != 1 {
+		t.Fatalf("repay.processed = %v", e.results())
+	}
+	if ok := e.ofType(events.TypeRefundSucceeded); len(ok) != 2 {
+		t.Fatalf("refund.succeeded = %v, want the merchant's and the re-payment's", ok)
+	}
+	if e.pg.refundCount != 2 {
+		t.Fatalf("PG refunds = %d, want 2", e.pg.refundCount)
+	}
+}
+
+// The PG's refund id must be unambiguous: merchant "m" refund "1/x" and
+// merchant "m/1" refund "x" are two refunds, not one.
+func TestPGRefundIDsAreUnambiguous(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	for _, merchant := range []string{"m", "m/1"} {
+		e.handle(merchantEvent(events.TypeChargeRequested, merchant, map[string]any{"charge_id": "c", "amount": 1000, "currency": "KRW",
+			"order_name": "o", "customer": map[string]any{"phone": "010-1234-5678", "name": "Kim"}}))
+		c, err := e.st.ChargeByKey(ctx, merchant, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.setPG(c.Bill.BillID, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+		if _, err := e.w.Settle(ctx, store.Settlement{BillID: c.Bill.BillID, Status: payflow.SettlePaid, Amount: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.handle(merchantEvent(events.TypeRefundRequested, "m", map[string]any{"charge_id": "c", "refund_id": "1/x", "amount": 500, "reason": "r"}))
+	e.handle(merchantEvent(events.TypeRefundRequested, "m/1", map[string]any{"charge_id": "c", "refund_id": "x", "amount": 500, "reason": "r"}))
+	if e.pg.refundCount != 2 {
+		t.Fatalf("PG refunds = %d, want 2", e.pg.refundCount)
+	}
+}
+
+// flakyKeys is a key source that cannot be read right now (a pool timeout,
+// a database blip).
+type flakyKeys struct{ methods }
+
+func (flakyKeys) BillingKey(context.Context, string) (string, error) {
+	return "", errors.New("pool: acquire timeout")
+}
+
+// Case 6: a transient error reading a billing key is no decline: the card
+// is not given up and no KakaoTalk bill replaces it.
+func TestAKeySourceBlipDoesNotDisableTheCard(t *testing.T) {
+	st := testdb.New(t)
+	pg := newFakePG()
+	w := worker.New(worker.Config{Store: st, PG: pg, Methods: flakyKeys{methods{"mem1": "bk"}}, Lease: time.Minute,
+		RetryBudget: 300 * time.Millisecond, RetryInitial: time.Millisecond})
+	ctx := context.Background()
+	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
+		Customer: payflow.Customer{MemberID: "mem1", Phone: "+821012345678", Name: "Kim"}}
+	if _, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
+		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodAutoPay, MethodID: methodID("mem1"), Amount: 700},
+		LeaseOwner: "dead-worker", Lease: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := w.Sweep(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	var declined int
+	if err := st.Pool.QueryRow(ctx, `SELECT count(*) FROM bills WHERE status = 'declined'`).Scan(&declined); err != nil {
+		t.Fatal(err)
+	}
+	if declined != 0 || pg.count("kakao_bill") != 0 {
+		t.Fatalf("a key-source blip declined the card: %d declined bills, %d KakaoTalk bills", declined, pg.count("kakao_bill"))
+	}
+}
+
+// Case 7: a refund rejected while its charge was unpaid, redelivered after
+// the customer paid: the request's one result is its rejection.
+func TestARejectionIsTheRequestsOneResult(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	bill := e.placed("c1", 5000)
+	ev := refundEvent("c1", "r1", 1000)
+	e.handle(ev)
+	e.setPG(bill, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	e.handle(ev) // the process died before the offset commit
+	if ok := e.ofType(events.TypeRefundSucceeded); len(ok) != 0 || e.pg.refundCount != 0 {
+		t.Fatalf("a rejected request was executed on redelivery: %v", ok)
+	}
+	if rej := e.ofType(events.TypeRejected); len(rej) != 1 {
+		t.Fatalf("rejections = %v", rej)
+	}
+}
+
+// Case 8: fallback is for auto-pay only; a declined KakaoTalk bill ends the
+// charge instead of sending another bill.
+func TestADeclinedKakaoBillFailsTheChargeWithoutAnotherBill(t *testing.T) {
+	e := setup(t, methods{})
+	for i := 0; i < 1000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindDeclined})
+	}
+	e.handle(chargeEvent("c1", "", 700))
+	if n := e.pg.count("kakao_bill"); n != 1 {
+		t.Fatalf("%d KakaoTalk bills for one charge, want 1", n)
+	}
+	if res := e.results(); len(res) != 1 || res[0]["type"] != events.TypeChargeFailed {
+		t.Fatalf("results = %v, want charge.failed", res)
+	}
+}
+
+// Case 9: after a rebalance kafka-go still hands the revoked process the
+// messages it fetched, so two processes run one charge's requests at once.
+// Each request must still get one result: the cancel is either executed or
+// refused, never both, and never refused while the other executes it.
+func TestTwoProcessesOnOneChargeGiveEachRequestOneResult(t *testing.T) {
+	e := setup(t, methods{})
+	e.pg.delay = 300 * time.Millisecond
+	b := worker.New(worker.Config{Store: e.st, PG: e.pg, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	charge, cancelReq := chargeEvent("c1", "", 1000), cancelEvent("c1")
+	var wg sync.WaitGroup
+	for i, w := range []*worker.Worker{e.w, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 100 * time.Millisecond) // the second starts mid-placement
+			handleUntilDone(ctx, t, w, charge)
+			handleUntilDone(ctx, t, w, cancelReq)
+		}()
+	}
+	wg.Wait()
+	var cancelled, rejected int
+	for _, r := range e.results() {
+		switch {
+		case r["type"] == events.TypeBillCancelled:
+			cancelled++
+		case r["type"] == events.TypeRejected && data(r)["request_event_id"] == eventID(cancelReq):
+			rejected++
+		}
+	}
+	if cancelled+rejected != 1 {
+		t.Fatalf("the cancel got %d bill.cancelled and %d rejections", cancelled, rejected)
+	}
+	if rejected == 1 && e.pg.count("destroy") > 0 {
+		t.Fatal("the bill was destroyed at the PG after its cancel was refused")
+	}
+}
+
+// Case 10: a cancel that arrives while its charge is being placed waits
+// for the placement, then cancels: "still placing" means "not yet".
+func TestACancelWhileTheBillIsBeingPlacedWaits(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	e.stranded("live-worker", time.Hour)
+	cancelReq := cancelEvent("c1")
+	if err := e.w.Handle(ctx, cancelReq); err == nil {
+		t.Fatal("a cancel was judged while its charge was still being placed")
+	}
+	if rej := e.ofType(events.TypeRejected); len(rej) != 0 {
+		t.Fatalf("rejections = %v", rej)
+	}
+	e.expireLeases()
+	if _, err := e.w.Sweep(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	e.handle(cancelReq)
+	if ev := e.ofType(events.TypeBillCancelled); len(ev) != 1 || len(e.ofType(events.TypeRejected)) != 0 {
+		t.Fatalf("results = %v, want the bill cancelled", e.results())
+	}
+}
+
+// unreachablePG is a PG this worker cannot reach: every bill is refused
+// before the PG acts (503, connection refused).
+type unreachablePG struct{ *fakePG }
+
+func (p unreachablePG) SendKakaoBill(context.Context, pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
+	time.Sleep(20 * time.Millisecond)
+	return pgclient.Accepted{}, &pgclient.Error{Op: "kakao_bill", Kind: pgclient.KindTransient, Message: "unreachable"}
+}
+
+// Case 11 (found by the chaos run): worker A stalls past its lease (a
+// database restart, a starved CPU); worker B takes the charge over and its
+// PG call is accepted; A's retry budget then ends with "never placed" by
+// its own attempts. A no longer holds the charge, so its conclusion must
+// not be recorded: before, A wrote place_failed and abandoned the bill
+// that B had placed, and the customer paid a bill payflow had given up on.
+func TestAWorkerThatLostItsLeaseRecordsNothing(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	a := worker.New(worker.Config{Store: e.st, PG: unreachablePG{e.pg}, Methods: methods{}, Owner: "A", Lease: 100 * time.Millisecond,
+		RetryBudget: 700 * time.Millisecond, RetryInitial: 10 * time.Millisecond})
+	b := worker.New(worker.Config{Store: e.st, PG: e.pg, Methods: methods{}, Owner: "B", Lease: time.Minute,
+		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
+	e.pg.delay = time.Second
+	done := make(chan error, 1)
+	go func() { done <- a.Handle(ctx, chargeEvent("c1", "", 700)) }()
+	time.Sleep(300 * time.Millisecond) // A's lease has expired; A is still retrying
+	if n, err := b.Sweep(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("B swept %d, %v", n, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.st.ChargeByKey(ctx, "m1", "c1")
+	res := e.results()
+	if c.State != payflow.StateRequested || len(res) != 1 || res[0]["type"] != events.TypeChargeProcessed {
+		t.Fatalf("state %s, results %v; want the bill B placed recorded, and nothing of A's", c.State, res)
+	}
+}
