@@ -30,10 +30,13 @@ import (
 //
 // Errors are {"error":{"code","kind","message"}} where kind is one of the
 // Kind values. The status decides when the PG may not have been able to
-// say what happened: 503 and 429 mean it did not act (Retry-After is
-// honoured), other 5xx leave the outcome unknown. 4xx answers carry their
-// kind: 402 declined (code = decline code), 400 invalid, 404 not_found,
-// 409 duplicate or conflict.
+// say what happened: 429 means it did not act, and so does a 503 whose body
+// is the PG's own {"error":{"kind":"transient","code":"unavailable"}}
+// (overloaded, nothing executed). Every other 5xx, a bare 503 included,
+// leaves the outcome unknown: a proxy or gateway in front of the PG may
+// answer it after forwarding the request. Retry-After is honoured on 429
+// and 503. 4xx answers carry their kind: 402 declined (code = decline
+// code), 400 invalid, 404 not_found, 409 duplicate or conflict.
 type HTTPClient struct {
 	base    string
 	apiKey  string
@@ -46,6 +49,11 @@ type HTTPClient struct {
 
 // DefaultTimeout bounds one PG call, including reading its answer.
 const DefaultTimeout = 10 * time.Second
+
+// CodeUnavailable is the error code of the PG's own 503 answer that says it
+// executed nothing. Only a 503 carrying it (with kind transient) is
+// transient; a bare 503 may come from a proxy after the PG acted.
+const CodeUnavailable = "unavailable"
 
 // HTTPOption configures an HTTPClient.
 type HTTPOption func(*HTTPClient)
@@ -185,10 +193,11 @@ func (c *HTTPClient) post(ctx context.Context, op, path string, in, out any) err
 	return statusError(op, resp, raw)
 }
 
-// statusError classifies an error answer. Where the status says the PG
-// cannot vouch for what happened (5xx other than 503), it overrides the
-// body: a gateway in front of the PG may answer 502 or 504 after the PG
-// acted, whatever the body claims.
+// statusError classifies an error answer. A 5xx overrides the body: a
+// gateway or proxy in front of the PG may answer 502, 503 or 504 after the
+// PG acted, whatever the body claims. The one exception is a 503 that is
+// the PG's own "unavailable" answer, which the protocol defines as "nothing
+// was executed".
 func statusError(op string, resp *http.Response, raw []byte) error {
 	var body struct {
 		Error struct {
@@ -202,10 +211,14 @@ func statusError(op string, resp *http.Response, raw []byte) error {
 	if e.Message == "" {
 		e.Message = resp.Status
 	}
-	switch code := resp.StatusCode; {
-	case code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout:
-		e.Kind = KindTransient
+	if code := resp.StatusCode; code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout:
+		e.Kind = KindTransient
+	case code == http.StatusServiceUnavailable && body.Error.Kind == KindTransient && body.Error.Code == CodeUnavailable:
+		e.Kind = KindTransient
 	case code >= 500:
 		e.Kind = KindUnknown
 	case code >= 400 && validKind(body.Error.Kind):

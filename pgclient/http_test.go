@@ -171,6 +171,36 @@ func TestResetAfterSendingIsUnknown(t *testing.T) {
 	}
 }
 
+// A proxy in front of the PG that forwards the request and then answers a
+// bare 503 of its own (an upstream that went away mid-answer, a health
+// check that flipped): the PG acted, so the outcome is unknown, and only
+// the PG's own 503 answer is transient.
+func TestProxy503AfterForwardingIsUnknown(t *testing.T) {
+	sim, url := simulator(t, pgsim.Config{})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, url+r.URL.Path, r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1></body></html>")
+	}))
+	defer proxy.Close()
+	_, err := pgclient.NewHTTPClient(proxy.URL).SendKakaoBill(ctx, kakao("b1"))
+	if e := asError(t, err); e.Kind != pgclient.KindUnknown {
+		t.Fatalf("a proxy's 503 after forwarding: %#v", e)
+	}
+	if sim.Charged("b1") != 1 {
+		t.Fatal("the proxy did not forward the request")
+	}
+}
+
 // scripted answers every request with one status, headers and body.
 func scripted(t *testing.T, status int, header http.Header, body string) *pgclient.HTTPClient {
 	t.Helper()
@@ -201,13 +231,27 @@ func TestStatusClassification(t *testing.T) {
 		code       string
 		retryAfter time.Duration // lower bound
 	}{
-		{"503 with seconds", 503, http.Header{"Retry-After": {"7"}}, errBody("transient", "unavailable", "busy"), pgclient.KindTransient, "unavailable", 7 * time.Second},
-		{"503 without body", 503, nil, "", pgclient.KindTransient, "", 0},
+		// Only the PG's own "unavailable" answer proves it did not act; a 503
+		// from a proxy in front of it may come after it forwarded the request.
+		{"503 from the PG, with seconds", 503, http.Header{"Retry-After": {"7"}}, errBody("transient", "unavailable", "busy"), pgclient.KindTransient, "unavailable", 7 * time.Second},
+		{"503 from the PG, without Retry-After", 503, nil, errBody("transient", "unavailable", "busy"), pgclient.KindTransient, "unavailable", 0},
+		{"503 without body", 503, nil, "", pgclient.KindUnknown, "", 0},
+		{"503 page from a proxy", 503, http.Header{"Content-Type": {"text/html"}}, "<html><body>503 Service Unavailable</body></html>", pgclient.KindUnknown, "", 0},
+		{"503 from a proxy, with seconds", 503, http.Header{"Retry-After": {"4"}}, "no healthy upstream", pgclient.KindUnknown, "", 4 * time.Second},
+		{"503 with another code", 503, nil, errBody("transient", "overloaded", "busy"), pgclient.KindUnknown, "overloaded", 0},
+		{"503 with the code but another kind", 503, nil, errBody("unknown", "unavailable", "?"), pgclient.KindUnknown, "unavailable", 0},
+		{"503 with the kind but no code", 503, nil, errBody("transient", "", "busy"), pgclient.KindUnknown, "", 0},
+		{"503 with other JSON", 503, nil, `{"message":"unavailable"}`, pgclient.KindUnknown, "", 0},
 		{"429 with a date", 429, http.Header{"Retry-After": {inAMinute}}, "slow down", pgclient.KindTransient, "", 50 * time.Second},
 		{"429 with garbage", 429, http.Header{"Retry-After": {"soon"}}, "", pgclient.KindTransient, "", 0},
+		{"429 from the PG", 429, nil, errBody("transient", "rate_limited", "slow down"), pgclient.KindTransient, "rate_limited", 0},
 		{"500", 500, nil, errBody("unknown", "internal", "boom"), pgclient.KindUnknown, "internal", 0},
+		{"500 claiming transient", 500, nil, errBody("transient", "unavailable", "?"), pgclient.KindUnknown, "unavailable", 0},
 		{"502 from a gateway", 502, nil, "<html>bad gateway</html>", pgclient.KindUnknown, "", 0},
+		{"502 with the PG's unavailable answer", 502, nil, errBody("transient", "unavailable", "?"), pgclient.KindUnknown, "unavailable", 0},
+		{"504 from a gateway", 504, nil, "", pgclient.KindUnknown, "", 0},
 		{"504 claiming a decline", 504, nil, errBody("declined", "declined", "?"), pgclient.KindUnknown, "declined", 0},
+		{"599", 599, nil, "", pgclient.KindUnknown, "", 0},
 		{"402 declined", 402, nil, errBody("declined", "limit_exceeded", "limit"), pgclient.KindDeclined, "limit_exceeded", 0},
 		{"402 without body", 402, nil, "", pgclient.KindDeclined, "", 0},
 		{"400 invalid", 400, nil, errBody("invalid", "invalid_request", "amount"), pgclient.KindInvalid, "invalid_request", 0},

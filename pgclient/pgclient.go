@@ -111,11 +111,12 @@ type Refunded struct {
 type Kind string
 
 const (
-	// KindTransient: the PG did not act (connection refused, 429, 503 before
-	// processing). Safe to retry.
+	// KindTransient: the PG did not act (connection refused, 429, the PG's
+	// own 503 "unavailable" answer). Safe to retry.
 	KindTransient Kind = "transient"
 	// KindUnknown: the request may or may not have been executed (timeout,
-	// connection reset after sending, 5xx). Look the bill up before retrying.
+	// connection reset after sending, 5xx including a proxy's bare 503). Look
+	// the bill up before retrying.
 	KindUnknown Kind = "unknown"
 	// KindDeclined: the PG refused the payment method. Not retried; the charge
 	// falls back to a KakaoTalk bill.

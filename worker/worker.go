@@ -44,7 +44,7 @@ type Config struct {
 	// Owner names this process in leases. It must be unique per process.
 	Owner string
 	// Lease is how long a worker may hold a charge while talking to the
-	// PG. It must exceed RetryBudget plus one PG call timeout: a lease that
+	// PG. It must exceed RetryBudget plus two PG call timeouts (a look-up and a call): a lease that
 	// expires while its holder still calls lets a second worker in.
 	Lease time.Duration
 	// RetryBudget bounds the retries of one PG operation (backoff's max

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,11 +27,31 @@ func main() {
 	}
 	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "payflow:", err)
-		os.Exit(1)
 	}
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// usageError is a command line that cannot work as given; payflow exits 2
+// for it, 1 for any other failure.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
 }
 
 // newLogger logs JSON for machines (serve) or text for people (dev).

@@ -29,6 +29,9 @@ func serveCmd() *cobra.Command {
 		Short: "Run payflow against real Kafka brokers and Postgres (worker, relay, HTTP API and webhooks)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(logFormat, slog.LevelInfo)
+			if err := checkLease(lease, retryBudget, pgTimeout); err != nil {
+				return err
+			}
 			if brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
 			}
@@ -60,13 +63,30 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&partitions, "partitions", 12, "partitions of topics payflow creates when missing")
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests handled at once (different charges run concurrently)")
 	fl.DurationVar(&retryBudget, "pg-retry-budget", 30*time.Second, "how long one PG operation is retried")
-	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing (must exceed the retry budget plus one PG timeout)")
-	fl.DurationVar(&pgTimeout, "pg-timeout", 10*time.Second, "timeout of one PG call")
+	fl.DurationVar(&lease, "lease", 2*time.Minute, "how long a worker holds a charge it is placing (must be longer than --pg-retry-budget plus two --pg-timeout)")
+	fl.DurationVar(&pgTimeout, "pg-timeout", pgclient.DefaultTimeout, "timeout of one PG call, including reading its answer (a call that runs out of time has an unknown outcome)")
 	fl.DurationVar(&sweep, "sweep-interval", 5*time.Second, "how often charges and refunds left by a dead worker are looked for")
 	fl.DurationVar(&reconcileAge, "reconcile-age", 5*time.Minute, "how long a placed bill waits for its webhook before the PG is asked")
 	fl.DurationVar(&reconcile, "reconcile-interval", 30*time.Second, "how often waiting bills are reconciled")
 	fl.DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "consumer-group session timeout: how soon a dead worker's partitions move")
 	return cmd
+}
+
+// checkLease refuses a lease that could expire while its holder still talks
+// to the PG. The last step of a drive may start just before the retry budget
+// ends, and one step is a lookup plus a call, each bounded by the PG timeout:
+// a lease no longer than budget + 2 × timeout lets a second worker drive the
+// same charge.
+func checkLease(lease, retryBudget, pgTimeout time.Duration) error {
+	if lease <= 0 || retryBudget <= 0 || pgTimeout <= 0 {
+		return usagef("--lease (%s), --pg-retry-budget (%s) and --pg-timeout (%s) must all be positive", lease, retryBudget, pgTimeout)
+	}
+	if need := retryBudget + 2*pgTimeout; lease <= need {
+		return usagef("--lease (%s) must be longer than --pg-retry-budget (%s) plus two --pg-timeout (2 × %s) = %s: "+
+			"one step of a drive is a PG lookup plus a call, and a lease that ends while its worker still calls lets another worker in; "+
+			"raise --lease or lower the others", lease, retryBudget, pgTimeout, need)
+	}
+	return nil
 }
 
 func migrateCmd() *cobra.Command {

@@ -430,7 +430,7 @@ func (s *Sim) op(name string, h handler) http.HandlerFunc {
 		if fault == FaultUnavailable {
 			s.log.Debug("pgsim: injected 503", "op", name)
 			w.Header().Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
-			writeError(w, &apiError{http.StatusServiceUnavailable, pgclient.KindTransient, "unavailable", "simulated outage; nothing was executed"})
+			writeError(w, &apiError{http.StatusServiceUnavailable, pgclient.KindTransient, pgclient.CodeUnavailable, "simulated outage; nothing was executed"})
 			return
 		}
 		res, aerr := h(r, body)

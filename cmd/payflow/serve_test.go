@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// One step of a drive is a lookup plus a call, each bounded by the PG
+// timeout, and the step may start just before the retry budget ends: a
+// lease no longer than that lets a second worker in while the first still
+// talks to the PG.
+func TestLeaseRule(t *testing.T) {
+	ms := time.Millisecond
+	cases := []struct {
+		name                     string
+		lease, budget, pgTimeout time.Duration
+		ok                       bool
+	}{
+		{"serve defaults", 2 * time.Minute, 30 * time.Second, 10 * time.Second, true},
+		{"equal", 50 * time.Second, 30 * time.Second, 10 * time.Second, false},
+		{"one ms longer", 50*time.Second + ms, 30 * time.Second, 10 * time.Second, true},
+		{"one ms shorter", 50*time.Second - ms, 30 * time.Second, 10 * time.Second, false},
+		{"budget plus one timeout only", 41 * time.Second, 30 * time.Second, 10 * time.Second, false},
+		{"short values, equal", 4 * time.Second, 2 * time.Second, time.Second, false},
+		{"short values, longer", 5 * time.Second, 2 * time.Second, time.Second, true},
+		{"lease shorter than the budget", 10 * time.Second, 30 * time.Second, time.Second, false},
+		{"no lease", 0, 30 * time.Second, 10 * time.Second, false},
+		{"negative lease", -time.Minute, 30 * time.Second, 10 * time.Second, false},
+		{"no retry budget", 2 * time.Minute, 0, 10 * time.Second, false},
+		{"no pg timeout", 2 * time.Minute, 30 * time.Second, 0, false},
+		{"negative pg timeout", 2 * time.Minute, 30 * time.Second, -time.Second, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkLease(tc.lease, tc.budget, tc.pgTimeout)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if code := exitCode(err); code != 2 {
+				t.Fatalf("exit code %d, want 2 (usage): %v", code, err)
+			}
+			for _, want := range []string{"--lease", "--pg-retry-budget", "--pg-timeout"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("the message does not name %s: %v", want, err)
+				}
+			}
+		})
+	}
+	// The message names the values themselves.
+	err := checkLease(50*time.Second, 30*time.Second, 10*time.Second)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"50s", "30s", "10s"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("the message does not show %s: %s", want, msg)
+		}
+	}
+}
+
+// serve's own defaults must satisfy the rule: a plain `payflow serve` starts.
+func TestServeDefaultsSatisfyTheLeaseRule(t *testing.T) {
+	fl := serveCmd().Flags()
+	lease, _ := fl.GetDuration("lease")
+	budget, _ := fl.GetDuration("pg-retry-budget")
+	pgTimeout, _ := fl.GetDuration("pg-timeout")
+	if err := checkLease(lease, budget, pgTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve refuses a too short lease before it connects to anything, as a
+// usage error.
+func TestServeRefusesALeaseNoLongerThanBudgetPlusTwoTimeouts(t *testing.T) {
+	t.Setenv("PAYFLOW_MERCHANT_TOKENS", "")
+	cmd := serveCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetArgs([]string{"--brokers", "127.0.0.1:1", "--database-url", "postgres://127.0.0.1:1/none", "--pg-url", "http://127.0.0.1:1",
+		"--lease", "4s", "--pg-retry-budget", "2s", "--pg-timeout", "1s"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		t.Fatal("serve started")
+	}
+	if code := exitCode(err); code != 2 {
+		t.Fatalf("exit code %d, want 2: %v", code, err)
+	}
+	if !strings.Contains(err.Error(), "--lease") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	if c := exitCode(nil); c != 0 {
+		t.Fatalf("nil: %d", c)
+	}
+	if c := exitCode(errors.New("database down")); c != 1 {
+		t.Fatalf("runtime error: %d", c)
+	}
+	if c := exitCode(checkLease(time.Second, time.Second, time.Second)); c != 2 {
+		t.Fatalf("usage error: %d", c)
+	}
+}
