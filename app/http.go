@@ -17,15 +17,9 @@ import (
 )
 
 func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker) (http.Handler, error) {
-	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+	receiver, err := webhookReceiver(cfg, wk, metrics)
 	if err != nil {
-		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
-	}
-	receiver := &webhook.Receiver{
-		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
-		Settler:   wk,
-		Logger:    cfg.Logger.With("part", "webhook"),
-		OnResult:  metrics.webhook,
+		return nil, err
 	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
@@ -41,6 +35,20 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 			return nil
 		},
 	}), nil
+}
+
+// webhookReceiver is the PG callback endpoint, counting its results in m.
+func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhook.Receiver, error) {
+	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+	if err != nil {
+		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+	}
+	return &webhook.Receiver{
+		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
+		Settler:   settler,
+		Logger:    cfg.Logger.With("part", "webhook"),
+		OnResult:  m.webhook,
+	}, nil
 }
 
 // httpTimeouts bound how long one connection and one request may take, so

@@ -39,9 +39,15 @@ type Receiver struct {
 	Settler   Settler
 	Logger    *slog.Logger
 	// OnResult, when set, is told each callback's result for metrics:
-	// accepted, duplicate, ignored, bad_signature, unknown_bill, ...
+	// accepted, duplicate, ignored, bad_signature, unknown_bill, ... Its
+	// provider is a key of Verifiers or UnknownProvider, never the path as
+	// sent, so its values are bounded.
 	OnResult func(provider, result string)
 }
+
+// UnknownProvider is the provider OnResult is told of for a callback to a
+// provider that is not configured (answered 404).
+const UnknownProvider = "unknown"
 
 // Callback is the body a PG posts.
 type Callback struct {
@@ -78,13 +84,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = slog.Default()
 	}
 	provider := r.PathValue("provider")
+	v, ok := rc.Verifiers[provider]
+	if !ok {
+		// The path is the sender's choice: it must not become a label.
+		provider = UnknownProvider
+	}
 	result := func(res string, status int, code, msg string) {
 		if rc.OnResult != nil {
 			rc.OnResult(provider, res)
 		}
 		writeJSON(w, status, code, msg, res)
 	}
-	v, ok := rc.Verifiers[provider]
 	if !ok {
 		result("unknown_provider", http.StatusNotFound, "not_found", "unknown provider")
 		return

@@ -2,7 +2,9 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,4 +103,42 @@ func FuzzParseCallback(f *testing.F) {
 			t.Fatalf("accepted an invalid callback: %+v", cb)
 		}
 	})
+}
+
+// Only configured providers are served. Any other path is 404 in the
+// contract's error shape and is reported under one fixed provider label,
+// so unauthenticated requests cannot grow the metrics without bound.
+func TestUnknownProvidersAreNotMetricLabels(t *testing.T) {
+	reported := map[[2]string]int{}
+	s := &settler{out: store.SettleApplied}
+	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s,
+		OnResult: func(provider, result string) { reported[[2]string{provider, result}]++ }}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/pg/{provider}", rc)
+	providers := []string{"SIM", "sim%20", "Sim", "payssam", "%3Cscript%3E", strings.Repeat("p", 300), "%ED%95%9C"}
+	for i := range 200 {
+		providers = append(providers, fmt.Sprintf("random-%d", i))
+	}
+	for _, p := range providers {
+		req := httptest.NewRequest("POST", "/webhooks/pg/"+p, strings.NewReader(good))
+		req.Header.Set("x-token", "good")
+		req.Header.Set("webhook-id", "wh-1")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if rec.Code != http.StatusNotFound || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code != "not_found" || body.Error.Message == "" {
+			t.Fatalf("provider %q: %d %s", p, rec.Code, rec.Body)
+		}
+	}
+	if len(s.got) != 0 {
+		t.Fatalf("an unknown provider's callback was settled: %+v", s.got)
+	}
+	if len(reported) != 1 || reported[[2]string{"unknown", "unknown_provider"}] != len(providers) {
+		t.Fatalf("reported %d label sets, want one (unknown, unknown_provider)", len(reported))
+	}
+	if rec := post(t, rc, "good", good); rec.Code != 200 || reported[[2]string{"sim", "applied"}] != 1 {
+		t.Fatalf("sim: %d, reported %v", rec.Code, reported)
+	}
 }
