@@ -100,8 +100,12 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 		result("too_large", http.StatusRequestEntityTooLarge, "body_too_large", "callback body too large")
+		return
+	} else if err != nil {
+		log.Warn("webhook body unreadable", "provider", provider, "err", err)
+		result("unreadable", http.StatusBadRequest, "invalid_request", "the body could not be read")
 		return
 	}
 	id, err := v.Verify(r.Header, body)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -140,5 +141,26 @@ func TestUnknownProvidersAreNotMetricLabels(t *testing.T) {
 	}
 	if rec := post(t, rc, "good", good); rec.Code != 200 || reported[[2]string{"sim", "applied"}] != 1 {
 		t.Fatalf("sim: %d, reported %v", rec.Code, reported)
+	}
+}
+
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("i/o timeout") }
+
+// A body that cannot be read (the client stalled past the server's read
+// timeout, the connection broke) is not "too large".
+func TestUnreadableBodyIsNotTooLarge(t *testing.T) {
+	var results []string
+	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: &settler{},
+		OnResult: func(_, result string) { results = append(results, result) }}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/pg/{provider}", rc)
+	req := httptest.NewRequest("POST", "/webhooks/pg/sim", io.MultiReader(strings.NewReader(`{"bill_id":`), failingBody{}))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_request"`) ||
+		len(results) != 1 || results[0] != "unreadable" {
+		t.Fatalf("%d %s, results %v", rec.Code, rec.Body, results)
 	}
 }
