@@ -131,6 +131,28 @@ func validID(v string) error {
 	return nil
 }
 
+// maxRequestID bounds a client's X-Request-ID: a UUID, a W3C trace id or a
+// vendor's request id all fit.
+const maxRequestID = 64
+
+// validRequestID reports whether a client's X-Request-ID may be echoed and
+// logged as sent: 1 to 64 characters of [A-Za-z0-9._:-], nothing that means
+// something in HTML, a header, a URL or a log line.
+func validRequestID(v string) bool {
+	if v == "" || len(v) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // reqInfo is what the handlers tell the access log about a request.
@@ -191,7 +213,7 @@ func (s *server) serve(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := r.Header.Get("X-Request-ID")
-		if validID(rid) != nil {
+		if !validRequestID(rid) {
 			rid = uuid.NewString()
 		}
 		w.Header().Set("X-Request-ID", rid)
