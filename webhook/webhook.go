@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/payflow/payflow/internal/strictjson"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
@@ -58,11 +59,18 @@ type Callback struct {
 	OccurredAt time.Time `json:"occurred_at"`
 }
 
-// ParseCallback decodes and checks a callback body.
+// ParseCallback decodes and checks a callback body. A key twice or in
+// another case than the field's is refused (package strictjson), so the
+// callback settles what any other reader of it sees; fields a PG adds are
+// ignored. Errors name the field, never a value.
 func ParseCallback(body []byte) (Callback, payflow.SettleStatus, error) {
 	var cb Callback
-	if err := json.Unmarshal(body, &cb); err != nil {
-		return cb, "", errors.New("body is not a valid callback JSON object")
+	if err := strictjson.Decode(body, &cb); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Field != "" {
+			return Callback{}, "", errors.New(se.Field + " " + se.Reason)
+		}
+		return Callback{}, "", errors.New("body is not a valid callback JSON object")
 	}
 	status, ok := payflow.ParseSettleStatus(cb.Status)
 	switch {

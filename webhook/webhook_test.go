@@ -94,6 +94,35 @@ func TestReceiverPassesTheWebhookIDAsIdempotencyKey(t *testing.T) {
 	}
 }
 
+// A callback means one thing to every reader: a key twice, or in another
+// case than the field's, is refused (encoding/json alone would take the
+// last, or match case-insensitively). Fields a PG adds are ignored.
+func TestParseCallbackIsStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"bill_id":"b1","status":"paid","amount":700,"amount":5000}`,
+		`{"bill_id":"b1","status":"paid","amount":700,"AMOUNT":5000}`,
+		`{"bill_id":"b1","Status":"paid","amount":5000}`,
+		`{"bill_id":"b1","status":"failed","status":"paid","amount":5000}`,
+		`{"BILL_ID":"b1","status":"paid","amount":5000}`,
+		`{"bill_id":"b1","status":"paid","amount":5000,"extra":{"a":1,"a":2}}`,
+	} {
+		_, _, err := webhook.ParseCallback([]byte(body))
+		if err == nil {
+			t.Errorf("accepted %s", body)
+			continue
+		}
+		for _, value := range []string{"700", "5000", "failed", "b1"} {
+			if strings.Contains(err.Error(), value) {
+				t.Errorf("%s: the error repeats a value: %v", body, err)
+			}
+		}
+	}
+	cb, status, err := webhook.ParseCallback([]byte(`{"bill_id":"b1","status":"paid","amount":5000,"pg_tx_id":"tx","extra":{"x":[1]},"occurred_at":"2026-11-25T00:00:00Z"}`))
+	if err != nil || cb.BillID != "b1" || status != "paid" || cb.Amount != 5000 || cb.PGTxID != "tx" {
+		t.Fatalf("%+v %s %v", cb, status, err)
+	}
+}
+
 func FuzzParseCallback(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte(`{"bill_id":"","status":"paid","amount":1e30}`))
