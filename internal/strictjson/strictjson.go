@@ -20,16 +20,19 @@
 // wrong, but never repeat a value, so they can be shown to the sender and
 // logged without leaking what the document held.
 //
-// To decode a request event's data, which producers may extend with fields
-// of their own:
+// A request event's data, which producers may extend with fields of their
+// own, is decoded without options; an error becomes a validation error:
 //
 //	var req events.ChargeRequested
 //	if err := strictjson.Decode(data, &req); err != nil {
 //		var se *strictjson.Error
-//		errors.As(err, &se) // se.Field ("customer.phone", "" for the whole document), se.Reason
+//		if errors.As(err, &se) && se.Field != "" {
+//			return &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
+//		}
+//		return &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
 //	}
 //
-// and an API body, which must hold known fields only:
+// An API body must hold known fields only:
 //
 //	err := strictjson.Decode(body, &v, strictjson.RejectUnknownFields())
 package strictjson
