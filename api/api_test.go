@@ -339,16 +339,29 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
+// A client's request id is echoed and logged only if it is short and made
+// of characters that are safe in a header, a log line and a web page;
+// anything else is replaced by a fresh UUID.
 func TestRequestIDs(t *testing.T) {
 	e := setup(t)
-	rec, _ := e.call(call{method: "GET", path: "/healthz", header: http.Header{"X-Request-Id": {"trace-123"}}})
-	if rec.Header().Get("X-Request-ID") != "trace-123" || !strings.Contains(e.logs.String(), `"request_id":"trace-123"`) {
-		t.Fatalf("header %q, logs %s", rec.Header().Get("X-Request-ID"), e.logs)
+	for _, good := range []string{"trace-123", "a", "0af7651916cd43dd8448eb211c80319c", "svc.checkout:req_42-7",
+		"f47ac10b-58cc-4372-a567-0e02b2c3d479", strings.Repeat("x", 64)} {
+		rec, _ := e.call(call{method: "GET", path: "/healthz", header: http.Header{"X-Request-Id": {good}}})
+		if rec.Header().Get("X-Request-ID") != good || !strings.Contains(e.logs.String(), `"request_id":"`+good+`"`) {
+			t.Fatalf("%q: header %q, logs %s", good, rec.Header().Get("X-Request-ID"), e.logs)
+		}
 	}
-	for _, bad := range []string{"", "has spaces", strings.Repeat("x", 200), "bad\x01id"} {
+	for _, bad := range []string{"", "has spaces", strings.Repeat("x", 65), strings.Repeat("x", 200), "bad\x01id",
+		"<script>alert(1)</script>", `"quoted"`, "a/b", "a\\b", "id;drop", "트레이스", "emoji-\U0001F600", "a%0d%0ab",
+		"line\nbreak", "{{.}}", "a,b", "a=b"} {
 		rec, _ := e.call(call{method: "GET", path: "/healthz", header: http.Header{"X-Request-Id": {bad}}})
 		if got := rec.Header().Get("X-Request-ID"); got == bad || len(got) != 36 {
 			t.Fatalf("request id %q answered as %q, want a fresh UUID", bad, got)
+		}
+	}
+	for _, leaked := range []string{"<script>", "quoted", "트레이스", "drop"} {
+		if strings.Contains(e.logs.String(), leaked) {
+			t.Fatalf("the log holds the client's request id %q: %s", leaked, e.logs)
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/payflow/payflow/internal/strictjson"
 )
 
 const (
@@ -57,6 +59,8 @@ func (s *server) internal(w http.ResponseWriter, r *http.Request, what string, e
 // client that sends JSON with curl's default form type is understood, and
 // anything that is not one JSON object is refused with 400 (a bearer-token
 // API gains nothing from 415, since cross-site forms cannot carry the token).
+// Keys must name v's fields exactly and only once (package strictjson), so
+// a body means the same to payflow as to any proxy or validator before it.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -72,14 +76,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object")
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(body, v, strictjson.RejectUnknownFields()); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", jsonProblem(err))
-		return false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "invalid_request", "the body must hold exactly one JSON object")
 		return false
 	}
 	return true
@@ -88,31 +86,20 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 // jsonProblem says what is wrong with a body without repeating its values:
 // a misplaced billing key must not come back in an error message.
 func jsonProblem(err error) string {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+	var se *strictjson.Error
 	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("the body is not valid JSON (at byte %d)", syntax.Offset)
-	case errors.As(err, &typ) && typ.Field != "":
-		return fmt.Sprintf("field %q must be a %s", typ.Field, jsonType(typ.Type.Kind().String()))
-	case errors.As(err, &typ):
+	case !errors.As(err, &se):
+		return "the body is not the expected JSON object"
+	case errors.Is(err, strictjson.ErrSyntax) && se.Reason == "holds more than one JSON value":
+		return "the body must hold exactly one JSON object"
+	case se.Field == "" && errors.Is(err, strictjson.ErrType):
 		return "the body must be a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "the body is truncated JSON"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case se.Field == "":
+		return "the body " + se.Reason
+	case errors.Is(err, strictjson.ErrUnknownField):
+		return fmt.Sprintf("unknown field %q", se.Field)
 	}
-	return "the body is not the expected JSON object"
-}
-
-func jsonType(kind string) string {
-	switch kind {
-	case "bool":
-		return "boolean"
-	case "string":
-		return "string"
-	}
-	return kind
+	return fmt.Sprintf("field %q %s", se.Field, se.Reason)
 }
 
 // validID applies the rules payflow applies to every identifier in a
@@ -129,6 +116,28 @@ func validID(v string) error {
 		return errors.New("contains spaces or control characters")
 	}
 	return nil
+}
+
+// maxRequestID bounds a client's X-Request-ID: a UUID, a W3C trace id or a
+// vendor's request id all fit.
+const maxRequestID = 64
+
+// validRequestID reports whether a client's X-Request-ID may be echoed and
+// logged as sent: 1 to 64 characters of [A-Za-z0-9._:-], nothing that means
+// something in HTML, a header, a URL or a log line.
+func validRequestID(v string) bool {
+	if v == "" || len(v) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
@@ -191,7 +200,7 @@ func (s *server) serve(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := r.Header.Get("X-Request-ID")
-		if validID(rid) != nil {
+		if !validRequestID(rid) {
 			rid = uuid.NewString()
 		}
 		w.Header().Set("X-Request-ID", rid)

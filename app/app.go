@@ -245,7 +245,7 @@ func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Wo
 			return nil, fmt.Errorf("app: listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(h, defaultHTTPTimeouts)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -16,15 +17,9 @@ import (
 )
 
 func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker) (http.Handler, error) {
-	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+	receiver, err := webhookReceiver(cfg, wk, metrics)
 	if err != nil {
-		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
-	}
-	receiver := &webhook.Receiver{
-		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
-		Settler:   wk,
-		Logger:    cfg.Logger.With("part", "webhook"),
-		OnResult:  metrics.webhook,
+		return nil, err
 	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
@@ -40,4 +35,70 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 			return nil
 		},
 	}), nil
+}
+
+// webhookReceiver is the PG callback endpoint, counting its results in m.
+func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhook.Receiver, error) {
+	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+	if err != nil {
+		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+	}
+	return &webhook.Receiver{
+		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
+		Settler:   settler,
+		Logger:    cfg.Logger.With("part", "webhook"),
+		OnResult:  m.webhook,
+	}, nil
+}
+
+// httpTimeouts bound how long one connection and one request may take, so
+// that a client which sends its headers and then stalls or trickles the
+// body (or never sends its next request) cannot hold a handler, a database
+// connection or a socket for ever.
+type httpTimeouts struct {
+	// ReadHeader bounds reading a request's headers.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, headers and body: bodies are at
+	// most 64 KiB.
+	Read time.Duration
+	// Handler is the deadline of the request's context: database and PG
+	// calls made for the request end with it.
+	Handler time.Duration
+	// Write bounds the exchange from the end of the headers to the end of
+	// the answer; it must outlast Read and Handler, so a handler that used
+	// its whole deadline can still answer.
+	Write time.Duration
+	// Idle bounds the wait for the next request on a kept-alive connection.
+	Idle time.Duration
+}
+
+var defaultHTTPTimeouts = httpTimeouts{
+	ReadHeader: 10 * time.Second,
+	Read:       20 * time.Second,
+	Handler:    30 * time.Second,
+	Write:      60 * time.Second,
+	Idle:       120 * time.Second,
+}
+
+// newHTTPServer serves h within the limits t.
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
+	return &http.Server{
+		Handler:           withDeadline(h, t.Handler),
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+	}
+}
+
+// withDeadline gives every request's context a deadline d away. Unlike
+// http.TimeoutHandler it does not buffer answers; the handler answers the
+// expiry itself (a webhook's settlement that did not commit is a 5xx, so
+// the PG sends it again).
+func withDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

@@ -54,7 +54,7 @@ func newMetrics() *metricSet {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"outcome"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "payflow_webhooks_total", Help: "PG callbacks by provider and result (applied, duplicate, ignored, bad_signature, unknown_bill, amount_mismatch, ...).",
+			Name: "payflow_webhooks_total", Help: "PG callbacks by provider (unknown for a provider not configured) and result (applied, duplicate, ignored, bad_signature, unknown_bill, amount_mismatch, ...).",
 		}, []string{"provider", "result"}),
 		relayLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from an outbox row's commit to its publication.",

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/payflow/payflow/internal/strictjson"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
@@ -39,9 +40,15 @@ type Receiver struct {
 	Settler   Settler
 	Logger    *slog.Logger
 	// OnResult, when set, is told each callback's result for metrics:
-	// accepted, duplicate, ignored, bad_signature, unknown_bill, ...
+	// accepted, duplicate, ignored, bad_signature, unknown_bill, ... Its
+	// provider is a key of Verifiers or UnknownProvider, never the path as
+	// sent, so its values are bounded.
 	OnResult func(provider, result string)
 }
+
+// UnknownProvider is the provider OnResult is told of for a callback to a
+// provider that is not configured (answered 404).
+const UnknownProvider = "unknown"
 
 // Callback is the body a PG posts.
 type Callback struct {
@@ -52,11 +59,18 @@ type Callback struct {
 	OccurredAt time.Time `json:"occurred_at"`
 }
 
-// ParseCallback decodes and checks a callback body.
+// ParseCallback decodes and checks a callback body. A key twice or in
+// another case than the field's is refused (package strictjson), so the
+// callback settles what any other reader of it sees; fields a PG adds are
+// ignored. Errors name the field, never a value.
 func ParseCallback(body []byte) (Callback, payflow.SettleStatus, error) {
 	var cb Callback
-	if err := json.Unmarshal(body, &cb); err != nil {
-		return cb, "", errors.New("body is not a valid callback JSON object")
+	if err := strictjson.Decode(body, &cb); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Field != "" {
+			return Callback{}, "", errors.New(se.Field + " " + se.Reason)
+		}
+		return Callback{}, "", errors.New("body is not a valid callback JSON object")
 	}
 	status, ok := payflow.ParseSettleStatus(cb.Status)
 	switch {
@@ -78,20 +92,28 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = slog.Default()
 	}
 	provider := r.PathValue("provider")
+	v, ok := rc.Verifiers[provider]
+	if !ok {
+		// The path is the sender's choice: it must not become a label.
+		provider = UnknownProvider
+	}
 	result := func(res string, status int, code, msg string) {
 		if rc.OnResult != nil {
 			rc.OnResult(provider, res)
 		}
 		writeJSON(w, status, code, msg, res)
 	}
-	v, ok := rc.Verifiers[provider]
 	if !ok {
 		result("unknown_provider", http.StatusNotFound, "not_found", "unknown provider")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 		result("too_large", http.StatusRequestEntityTooLarge, "body_too_large", "callback body too large")
+		return
+	} else if err != nil {
+		log.Warn("webhook body unreadable", "provider", provider, "err", err)
+		result("unreadable", http.StatusBadRequest, "invalid_request", "the body could not be read")
 		return
 	}
 	id, err := v.Verify(r.Header, body)

@@ -2,7 +2,10 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,6 +94,35 @@ func TestReceiverPassesTheWebhookIDAsIdempotencyKey(t *testing.T) {
 	}
 }
 
+// A callback means one thing to every reader: a key twice, or in another
+// case than the field's, is refused (encoding/json alone would take the
+// last, or match case-insensitively). Fields a PG adds are ignored.
+func TestParseCallbackIsStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"bill_id":"b1","status":"paid","amount":700,"amount":5000}`,
+		`{"bill_id":"b1","status":"paid","amount":700,"AMOUNT":5000}`,
+		`{"bill_id":"b1","Status":"paid","amount":5000}`,
+		`{"bill_id":"b1","status":"failed","status":"paid","amount":5000}`,
+		`{"BILL_ID":"b1","status":"paid","amount":5000}`,
+		`{"bill_id":"b1","status":"paid","amount":5000,"extra":{"a":1,"a":2}}`,
+	} {
+		_, _, err := webhook.ParseCallback([]byte(body))
+		if err == nil {
+			t.Errorf("accepted %s", body)
+			continue
+		}
+		for _, value := range []string{"700", "5000", "failed", "b1"} {
+			if strings.Contains(err.Error(), value) {
+				t.Errorf("%s: the error repeats a value: %v", body, err)
+			}
+		}
+	}
+	cb, status, err := webhook.ParseCallback([]byte(`{"bill_id":"b1","status":"paid","amount":5000,"pg_tx_id":"tx","extra":{"x":[1]},"occurred_at":"2026-11-25T00:00:00Z"}`))
+	if err != nil || cb.BillID != "b1" || status != "paid" || cb.Amount != 5000 || cb.PGTxID != "tx" {
+		t.Fatalf("%+v %s %v", cb, status, err)
+	}
+}
+
 func FuzzParseCallback(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte(`{"bill_id":"","status":"paid","amount":1e30}`))
@@ -101,4 +133,63 @@ func FuzzParseCallback(f *testing.F) {
 			t.Fatalf("accepted an invalid callback: %+v", cb)
 		}
 	})
+}
+
+// Only configured providers are served. Any other path is 404 in the
+// contract's error shape and is reported under one fixed provider label,
+// so unauthenticated requests cannot grow the metrics without bound.
+func TestUnknownProvidersAreNotMetricLabels(t *testing.T) {
+	reported := map[[2]string]int{}
+	s := &settler{out: store.SettleApplied}
+	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s,
+		OnResult: func(provider, result string) { reported[[2]string{provider, result}]++ }}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/pg/{provider}", rc)
+	providers := []string{"SIM", "sim%20", "Sim", "payssam", "%3Cscript%3E", strings.Repeat("p", 300), "%ED%95%9C"}
+	for i := range 200 {
+		providers = append(providers, fmt.Sprintf("random-%d", i))
+	}
+	for _, p := range providers {
+		req := httptest.NewRequest("POST", "/webhooks/pg/"+p, strings.NewReader(good))
+		req.Header.Set("x-token", "good")
+		req.Header.Set("webhook-id", "wh-1")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if rec.Code != http.StatusNotFound || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code != "not_found" || body.Error.Message == "" {
+			t.Fatalf("provider %q: %d %s", p, rec.Code, rec.Body)
+		}
+	}
+	if len(s.got) != 0 {
+		t.Fatalf("an unknown provider's callback was settled: %+v", s.got)
+	}
+	if len(reported) != 1 || reported[[2]string{"unknown", "unknown_provider"}] != len(providers) {
+		t.Fatalf("reported %d label sets, want one (unknown, unknown_provider)", len(reported))
+	}
+	if rec := post(t, rc, "good", good); rec.Code != 200 || reported[[2]string{"sim", "applied"}] != 1 {
+		t.Fatalf("sim: %d, reported %v", rec.Code, reported)
+	}
+}
+
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("i/o timeout") }
+
+// A body that cannot be read (the client stalled past the server's read
+// timeout, the connection broke) is not "too large".
+func TestUnreadableBodyIsNotTooLarge(t *testing.T) {
+	var results []string
+	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: &settler{},
+		OnResult: func(_, result string) { results = append(results, result) }}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/pg/{provider}", rc)
+	req := httptest.NewRequest("POST", "/webhooks/pg/sim", io.MultiReader(strings.NewReader(`{"bill_id":`), failingBody{}))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_request"`) ||
+		len(results) != 1 || results[0] != "unreadable" {
+		t.Fatalf("%d %s, results %v", rec.Code, rec.Body, results)
+	}
 }
