@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -74,5 +75,32 @@ func TestHostileDataIsRejected(t *testing.T) {
 	}
 	if e.pg.count("kakao_bill")+e.pg.count("auto_pay") != 0 {
 		t.Fatal("a hostile event reached the PG")
+	}
+}
+
+// Keys that encoding/json would fold or let the last of win are refused:
+// a validator in front of payflow must read the same request payflow does.
+func TestAmbiguousKeysAreRejected(t *testing.T) {
+	e := setup(t, methods{})
+	for i, body := range []string{
+		`{"merchant_id":"m1","charge_id":"c%d","amount":700,"AMOUNT":-7,"currency":"KRW","order_name":"o","customer":{"phone":"01012345678","name":"K"}}`,
+		`{"merchant_id":"m1","charge_id":"c%d","amount":700,"amount":7,"currency":"KRW","order_name":"o","customer":{"phone":"01012345678","name":"K"}}`,
+		`{"merchant_id":"m1","charge_id":"c%d","Amount":700,"currency":"KRW","order_name":"o","customer":{"phone":"01012345678","name":"K"}}`,
+		`{"merchant_id":"m1","charge_id":"c%d","amount":700,"currency":"KRW","order_name":"o","customer":{"phone":"01012345678","phone":"01099998888","name":"K"}}`,
+	} {
+		ev := fmt.Sprintf(`{"specversion":"1.0","id":"amb-%d","source":"test","type":"payment.charge.requested","datacontenttype":"application/json","data":`+body+`}`, i, i)
+		e.handle([]byte(ev))
+	}
+	res := e.results()
+	if len(res) != 4 {
+		t.Fatalf("results = %v", res)
+	}
+	for _, r := range res {
+		if r["type"] != events.TypeRejected || data(r)["reason"] != "invalid" {
+			t.Fatalf("an ambiguous request was not rejected invalid: %v", r)
+		}
+	}
+	if n := e.pg.count("kakao_bill"); n != 0 {
+		t.Fatalf("%d bills placed for ambiguous requests", n)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/strictjson"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
@@ -227,13 +228,14 @@ func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outb
 }
 
 // decodeData decodes an event's data strictly enough to reject what cannot
-// be a request (wrong types, numbers that are not whole), leniently enough
-// to let producers add fields.
+// be a request or could be read two ways (wrong types, numbers that are not
+// whole, duplicate or case-variant keys), leniently enough to let producers
+// add fields.
 func decodeData(data json.RawMessage, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return &payflow.ValidationError{Field: te.Field, Reason: "has the wrong type"}
+	if err := strictjson.Decode(data, v); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Field != "" {
+			return &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
 		}
 		return &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
 	}
