@@ -408,8 +408,15 @@ func TestConnectionsAreReusedUnderConcurrency(t *testing.T) {
 	}
 	wave()
 	first := dials.Load()
+	// A call returns before its connection is back in the idle pool (the
+	// transport's read loop puts it there): give the pool a moment, or a
+	// busy machine makes the second wave dial for connections that are
+	// about to be free. The default transport keeps 2 idle connections per
+	// host, so without a tuned pool the second wave would dial ~n-2 times;
+	// a tuned one dials a handful at most.
+	time.Sleep(200 * time.Millisecond)
 	wave()
-	if extra := dials.Load() - first; extra > n/10 {
+	if extra := dials.Load() - first; extra > n/4 {
 		t.Fatalf("the second wave of %d calls opened %d new connections (first wave: %d)", n, extra, first)
 	}
 }
