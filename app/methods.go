@@ -37,13 +37,13 @@ func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.S
 		return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, "", nil
 	}
 	key, err := m.vault.Open(sm.BillingKeyEnc, []byte(sm.ID))
-	switch {
-	case errors.Is(err, vault.ErrOpen):
-		// A key that does not open under the key it names makes the
-		// method unusable, not the charge.
+	if err != nil {
+		// A key that does not open (ErrOpen), or one sealed with a key not
+		// rolled out here yet (ErrUnknownKey), makes the method unusable
+		// for this charge, not the charge: it goes out as a KakaoTalk
+		// bill. The method is not marked: only a PG decline or a resumed
+		// charge's ErrOpen does that (see BillingKey).
 		return &payflow.StoredMethod{ID: sm.ID, Status: payflow.MethodInvalid}, "", nil
-	case err != nil:
-		return nil, "", err // a key not rolled out here yet: retry
 	}
 	return &payflow.StoredMethod{ID: sm.ID, Status: sm.Status}, string(key), nil
 }

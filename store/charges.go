@@ -276,21 +276,29 @@ func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payfl
 	})
 }
 
-// Rejection is a request's rejection: its event (keyed by the request's
-// source and id) and the result event that reports it.
-type Rejection struct {
+// Request names a request for its rejection record: the event that carried
+// it, and, for requests with an id of their own (a refund, a re-payment),
+// that id and the request's content.
+type Request struct {
 	Source  string
 	EventID string
-	Reason  string
-	Event   outbox.Message
+	Key     string // e.g. "refund/<merchant>/<refund_id>"; empty for none
+	Hash    []byte
+}
+
+// Rejection is a request's rejection and the result event that reports it.
+type Rejection struct {
+	Request
+	Reason string
+	Event  outbox.Message
 }
 
 // Reject records a rejection with its request and writes its event, in one
 // transaction. A request rejected before is not recorded twice.
 func (s *Store) Reject(ctx context.Context, r Rejection) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, reason) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING`, r.Source, r.EventID, r.Reason)
+		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, request_key, request_hash, reason)
+			VALUES ($1, $2, nullif($3, ''), $4, $5) ON CONFLICT DO NOTHING`, r.Source, r.EventID, r.Key, r.Hash, r.Reason)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -298,12 +306,14 @@ func (s *Store) Reject(ctx context.Context, r Rejection) error {
 	})
 }
 
-// Rejected reports whether the request with this event was rejected
-// before: its rejection is its result, replayed rather than judged again.
-func (s *Store) Rejected(ctx context.Context, source, eventID string) (bool, error) {
+// Rejected reports whether the request was rejected before, delivered by
+// this event or re-sent under another one with the same key and content:
+// its rejection is its result, replayed rather than judged again.
+func (s *Store) Rejected(ctx context.Context, r Request) (bool, error) {
 	var yes bool
-	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rejected_requests WHERE source = $1 AND event_id = $2)`,
-		source, eventID).Scan(&yes)
+	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rejected_requests WHERE source = $1 AND event_id = $2)
+		OR EXISTS (SELECT 1 FROM rejected_requests WHERE $3 <> '' AND request_key = $3 AND request_hash = $4)`,
+		r.Source, r.EventID, r.Key, r.Hash).Scan(&yes)
 	if err != nil {
 		return false, fmt.Errorf("store: rejected: %w", err)
 	}

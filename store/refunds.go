@@ -25,6 +25,9 @@ type Refund struct {
 	Reason      string
 	RequestHash []byte
 	Status      string // pending, succeeded, failed
+	// PGRefundID is the refund's idempotency key at the PG, the same for
+	// every retry.
+	PGRefundID string
 }
 
 // ErrExceedsPaid: the refund would take the bill's refunds above what was
@@ -95,11 +98,12 @@ SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
 	return *reserved, true, nil
 }
 
-const refundColumns = `r.id, r.merchant_id, r.refund_id, r.kind, r.charge_pk, c.charge_id, r.bill_id, r.amount, r.reason, r.request_hash, r.status`
+const refundColumns = `r.id, r.merchant_id, r.refund_id, r.kind, r.charge_pk, c.charge_id, r.bill_id, r.amount, r.reason, r.request_hash, r.status,
+	coalesce(r.pg_refund_id, 'rf-' || r.id)`
 
 func scanRefund(row pgx.Row) (Refund, error) {
 	var r Refund
-	err := row.Scan(&r.PK, &r.MerchantID, &r.RefundID, &r.Kind, &r.ChargePK, &r.ChargeID, &r.BillID, &r.Amount, &r.Reason, &r.RequestHash, &r.Status)
+	err := row.Scan(&r.PK, &r.MerchantID, &r.RefundID, &r.Kind, &r.ChargePK, &r.ChargeID, &r.BillID, &r.Amount, &r.Reason, &r.RequestHash, &r.Status, &r.PGRefundID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -130,16 +134,29 @@ func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease t
 	return tag.RowsAffected() == 1, nil
 }
 
-// ExpiredRefunds lists pending refunds that nobody holds: their worker
-// died or met an unknown outcome.
+// ExpiredRefunds lists pending refunds that nobody holds (their worker died
+// or met an unknown outcome) and whose retry is due, the longest waiting
+// first: a refund that keeps failing takes its turn, it does not starve
+// the others.
 func (s *Store) ExpiredRefunds(ctx context.Context, limit int) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT r.id FROM refunds r JOIN charges c ON c.id = r.charge_pk
 		WHERE r.status = 'pending' AND (c.lease_until IS NULL OR c.lease_until < now())
-		ORDER BY r.id LIMIT $1`, limit)
+		  AND (r.retry_after IS NULL OR r.retry_after < now())
+		ORDER BY coalesce(r.retry_after, r.created_at), r.id LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// RetryRefundLater puts off a pending refund's next attempt (its outcome
+// was unknown) by wait.
+func (s *Store) RetryRefundLater(ctx context.Context, pk int64, wait time.Duration) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE refunds SET retry_after = now() + $2::interval WHERE id = $1 AND status = 'pending'`, pk, wait)
+	if err != nil {
+		return fmt.Errorf("store: retry refund later: %w", err)
+	}
+	return nil
 }
 
 // RefundResult is how a refund ended at the PG.

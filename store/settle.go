@@ -173,15 +173,16 @@ func (s *Store) AwaitingSettlement(ctx context.Context, age time.Duration, limit
 type Awaiting struct {
 	BillID   string
 	Status   payflow.BillStatus // requested or abandoned
-	Attempts int                // earlier look-ups that did not settle it
+	Attempts int                // look-ups that failed in a row
 }
 
-// ReconcileLater records that a bill was looked up and is still open (err
-// empty) or could not be (err names why, shown to operators): it is looked
-// at again after wait, and not before.
+// ReconcileLater records that a bill was looked up and is still open
+// (reason empty: its failure count restarts) or could not be settled
+// (reason names why, shown to operators, and counts towards its backoff):
+// it is looked at again after wait, and not before.
 func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = now() + $2::interval,
-		reconcile_attempts = reconcile_attempts + 1, reconcile_error = nullif($3, '')
+		reconcile_attempts = CASE WHEN $3 = '' THEN 0 ELSE reconcile_attempts + 1 END, reconcile_error = nullif($3, '')
 		WHERE bill_id = $1`, billID, wait, reason)
 	if err != nil {
 		return fmt.Errorf("store: reconcile later: %w", err)

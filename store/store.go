@@ -51,7 +51,10 @@ func (s *Store) Close() { s.Pool.Close() }
 
 // Migrate applies the embedded schema migrations that dsn's database lacks.
 // tern takes an advisory lock, so instances starting together are safe.
-func Migrate(ctx context.Context, dsn string) error {
+func Migrate(ctx context.Context, dsn string) error { return migrateTo(ctx, dsn, -1) }
+
+// migrateTo applies migrations up to version (all of them when negative).
+func migrateTo(ctx context.Context, dsn string, version int32) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("store: migrate: connect: %w", err)
@@ -68,7 +71,12 @@ func Migrate(ctx context.Context, dsn string) error {
 	if err := m.LoadMigrations(sub); err != nil {
 		return fmt.Errorf("store: migrate: load: %w", err)
 	}
-	if err := m.Migrate(ctx); err != nil {
+	if version < 0 {
+		err = m.Migrate(ctx)
+	} else {
+		err = m.MigrateTo(ctx, version)
+	}
+	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil

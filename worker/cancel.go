@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
@@ -29,7 +27,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	if err := req.Validate(); err != nil {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
-	if done, err := w.replayed(ctx, env); done || err != nil {
+	if done, err := w.replayed(ctx, env, "", nil); done || err != nil {
 		return err
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
@@ -40,7 +38,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 		return err
 	}
 	return w.onCharge(ctx, c.PK, func() error {
-		if done, err := w.replayed(ctx, env); done || err != nil {
+		if done, err := w.replayed(ctx, env, "", nil); done || err != nil {
 			return err
 		}
 		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
@@ -56,7 +54,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 		}
 		var final error
 		b := w.newPGBackOff()
-		err = backoff.RetryNotify(func() error {
+		err = w.retry(ctx, func() error {
 			err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
 			b.saw(err)
 			if err != nil && !pgclient.Retriable(err) {
@@ -64,7 +62,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 				return nil
 			}
 			return err
-		}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("destroy") })
+		}, b, func(error, time.Duration) { w.cfg.Observer.Retry("destroy") })
 		if err != nil {
 			return err // the PG is unreachable: not handled yet, the consumer retries
 		}

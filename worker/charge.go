@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
@@ -167,7 +165,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		case out.decline != "" && bill.Method != payflow.MethodAutoPay:
 			// Fallback is auto-pay's alone: a refused KakaoTalk bill ends
 			// the charge, or one charge could send bills without end.
-			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned,
+			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillDeclined,
 				FailureReason: failedDecline(out.decline), Attempts: attempts})
 		case out.decline != "":
 			reason, methodStatus := payflow.AfterDecline(out.decline)
@@ -300,7 +298,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		out.failed = "pg_rejected: " + errorCode(err)
 		return nil
 	}
-	err := backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+	err := w.retry(ctx, op, b, func(err error, wait time.Duration) {
 		w.cfg.Observer.Retry(string(bill.Method))
 		w.log.Warn("PG call failed; retrying", "charge_id", c.ChargeID, "bill_id", bill.BillID, "kind", pgclient.KindOf(err), "retry_in", wait)
 	})

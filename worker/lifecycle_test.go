@@ -211,6 +211,7 @@ func TestRepayResumesAfterACrashBetweenSteps(t *testing.T) {
 	e.pg.mu.Lock()
 	e.pg.faults["refund"] = nil
 	e.pg.mu.Unlock()
+	e.refundsDue()
 	if err := e.w.SweepRefunds(context.Background(), 10); err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,14 @@ func (e *env) expireLeases() {
 	}
 }
 
+// refundsDue lets the wait before a refund's next attempt pass.
+func (e *env) refundsDue() {
+	e.t.Helper()
+	if _, err := e.st.Pool.Exec(context.Background(), `UPDATE refunds SET retry_after = NULL`); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) chargeState(charge string) payflow.ChargeState {
 	e.t.Helper()
 	c, err := e.st.ChargeByKey(context.Background(), "m1", charge)
@@ -114,6 +122,7 @@ func TestASecondRepaymentWaitsForTheFirst(t *testing.T) {
 		t.Fatalf("%d KakaoTalk bills while the first re-payment's refund is unconfirmed, want 1", n)
 	}
 	e.clearFaults()
+	e.refundsDue()
 	if err := e.w.SweepRefunds(ctx, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -373,6 +382,14 @@ func TestADeclinedKakaoBillFailsTheChargeWithoutAnotherBill(t *testing.T) {
 	if res := e.results(); len(res) != 1 || res[0]["type"] != events.TypeChargeFailed {
 		t.Fatalf("results = %v, want charge.failed", res)
 	}
+	// The refused bill is declined, not given up on: reconciliation does
+	// not chase it.
+	if _, err := e.w.Reconcile(context.Background(), 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.results(); len(res) != 1 {
+		t.Fatalf("results after reconciliation = %v", res)
+	}
 }
 
 // Case 9: after a rebalance kafka-go still hands the revoked process the
@@ -474,5 +491,56 @@ func TestAWorkerThatLostItsLeaseRecordsNothing(t *testing.T) {
 	res := e.results()
 	if c.State != payflow.StateRequested || len(res) != 1 || res[0]["type"] != events.TypeChargeProcessed {
 		t.Fatalf("state %s, results %v; want the bill B placed recorded, and nothing of A's", c.State, res)
+	}
+}
+
+// The same refund re-sent under a new event id after its rejection is the
+// same request: it is not judged again (the contract: a re-sent identical
+// request makes no second result).
+func TestAResentRejectedRefundIsNotJudgedAgain(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	bill := e.placed("c1", 5000)
+	e.handle(refundEvent("c1", "r1", 1000))
+	e.setPG(bill, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	e.handle(refundEvent("c1", "r1", 1000))
+	if ok := e.ofType(events.TypeRefundSucceeded); len(ok) != 0 || e.pg.refundCount != 0 {
+		t.Fatalf("a re-sent rejected refund was executed: %v", ok)
+	}
+	if rej := e.ofType(events.TypeRejected); len(rej) != 1 {
+		t.Fatalf("rejections = %v, want the first only", rej)
+	}
+	// Other content under the same refund id is another request.
+	e.handle(refundEvent("c1", "r1", 999))
+	if ok := e.ofType(events.TypeRefundSucceeded); len(ok) != 1 {
+		t.Fatalf("refund.succeeded = %v", ok)
+	}
+}
+
+// A bill given up on that is open at the PG after all (a request landed
+// late) is destroyed: its charge was reported failed, the customer must not
+// pay it.
+func TestAnAbandonedBillOpenAtThePGIsDestroyed(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	e.handle(chargeEvent("c1", "", 700))
+	c, _ := e.st.ChargeByKey(ctx, "m1", "c1")
+	e.setPG(c.Bill.BillID, func(p *pgclient.Payment) {
+		*p = pgclient.Payment{BillID: c.Bill.BillID, Status: pgclient.StatusRequested, Amount: 700}
+	})
+	if _, err := e.w.Reconcile(ctx, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.pg.bills[c.Bill.BillID]; p.Status != pgclient.StatusCancelled {
+		t.Fatalf("the PG holds the bill %s, want it destroyed", p.Status)
+	}
+	if ev := e.settledEvents(); len(ev) != 1 || data(ev[0])["status"] != "cancelled" {
+		t.Fatalf("settled = %v", ev)
 	}
 }

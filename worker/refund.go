@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
@@ -28,6 +26,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
 	hash := req.Fingerprint()
+	key := "refund/" + req.MerchantID + "/" + req.RefundID
 	if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
 		return err
 	}
@@ -53,9 +52,9 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 		})
 		switch {
 		case errors.Is(err, store.ErrNotPaid):
-			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
+			return w.rejectRequest(ctx, env, key, hash, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
 		case errors.Is(err, store.ErrExceedsPaid):
-			return w.reject(ctx, env, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
+			return w.rejectRequest(ctx, env, key, hash, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
 		case err != nil:
 			return err
 		case !created:
@@ -71,7 +70,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 // rejection is its result) or stored under its refund id. done is false
 // when it is new.
 func (w *Worker) refundDecided(ctx context.Context, env events.Envelope, req payflow.RefundRequest, hash []byte) (done bool, err error) {
-	if done, err := w.replayed(ctx, env); done || err != nil {
+	if done, err := w.replayed(ctx, env, "refund/"+req.MerchantID+"/"+req.RefundID, hash); done || err != nil {
 		return true, err
 	}
 	r, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
@@ -95,6 +94,11 @@ func (w *Worker) refundDecided(ctx context.Context, env events.Envelope, req pay
 // died or met an unknown outcome) and drives it. Held by someone, it is left
 // to them.
 func (w *Worker) resumeRefund(ctx context.Context, pk int64) error {
+	// This process may be driving it already (stalled past its lease): do
+	// not take its lease from under it.
+	if _, busy := w.driving.Load(refundKey(pk)); busy {
+		return nil
+	}
 	r, err := w.cfg.Store.RefundByPK(ctx, pk)
 	if err != nil || r.Status != "pending" {
 		return err
@@ -117,11 +121,10 @@ func (w *Worker) resumeRefund(ctx context.Context, pk int64) error {
 // refund step of a re-payment also moves the re-payment on, in the same
 // transaction, and then places its new bill.
 func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
-	key := "refund/" + itoa(pk)
-	if _, busy := w.driving.LoadOrStore(key, true); busy {
+	if _, busy := w.driving.LoadOrStore(refundKey(pk), true); busy {
 		return nil
 	}
-	defer w.driving.Delete(key)
+	defer w.driving.Delete(refundKey(pk))
 	r, err := w.cfg.Store.RefundByPK(ctx, pk)
 	if err != nil {
 		return err
@@ -132,19 +135,22 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	var res pgclient.Refunded
 	var final error
 	b := w.newPGBackOff()
-	err = backoff.RetryNotify(func() error {
+	err = w.retry(ctx, func() error {
 		var err error
-		res, err = w.cfg.PG.Refund(ctx, pgclient.RefundRequest{BillID: r.BillID, RefundID: pgRefundID(r), Amount: r.Amount, Reason: r.Reason})
+		res, err = w.cfg.PG.Refund(ctx, pgclient.RefundRequest{BillID: r.BillID, RefundID: r.PGRefundID, Amount: r.Amount, Reason: r.Reason})
 		b.saw(err)
 		if err != nil && !pgclient.Retriable(err) {
 			final = err
 			return nil
 		}
 		return err
-	}, backoff.WithContext(b, ctx), func(error, time.Duration) { w.cfg.Observer.Retry("refund") })
+	}, b, func(error, time.Duration) { w.cfg.Observer.Retry("refund") })
 	if err != nil {
 		// Unknown: the refund stays pending (its reservation held, its
-		// charge busy) and the sweeper asks again.
+		// charge busy) and the sweeper asks again, after the others.
+		if err := w.cfg.Store.RetryRefundLater(context.WithoutCancel(ctx), pk, w.cfg.RetryBudget); err != nil {
+			w.log.Warn("refund retry not put off", "refund_id", r.RefundID, "err", err)
+		}
 		w.log.Warn("refund outcome unknown; the sweeper will retry it", "refund_id", r.RefundID, "err", err)
 		return ctx.Err()
 	}
@@ -187,11 +193,8 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	return nil
 }
 
-// pgRefundID is the refund's idempotency key at the PG. Merchants choose
-// refund ids and a re-payment's refund step has its own, so neither can
-// name a refund at the PG unambiguously; the row's own key does, and it
-// stays the same for every retry of the refund.
-func pgRefundID(r store.Refund) string { return "rf-" + itoa(r.PK) }
+// refundKey names a refund in the driving map.
+func refundKey(pk int64) string { return "refund/" + itoa(pk) }
 
 // publicRefundID is the refund id published in refund events: the
 // merchant's, or "repay:<repay_id>" for a re-payment's refund step.

@@ -49,7 +49,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 			return err
 		}
 		if c.State != payflow.StatePaid && c.State != payflow.StateRefunded {
-			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only a paid charge can be re-paid")
+			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only a paid charge can be re-paid")
 		}
 		amount := req.Amount
 		if amount == 0 {
@@ -65,7 +65,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 		})
 		switch {
 		case errors.Is(err, store.ErrNotPaid):
-			return w.reject(ctx, env, who, events.RejectInvalidState, "the charge's bill is not paid")
+			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, "the charge's bill is not paid")
 		case err != nil:
 			return err
 		case !created:
@@ -82,7 +82,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 // under its repay id (then its current step goes on). held says whether the
 // caller holds the charge's lease. done is false when it is new.
 func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payflow.RepayRequest, hash []byte, held bool) (bool, error) {
-	if done, err := w.replayed(ctx, env); done || err != nil {
+	if done, err := w.replayed(ctx, env, repayKey(req), hash); done || err != nil {
 		return true, err
 	}
 	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
@@ -98,6 +98,8 @@ func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payf
 	}
 	return true, w.continueRepay(ctx, rp, held)
 }
+
+func repayKey(req payflow.RepayRequest) string { return "repay/" + req.MerchantID + "/" + req.RepayID }
 
 // continueRepay runs a re-payment's current step. held says whether the
 // caller holds the charge's lease; otherwise a step is taken over only

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 // that said it is overloaded.
 type pgBackOff struct {
 	backoff.BackOff
+	now   func() time.Time
 	after time.Duration // the PG's Retry-After from the last failure
 	stop  time.Time     // the budget's end
 }
@@ -24,8 +26,23 @@ func (w *Worker) newPGBackOff() *pgBackOff {
 	b.InitialInterval = w.cfg.RetryInitial
 	b.MaxInterval = 2 * time.Second
 	b.MaxElapsedTime = w.cfg.RetryBudget
-	return &pgBackOff{BackOff: b, stop: time.Now().Add(w.cfg.RetryBudget)}
+	b.Clock = clockFunc(w.cfg.Now)
+	b.Reset() // start the budget on the worker's clock
+	return &pgBackOff{BackOff: b, now: w.cfg.Now, stop: w.cfg.Now().Add(w.cfg.RetryBudget)}
 }
+
+// retry runs op with b's schedule, waiting on the worker's timer.
+func (w *Worker) retry(ctx context.Context, op backoff.Operation, b backoff.BackOff, notify backoff.Notify) error {
+	var t backoff.Timer
+	if w.cfg.Timer != nil {
+		t = w.cfg.Timer()
+	}
+	return backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, t)
+}
+
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
 
 // saw records the PG's answer to an attempt.
 func (p *pgBackOff) saw(err error) {
@@ -41,7 +58,7 @@ func (p *pgBackOff) NextBackOff() time.Duration {
 	if next == backoff.Stop || p.after <= next {
 		return next
 	}
-	if time.Now().Add(p.after).After(p.stop) {
+	if p.now().Add(p.after).After(p.stop) {
 		return backoff.Stop // the PG asks us to wait past the budget
 	}
 	return p.after

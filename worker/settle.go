@@ -77,6 +77,17 @@ func (w *Worker) Reconcile(ctx context.Context, age time.Duration, limit int) (i
 
 // reconcileOne settles one looked-up bill if the PG reports it final.
 func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.Payment, age time.Duration) (bool, error) {
+	if p.Status == pgclient.StatusRequested && b.Status == payflow.BillAbandoned {
+		// A bill given up on is open at the PG after all (a request landed
+		// late): its charge was reported failed, so the customer must not
+		// be able to pay it. Destroy it and record that.
+		w.log.Error("reconcile: a bill given up on is open at the PG; destroying it", "bill_id", b.BillID)
+		w.cfg.Observer.Reconciled("late_open")
+		if err := w.cfg.PG.DestroyBill(ctx, b.BillID); err != nil {
+			return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "destroy_failed: "+errorCode(err))
+		}
+		p.Status = pgclient.StatusCancelled
+	}
 	status, final := payflow.ParseSettleStatus(string(p.Status))
 	if !final || p.Status == pgclient.StatusRequested {
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, age, "")

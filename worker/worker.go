@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 
 	"github.com/payflow/payflow/events"
@@ -56,8 +57,12 @@ type Config struct {
 	// Committed, when set, is called after a transaction wrote result
 	// events (the relay's Wake).
 	Committed func()
-	// Now is the clock, for tests.
+	// Now is the clock, for tests and the simulation: event times, retry
+	// budgets and backoff read it.
 	Now func() time.Time
+	// Timer, when set, makes the timers retries wait on (the simulation's
+	// virtual time); nil waits in real time.
+	Timer func() backoff.Timer
 	// Observer is told of results and retries, for metrics.
 	Observer Observer
 }
@@ -167,6 +172,13 @@ func idsOf(data json.RawMessage) ids {
 // from the request event, and a redelivered request finds its rejection
 // recorded (see replayed): a rejection is the request's one result.
 func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reason, detail string) error {
+	return w.rejectRequest(ctx, env, "", nil, who, reason, detail)
+}
+
+// rejectRequest is reject for a request with an id of its own (key) and
+// content hash: re-sent under a new event id, it is rejected no second
+// time.
+func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key string, hash []byte, who ids, reason, detail string) error {
 	msg, err := w.message(events.TypeRejected, who.ChargeID, []string{"rejected", env.Source, env.ID}, events.Rejected{
 		MerchantID:     who.MerchantID,
 		ChargeID:       who.ChargeID,
@@ -177,7 +189,8 @@ func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reaso
 	if err != nil {
 		return err
 	}
-	if err := w.cfg.Store.Reject(ctx, store.Rejection{Source: env.Source, EventID: env.ID, Reason: reason, Event: msg}); err != nil {
+	rq := store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash}
+	if err := w.cfg.Store.Reject(ctx, store.Rejection{Request: rq, Reason: reason, Event: msg}); err != nil {
 		return fmt.Errorf("worker: reject: %w", err)
 	}
 	w.cfg.Committed()
@@ -187,10 +200,11 @@ func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reaso
 	return nil
 }
 
-// replayed reports whether the request was rejected before: then its
+// replayed reports whether the request was rejected before, by this event
+// or re-sent with the same key and content under another: then its
 // rejection is its result, and nothing is judged again.
-func (w *Worker) replayed(ctx context.Context, env events.Envelope) (bool, error) {
-	return w.cfg.Store.Rejected(ctx, env.Source, env.ID)
+func (w *Worker) replayed(ctx context.Context, env events.Envelope, key string, hash []byte) (bool, error) {
+	return w.cfg.Store.Rejected(ctx, store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash})
 }
 
 // ErrBusy is returned (wrapped) for a request whose charge is held by an

@@ -1,0 +1,101 @@
+package store_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/store"
+)
+
+// A refund in flight when payflow is upgraded keeps the idempotency key it
+// was sent to the PG with: sent again under a new key, the PG would refund
+// it twice. New refunds are named by their row.
+func TestUpgradeKeepsThePGRefundIDOfRefundsInFlight(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.MigrateTo(ctx, dsn, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// The previous release's data: a paid bill with a merchant refund and
+	// a re-payment's refund step in flight.
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount, refund_reserved) VALUES ('b1', 1, 'kakao_bill', 10000, 'paid', 10000, 10000);
+INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step) VALUES ('m1', 'p1', 1, 'b1', 10000, 'h', 'refunding');
+INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, request_hash, status, lease_owner, lease_until)
+	VALUES ('m1', 'r1', 'refund', 1, 'b1', 3000, 'h', 'pending', 'old', now()),
+	       ('m1', 'repay:p1', 'repay', 1, 'b1', 7000, 'h', 'pending', 'old', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := st.RefundByKey(ctx, "m1", "r1")
+	if err != nil || r1.PGRefundID != "m1/r1" {
+		t.Fatalf("merchant refund: PG id %q, %v; want m1/r1 as it was sent", r1.PGRefundID, err)
+	}
+	rp, err := st.RepayByKey(ctx, "m1", "p1")
+	if err != nil || rp.RefundPK == 0 {
+		t.Fatalf("re-payment %+v, %v: its refund step is not found after the upgrade", rp, err)
+	}
+	step, err := st.RefundByPK(ctx, rp.RefundPK)
+	if err != nil || step.PGRefundID != "m1/repay:p1" || step.RefundID != "p1" {
+		t.Fatalf("re-payment refund step %+v, %v; want PG id m1/repay:p1 and refund id p1", step, err)
+	}
+	// A merchant may now use the refund id the old step had.
+	if _, created, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "repay:p1", Kind: "refund", ChargePK: 1, BillID: "b1",
+		Amount: 1, RequestHash: []byte("h")}); err == nil && created {
+		t.Fatal("a refund beyond the paid amount was stored")
+	}
+	// New refunds are named by their row.
+	if _, err := st.Pool.Exec(ctx, `UPDATE bills SET refund_reserved = 0 WHERE bill_id = 'b1'`); err != nil {
+		t.Fatal(err)
+	}
+	pk, created, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: 1, BillID: "b1",
+		Amount: 100, RequestHash: []byte("h")})
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if r2, _ := st.RefundByPK(ctx, pk); r2.PGRefundID != "rf-"+strconv.FormatInt(pk, 10) {
+		t.Fatalf("new refund PG id %q", r2.PGRefundID)
+	}
+}
+
+// A refund whose outcome stays unknown waits its turn: the sweep takes the
+// others first instead of the same failing refund every time.
+func TestARefundThatKeepsFailingDoesNotStarveTheOthers(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.New(t)
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALUES ('b1', 1, 'kakao_bill', 10000, 'paid', 10000)`); err != nil {
+		t.Fatal(err)
+	}
+	var pks []int64
+	for _, id := range []string{"r1", "r2"} {
+		pk, _, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pks = append(pks, pk)
+	}
+	if due, _ := st.ExpiredRefunds(ctx, 1); len(due) != 1 || due[0] != pks[0] {
+		t.Fatalf("due %v, want the oldest, %d", due, pks[0])
+	}
+	if err := st.RetryRefundLater(ctx, pks[0], time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := st.ExpiredRefunds(ctx, 1); len(due) != 1 || due[0] != pks[1] {
+		t.Fatalf("due %v after the first failed again, want %d", due, pks[1])
+	}
+}
