@@ -104,6 +104,7 @@ type event struct {
 		MerchantID string `json:"merchant_id"`
 		ChargeID   string `json:"charge_id"`
 		BillID     string `json:"bill_id"`
+		RepayID    string `json:"repay_id"`
 	} `json:"data"`
 }
 
@@ -156,7 +157,9 @@ func Check(ctx context.Context, db *pgxpool.Pool, ledger []LedgerEntry, publishe
 	for _, e := range onTopic {
 		switch e.Type {
 		case events.TypeChargeProcessed, events.TypeChargeFailed:
-			results[[2]string{e.Data.MerchantID, e.Data.ChargeID}]++
+			if e.Data.RepayID == "" { // a re-payment's bill that could not be placed is the re-payment's result
+				results[[2]string{e.Data.MerchantID, e.Data.ChargeID}]++
+			}
 		case events.TypeSettled:
 			settledEvents[e.Data.BillID]++
 		}

@@ -60,6 +60,10 @@ type ChargeFailed struct {
 	ChargeID   string `json:"charge_id"`
 	Reason     string `json:"reason"`
 	Attempts   int    `json:"attempts"`
+	// RepayID is set when the bill that could not be placed was a
+	// re-payment's: the re-payment's one result (its refund step has its
+	// own).
+	RepayID string `json:"repay_id,omitempty"`
 }
 
 // Settled is the data of payment.settled.

@@ -207,9 +207,15 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 			MerchantID: c.MerchantID, ChargeID: c.ChargeID, BillID: bill.BillID, Method: string(bill.Method), FallbackReason: string(bill.FallbackReason),
 		})
 	} else {
-		msg, err = w.message(events.TypeChargeFailed, c.ChargeID, []string{"bill", bill.BillID, "failed"}, events.ChargeFailed{
-			MerchantID: c.MerchantID, ChargeID: c.ChargeID, Reason: r.FailureReason, Attempts: r.Attempts,
-		})
+		failed := events.ChargeFailed{MerchantID: c.MerchantID, ChargeID: c.ChargeID, Reason: r.FailureReason, Attempts: r.Attempts}
+		if bill.RepayPK != 0 {
+			rp, rerr := w.cfg.Store.RepayByPK(ctx, bill.RepayPK)
+			if rerr != nil {
+				return rerr
+			}
+			failed.RepayID = rp.RepayID
+		}
+		msg, err = w.message(events.TypeChargeFailed, c.ChargeID, []string{"bill", bill.BillID, "failed"}, failed)
 	}
 	if err != nil {
 		return err

@@ -32,7 +32,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
 	if errors.Is(err, store.ErrNotFound) {
-		return w.reject(ctx, env, who, events.RejectUnknownCharge, "no such charge for this merchant")
+		return w.rejectRequest(ctx, env, key, hash, who, events.RejectUnknownCharge, "no such charge for this merchant")
 	}
 	if err != nil {
 		return err

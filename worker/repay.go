@@ -35,7 +35,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
 	if errors.Is(err, store.ErrNotFound) {
-		return w.reject(ctx, env, who, events.RejectUnknownCharge, "no such charge for this merchant")
+		return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectUnknownCharge, "no such charge for this merchant")
 	}
 	if err != nil {
 		return err

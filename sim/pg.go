@@ -1,0 +1,364 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/payflow/payflow/pgclient"
+)
+
+// PG is the simulated payment gateway. It keeps bills, refunds and a ledger
+// of every operation it executed, and answers each call as the schedule's
+// dice say: executed or not, answered or not, now or later. It is safe for
+// concurrent use (the shared suite calls it in parallel); in a run, calls
+// come one at a time.
+type PG struct {
+	mu       sync.Mutex
+	bills    map[string]*pgBill
+	refunds  map[string]pgclient.Refunded
+	ledger   []Entry
+	late     []lateCall
+	webhooks []Webhook
+	// fault decides the fate of a call; nil answers every call at once.
+	fault func(op string) fault
+	step  func() int
+}
+
+type pgBill struct {
+	pgclient.Payment
+	merchant string
+}
+
+// Entry is one operation the PG executed.
+type Entry struct {
+	Step     int
+	Op       string // auto_pay, kakao_bill, refund, destroy, settle
+	BillID   string
+	RefundID string
+	Amount   int64
+	Outcome  string // accepted, declined, refunded, cancelled, paid, expired
+}
+
+// Webhook is a final result the PG has to report.
+type Webhook struct {
+	ID     string
+	BillID string
+	Status pgclient.PaymentStatus
+	Amount int64
+	PGTxID string
+}
+
+// fault is what happens to one call.
+type fault int
+
+const (
+	faultNone            fault = iota
+	faultTransient             // refused before the PG acted
+	faultUnknown               // no answer; the PG did not act
+	faultUnknownExecuted       // no answer; the PG acted
+	faultLate                  // no answer; the PG acts later, before the caller's lease ends
+	faultCrashBefore           // the caller dies before its request leaves
+	faultCrashAfter            // the PG acts; the caller dies before reading the answer
+)
+
+var faultNames = [...]string{"none", "transient", "unknown", "unknown_executed", "late", "crash_before", "crash_after"}
+
+func (f fault) String() string { return faultNames[f] }
+
+// lateCall is a request in flight that the PG executes later.
+type lateCall struct {
+	op   string
+	exec func()
+}
+
+// NewPG returns an empty PG that answers every call at once.
+func NewPG() *PG {
+	return &PG{bills: map[string]*pgBill{}, refunds: map[string]pgclient.Refunded{}, step: func() int { return 0 }}
+}
+
+// errCrashed is what a dead caller's calls see.
+var errCrashed = errors.New("sim: the calling process died")
+
+// Client returns a client whose calls are subject to the PG's faults;
+// crash is called when a fault kills the caller, dead tells whether it has
+// died (a dead process sends nothing).
+func (pg *PG) Client(crash func(), dead func() bool) pgclient.Client {
+	return &pgConn{pg: pg, crash: crash, dead: dead}
+}
+
+type pgConn struct {
+	pg    *PG
+	crash func()
+	dead  func() bool
+}
+
+// call runs exec under the fate the PG's fault function picks for op.
+func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
+	if c.dead != nil && c.dead() {
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
+	}
+	f := faultNone
+	if c.pg.fault != nil {
+		f = c.pg.fault(op)
+	}
+	unknown := &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Message: "timeout (" + f.String() + ")"}
+	switch f {
+	case faultTransient:
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "unavailable (simulated)"}
+	case faultUnknown:
+		return nil, unknown
+	case faultUnknownExecuted:
+		_, _ = exec()
+		return nil, unknown
+	case faultLate:
+		c.pg.mu.Lock()
+		c.pg.late = append(c.pg.late, lateCall{op: op, exec: func() { _, _ = exec() }})
+		c.pg.mu.Unlock()
+		return nil, unknown
+	case faultCrashBefore:
+		c.crash()
+		return nil, unknown
+	case faultCrashAfter:
+		_, _ = exec()
+		c.crash()
+		return nil, unknown
+	}
+	return exec()
+}
+
+// Land executes every request still in flight. The simulation calls it
+// before any lease expires: a request lands within its sender's lease.
+func (pg *PG) Land() int {
+	pg.mu.Lock()
+	late := pg.late
+	pg.late = nil
+	pg.mu.Unlock()
+	for _, l := range late {
+		l.exec()
+	}
+	return len(late)
+}
+
+func (pg *PG) record(e Entry) {
+	e.Step = pg.step()
+	pg.ledger = append(pg.ledger, e)
+}
+
+func (c *pgConn) place(op, billID, merchant string, amount int64, decline string) (pgclient.Accepted, error) {
+	v, err := c.call(op, func() (any, error) {
+		pg := c.pg
+		pg.mu.Lock()
+		defer pg.mu.Unlock()
+		if billID == "" || amount <= 0 {
+			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindInvalid, Code: "invalid_request"}
+		}
+		if _, dup := pg.bills[billID]; dup {
+			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindDuplicate, Code: "duplicate_bill_id"}
+		}
+		b := &pgBill{Payment: pgclient.Payment{BillID: billID, Method: op, Status: pgclient.StatusRequested, Amount: amount,
+			PGTxID: "tx-" + billID}, merchant: merchant}
+		pg.bills[billID] = b
+		if decline != "" {
+			b.Status, b.Decline = pgclient.StatusFailed, decline
+			pg.record(Entry{Op: op, BillID: billID, Amount: amount, Outcome: "declined"})
+			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindDeclined, Code: decline}
+		}
+		pg.record(Entry{Op: op, BillID: billID, Amount: amount, Outcome: "accepted"})
+		return pgclient.Accepted{BillID: billID, PGTxID: b.PGTxID}, nil
+	})
+	if err != nil {
+		return pgclient.Accepted{}, err
+	}
+	return v.(pgclient.Accepted), nil
+}
+
+// AutoPay charges a billing key; keys that start with "decline_",
+// "expired_" or "invalid_" are refused with that code.
+func (c *pgConn) AutoPay(_ context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
+	decline := ""
+	switch {
+	case strings.HasPrefix(r.BillingKey, "decline_"):
+		decline = "declined"
+	case strings.HasPrefix(r.BillingKey, "expired_"):
+		decline = "expired"
+	case strings.HasPrefix(r.BillingKey, "limit_"):
+		decline = "limit_exceeded"
+	case strings.HasPrefix(r.BillingKey, "invalid_"):
+		decline = "invalid_billing_key"
+	}
+	return c.place("auto_pay", r.BillID, r.MerchantID, r.Amount, decline)
+}
+
+// SendKakaoBill sends a bill; a phone that ends in 0000 cannot receive
+// KakaoTalk bills and is refused.
+func (c *pgConn) SendKakaoBill(_ context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
+	decline := ""
+	if strings.HasSuffix(r.Phone, "0000") {
+		decline = "declined"
+	}
+	return c.place("kakao_bill", r.BillID, r.MerchantID, r.Amount, decline)
+}
+
+func (c *pgConn) BillURL(_ context.Context, billID string) (pgclient.BillURL, error) {
+	v, err := c.call("bill_url", func() (any, error) {
+		c.pg.mu.Lock()
+		defer c.pg.mu.Unlock()
+		if _, ok := c.pg.bills[billID]; !ok {
+			return nil, &pgclient.Error{Op: "bill_url", Kind: pgclient.KindNotFound}
+		}
+		return pgclient.BillURL{URL: "https://pg.invalid/pay/" + billID, ExpiresAt: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}, nil
+	})
+	if err != nil {
+		return pgclient.BillURL{}, err
+	}
+	return v.(pgclient.BillURL), nil
+}
+
+func (c *pgConn) LookupPayment(_ context.Context, billID string) (pgclient.Payment, error) {
+	v, err := c.call("lookup", func() (any, error) {
+		c.pg.mu.Lock()
+		defer c.pg.mu.Unlock()
+		b, ok := c.pg.bills[billID]
+		if !ok {
+			return nil, &pgclient.Error{Op: "lookup", Kind: pgclient.KindNotFound}
+		}
+		return b.Payment, nil
+	})
+	if err != nil {
+		return pgclient.Payment{}, err
+	}
+	return v.(pgclient.Payment), nil
+}
+
+func (c *pgConn) Refund(_ context.Context, r pgclient.RefundRequest) (pgclient.Refunded, error) {
+	v, err := c.call("refund", func() (any, error) {
+		pg := c.pg
+		pg.mu.Lock()
+		defer pg.mu.Unlock()
+		if r.RefundID == "" || r.Amount <= 0 {
+			return nil, &pgclient.Error{Op: "refund", Kind: pgclient.KindInvalid, Code: "invalid_request"}
+		}
+		if done, ok := pg.refunds[r.RefundID]; ok {
+			if done.Amount != r.Amount {
+				return nil, &pgclient.Error{Op: "refund", Kind: pgclient.KindDuplicate, Code: "refund_id_reused"}
+			}
+			return done, nil
+		}
+		b, ok := pg.bills[r.BillID]
+		switch {
+		case !ok:
+			return nil, &pgclient.Error{Op: "refund", Kind: pgclient.KindNotFound}
+		case b.Status != pgclient.StatusPaid || b.Refunded+r.Amount > b.Amount:
+			return nil, &pgclient.Error{Op: "refund", Kind: pgclient.KindConflict, Code: "not_refundable"}
+		}
+		b.Refunded += r.Amount
+		done := pgclient.Refunded{RefundID: r.RefundID, Amount: r.Amount, RefundedTotal: b.Refunded, PGTxID: "rf-tx-" + r.RefundID}
+		pg.refunds[r.RefundID] = done
+		pg.record(Entry{Op: "refund", BillID: r.BillID, RefundID: r.RefundID, Amount: r.Amount, Outcome: "refunded"})
+		return done, nil
+	})
+	if err != nil {
+		return pgclient.Refunded{}, err
+	}
+	return v.(pgclient.Refunded), nil
+}
+
+func (c *pgConn) DestroyBill(_ context.Context, billID string) error {
+	_, err := c.call("destroy", func() (any, error) {
+		pg := c.pg
+		pg.mu.Lock()
+		defer pg.mu.Unlock()
+		b, ok := pg.bills[billID]
+		switch {
+		case !ok:
+			return nil, &pgclient.Error{Op: "destroy", Kind: pgclient.KindNotFound}
+		case b.Status == pgclient.StatusCancelled:
+			return nil, nil
+		case b.Status != pgclient.StatusRequested:
+			return nil, &pgclient.Error{Op: "destroy", Kind: pgclient.KindConflict, Code: "not_destroyable"}
+		}
+		b.Status = pgclient.StatusCancelled
+		pg.record(Entry{Op: "destroy", BillID: billID, Amount: b.Amount, Outcome: "cancelled"})
+		return nil, nil
+	})
+	return err
+}
+
+// Settle moves a requested bill to a final status, as the customer, the
+// card network or the PG's expiry would, and queues its webhook.
+func (pg *PG) Settle(billID string, status pgclient.PaymentStatus) error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	b, ok := pg.bills[billID]
+	if !ok || b.Status != pgclient.StatusRequested {
+		return fmt.Errorf("sim: bill %s is not open at the PG", billID)
+	}
+	b.Status = status
+	pg.record(Entry{Op: "settle", BillID: billID, Amount: b.Amount, Outcome: string(status)})
+	pg.webhooks = append(pg.webhooks, Webhook{ID: fmt.Sprintf("wh-%d", len(pg.ledger)), BillID: billID, Status: status, Amount: b.Amount, PGTxID: b.PGTxID})
+	return nil
+}
+
+// Open lists the bills the PG holds open (requested), sorted.
+func (pg *PG) Open() []string {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	var out []string
+	for id, b := range pg.bills {
+		if b.Status == pgclient.StatusRequested {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Bills returns a copy of every bill the PG holds, by id.
+func (pg *PG) Bills() map[string]pgclient.Payment {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	out := make(map[string]pgclient.Payment, len(pg.bills))
+	for id, b := range pg.bills {
+		out[id] = b.Payment
+	}
+	return out
+}
+
+// Ledger returns a copy of every operation the PG executed.
+func (pg *PG) Ledger() []Entry {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return append([]Entry(nil), pg.ledger...)
+}
+
+// takeWebhook removes and returns the i-th pending webhook.
+func (pg *PG) takeWebhook(i int) Webhook {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	w := pg.webhooks[i]
+	pg.webhooks = append(pg.webhooks[:i:i], pg.webhooks[i+1:]...)
+	return w
+}
+
+func (pg *PG) pendingWebhooks() int {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return len(pg.webhooks)
+}
+
+func (pg *PG) requeueWebhook(w Webhook) {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	pg.webhooks = append(pg.webhooks, w)
+}
+
+func (pg *PG) inFlight() int {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return len(pg.late)
+}

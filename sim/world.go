@@ -1,0 +1,749 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/worker"
+)
+
+// Config shapes one simulated run.
+type Config struct {
+	// DSN is the Postgres database the run owns: it is emptied first.
+	DSN  string
+	Seed uint64
+	// Steps is how many scheduled steps run with faults on; then faults
+	// stop and the world drains.
+	Steps int
+	// Instances is how many worker processes share the consumer group
+	// (default 3); Partitions how many partitions the request topic has
+	// (default 4); Charges how many charge ids the workload uses (default
+	// 5, so requests collide).
+	Instances, Partitions, Charges int
+	// FaultRate is the chance that a PG call meets a fault while faults are
+	// on (default 0.3).
+	FaultRate float64
+	// Trace, when set, receives every step as it happens.
+	Trace io.Writer
+}
+
+func (c *Config) defaults() {
+	if c.Steps <= 0 {
+		c.Steps = 150
+	}
+	if c.Instances <= 0 {
+		c.Instances = 3
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 4
+	}
+	if c.Charges <= 0 {
+		c.Charges = 5
+	}
+	if c.FaultRate <= 0 {
+		c.FaultRate = 0.3
+	}
+}
+
+// lease is the workers' lease in virtual time; the retry budget and the
+// call timeouts fit in it, as serve requires.
+const (
+	lease       = 2 * time.Minute
+	retryBudget = 30 * time.Second
+)
+
+// World is one simulated run: the real worker and store on a real
+// database, with the PG, Kafka's delivery and time simulated.
+type World struct {
+	cfg     Config
+	rng     *rand.Rand
+	clock   *Clock
+	pg      *PG
+	db      *store.Store
+	parts   []*partition
+	insts   []*instance
+	methods *methodBook
+	reqs    []request
+	step    int
+	faults  bool
+	trace   []string
+	// Stats counts steps and faults by kind.
+	Stats map[string]int
+	model *model
+}
+
+type partition struct {
+	id        int
+	log       []message
+	committed int
+	owner     *instance
+}
+
+type message struct {
+	req   int // index into World.reqs
+	value []byte
+}
+
+// instance is one worker process.
+type instance struct {
+	name    string
+	st      *store.Store
+	w       *worker.Worker
+	crashed bool
+	// cursor is the next offset this process handles, per partition it
+	// owns or was revoked from; until bounds a revoked partition: the
+	// messages it had fetched before the rebalance.
+	cursor map[int]int
+	until  map[int]int
+}
+
+// request is a request event the workload published.
+type request struct {
+	typ      string
+	eventID  string
+	merchant string
+	charge   string
+	refundID string // refunds
+	repayID  string // re-payments
+	amount   int64
+	content  string // what makes two requests the same request
+}
+
+// New prepares a world: an emptied database and the first processes.
+func New(ctx context.Context, cfg Config) (*World, error) {
+	cfg.defaults()
+	db, err := store.Open(ctx, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Pool.Exec(ctx, `TRUNCATE charges, bills, refunds, repays, webhook_receipts, outbox, rejected_requests, payment_methods RESTART IDENTITY CASCADE`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sim: empty the database: %w", err)
+	}
+	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
+		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
+	w.model = newModel(w)
+	w.pg.fault = w.pgFault
+	w.pg.step = func() int { return w.step }
+	for i := range cfg.Partitions {
+		w.parts = append(w.parts, &partition{id: i})
+	}
+	for range cfg.Instances {
+		inst, err := w.spawn(ctx)
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		w.insts = append(w.insts, inst)
+	}
+	for i, p := range w.parts {
+		w.assign(p, w.insts[i%len(w.insts)])
+	}
+	w.methods.seed(w.rng)
+	return w, nil
+}
+
+// Close releases the world's connections.
+func (w *World) Close() {
+	for _, in := range w.insts {
+		if !in.crashed {
+			in.st.Close()
+		}
+	}
+	w.db.Close()
+}
+
+var instanceSeq int
+
+func (w *World) spawn(ctx context.Context) (*instance, error) {
+	st, err := store.Open(ctx, w.cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	instanceSeq++
+	in := &instance{name: fmt.Sprintf("w%d", instanceSeq), st: st, cursor: map[int]int{}, until: map[int]int{}}
+	in.w = worker.New(worker.Config{
+		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
+		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: w.clock.Now, Timer: w.clock.Timer,
+	})
+	return in, nil
+}
+
+func (w *World) logf(format string, a ...any) {
+	line := fmt.Sprintf("%4d ", w.step) + fmt.Sprintf(format, a...)
+	w.trace = append(w.trace, line)
+	if w.cfg.Trace != nil {
+		fmt.Fprintln(w.cfg.Trace, line)
+	}
+}
+
+// Trace returns every step of the run so far, one line each.
+func (w *World) Trace() []string { return w.trace }
+
+// pgFault rolls the dice for one PG call.
+func (w *World) pgFault(op string) fault {
+	if !w.faults || w.rng.Float64() >= w.cfg.FaultRate {
+		return faultNone
+	}
+	kinds := []fault{faultTransient, faultUnknown, faultUnknownExecuted, faultLate, faultCrashBefore, faultCrashAfter}
+	f := kinds[w.rng.IntN(len(kinds))]
+	if op == "lookup" && (f == faultLate || f == faultUnknownExecuted) {
+		f = faultUnknown // a look-up changes nothing
+	}
+	w.Stats["fault_"+f.String()]++
+	w.logf("      pg %s: %s", op, f)
+	return f
+}
+
+// crash kills a process at once: its database connections close (its
+// deferred clean-ups fail as a dead process's would), its partitions go to
+// a replacement that starts from the committed offsets.
+func (w *World) crash(in *instance) {
+	if in.crashed {
+		return
+	}
+	in.crashed = true
+	in.st.Close()
+	w.logf("      %s crashes", in.name)
+}
+
+// replaceCrashed starts a new process for each crashed one and hands it
+// the partitions the dead one owned.
+func (w *World) replaceCrashed(ctx context.Context) error {
+	for i, in := range w.insts {
+		if !in.crashed {
+			continue
+		}
+		next, err := w.spawn(ctx)
+		if err != nil {
+			return err
+		}
+		w.insts[i] = next
+		for _, p := range w.parts {
+			if p.owner == in {
+				w.assign(p, next)
+			}
+		}
+		w.logf("      %s replaces %s", next.name, in.name)
+	}
+	return nil
+}
+
+// assign gives p to in, from the committed offset.
+func (w *World) assign(p *partition, in *instance) {
+	p.owner = in
+	in.cursor[p.id] = p.committed
+	delete(in.until, p.id)
+}
+
+func (w *World) alive() []*instance {
+	var out []*instance
+	for _, in := range w.insts {
+		if !in.crashed {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func (w *World) pick(n int) int { return w.rng.IntN(n) }
+
+func partitionOf(key string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// publish appends a request to its partition, as a producer would; sometimes
+// twice (a producer retry).
+func (w *World) publish(r request, value []byte) {
+	w.reqs = append(w.reqs, r)
+	p := w.parts[partitionOf(r.charge, len(w.parts))]
+	p.log = append(p.log, message{req: len(w.reqs) - 1, value: value})
+	w.logf("publish %s %s/%s %s (p%d@%d)", short(r.typ), r.merchant, r.charge, r.detail(), p.id, len(p.log)-1)
+	if w.rng.IntN(8) == 0 {
+		p.log = append(p.log, message{req: len(w.reqs) - 1, value: value})
+		w.logf("      producer retry: the same event again (p%d@%d)", p.id, len(p.log)-1)
+	}
+}
+
+func (r request) detail() string {
+	switch {
+	case r.refundID != "":
+		return fmt.Sprintf("refund=%s amount=%d", r.refundID, r.amount)
+	case r.repayID != "":
+		return fmt.Sprintf("repay=%s amount=%d", r.repayID, r.amount)
+	case r.amount != 0:
+		return fmt.Sprintf("amount=%d", r.amount)
+	}
+	return ""
+}
+
+func short(typ string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(typ, "payment."), ".requested")
+}
+
+// Step runs one scheduled step.
+func (w *World) Step(ctx context.Context) error {
+	w.step++
+	if err := w.replaceCrashed(ctx); err != nil {
+		return err
+	}
+	type action struct {
+		weight int
+		name   string
+		run    func(context.Context) error
+	}
+	actions := []action{
+		{6, "publish", w.stepPublish},
+		{10, "deliver", w.stepDeliver},
+		{1, "rebalance", w.stepRebalance},
+		{1, "crash", w.stepCrash},
+		{1, "lease_expiry", w.stepLeasesExpire},
+		{2, "sweep", w.stepSweep},
+		{2, "reconcile", w.stepReconcile},
+		{3, "customer", w.stepCustomer},
+		{3, "webhook", w.stepWebhook},
+		{1, "method", w.stepMethod},
+	}
+	total := 0
+	for _, a := range actions {
+		total += a.weight
+	}
+	n := w.pick(total)
+	for _, a := range actions {
+		if n < a.weight {
+			w.Stats["step_"+a.name]++
+			return a.run(ctx)
+		}
+		n -= a.weight
+	}
+	return nil
+}
+
+// stepDeliver lets one process handle the next message of a partition it
+// owns, or one it fetched before losing the partition.
+func (w *World) stepDeliver(ctx context.Context) error {
+	type cand struct {
+		in *instance
+		p  *partition
+	}
+	var cands []cand
+	for _, in := range w.alive() {
+		for _, p := range w.parts {
+			if w.deliverable(in, p) {
+				cands = append(cands, cand{in, p})
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	c := cands[w.pick(len(cands))]
+	w.deliver(ctx, c.in, c.p, w.rng.IntN(3) > 0)
+	return nil
+}
+
+func (w *World) deliverable(in *instance, p *partition) bool {
+	cur, ok := in.cursor[p.id]
+	if !ok {
+		return false
+	}
+	if p.owner == in {
+		return cur < len(p.log)
+	}
+	return cur < in.until[p.id]
+}
+
+// deliver has in handle the message at its cursor of p; commit says whether
+// the offset is committed right after (a commit may also come later, or
+// never, before a crash).
+func (w *World) deliver(ctx context.Context, in *instance, p *partition, commit bool) bool {
+	off := in.cursor[p.id]
+	m := p.log[off]
+	r := w.reqs[m.req]
+	err := in.w.Handle(ctx, m.value)
+	if in.crashed {
+		w.logf("deliver p%d@%d %s %s/%s to %s: died mid-request", p.id, off, short(r.typ), r.merchant, r.charge, in.name)
+		return false
+	}
+	if err != nil && !errors.Is(err, events.ErrUnparseable) {
+		w.Stats["handle_retry"]++
+		w.logf("deliver p%d@%d %s %s/%s to %s: not yet (%v)", p.id, off, short(r.typ), r.merchant, r.charge, in.name, err)
+		return false
+	}
+	in.cursor[p.id] = off + 1
+	if p.owner == in && commit {
+		p.committed = max(p.committed, off+1)
+	}
+	w.logf("deliver p%d@%d %s %s/%s to %s: done", p.id, off, short(r.typ), r.merchant, r.charge, in.name)
+	return true
+}
+
+// stepRebalance moves a partition to another process; the old one keeps the
+// messages it had already fetched (kafka-go hands them out after the
+// revocation) and may still handle them.
+func (w *World) stepRebalance(context.Context) error {
+	alive := w.alive()
+	if len(alive) < 2 {
+		return nil
+	}
+	p := w.parts[w.pick(len(w.parts))]
+	to := alive[w.pick(len(alive))]
+	if to == p.owner {
+		return nil
+	}
+	old := p.owner
+	if old != nil && !old.crashed {
+		old.until[p.id] = min(len(p.log), old.cursor[p.id]+1+w.rng.IntN(3))
+	}
+	w.assign(p, to)
+	w.logf("rebalance p%d: %s → %s (from offset %d)", p.id, nameOf(old), to.name, p.committed)
+	return nil
+}
+
+func nameOf(in *instance) string {
+	if in == nil {
+		return "-"
+	}
+	return in.name
+}
+
+func (w *World) stepCrash(context.Context) error {
+	alive := w.alive()
+	if len(alive) == 0 {
+		return nil
+	}
+	w.crash(alive[w.pick(len(alive))])
+	return nil
+}
+
+// stepLeasesExpire lets a lease's worth of time pass: every request still
+// in flight lands first (a request lands within its sender's lease), then
+// every lease expires.
+func (w *World) stepLeasesExpire(ctx context.Context) error {
+	n := w.pg.Land()
+	w.clock.Advance(lease)
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL`); err != nil {
+		return err
+	}
+	w.logf("a lease's time passes (%d requests in flight landed)", n)
+	return nil
+}
+
+func (w *World) stepSweep(ctx context.Context) error {
+	alive := w.alive()
+	if len(alive) == 0 {
+		return nil
+	}
+	in := alive[w.pick(len(alive))]
+	n, _ := in.w.Sweep(ctx, 100)
+	_ = in.w.SweepRefunds(ctx, 100)
+	w.logf("sweep by %s: %d charges", in.name, n)
+	return nil
+}
+
+func (w *World) stepReconcile(ctx context.Context) error {
+	alive := w.alive()
+	if len(alive) == 0 {
+		return nil
+	}
+	in := alive[w.pick(len(alive))]
+	// Reconciliation's own waits (age, per-bill backoff) pass.
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = NULL`); err != nil {
+		return err
+	}
+	n, err := in.w.Reconcile(ctx, 0, 100)
+	w.logf("reconcile by %s: %d settled (%v)", in.name, n, err)
+	return nil
+}
+
+// stepCustomer has a customer pay an open bill, or the PG expire or fail
+// one.
+func (w *World) stepCustomer(context.Context) error {
+	open := w.pg.Open()
+	if len(open) == 0 {
+		return nil
+	}
+	bill := open[w.pick(len(open))]
+	status := pgclient.StatusPaid
+	switch w.rng.IntN(10) {
+	case 0:
+		status = pgclient.StatusExpired
+	case 1:
+		status = pgclient.StatusFailed
+	}
+	_ = w.pg.Settle(bill, status)
+	w.logf("the PG settles bill %s %s", bill, status)
+	return nil
+}
+
+// stepWebhook delivers a pending webhook: as it is, twice, with a wrong
+// amount, or not at all (lost: reconciliation must find the result).
+func (w *World) stepWebhook(ctx context.Context) error {
+	n := w.pg.pendingWebhooks()
+	alive := w.alive()
+	if n == 0 || len(alive) == 0 {
+		return nil
+	}
+	wh := w.pg.takeWebhook(w.pick(n))
+	in := alive[w.pick(len(alive))]
+	mode := "delivered"
+	if w.faults {
+		switch w.rng.IntN(10) {
+		case 0:
+			w.logf("webhook %s for bill %s (%s) lost", wh.ID, wh.BillID, wh.Status)
+			return nil
+		case 1:
+			mode = "delivered, and again later"
+			w.pg.requeueWebhook(wh)
+		case 2:
+			bad := wh
+			bad.Amount++
+			w.settle(ctx, in, bad, "with a wrong amount")
+			w.pg.requeueWebhook(wh)
+			return nil
+		}
+	}
+	if out := w.settle(ctx, in, wh, mode); out == "retry" {
+		w.pg.requeueWebhook(wh)
+	}
+	return nil
+}
+
+func (w *World) settle(ctx context.Context, in *instance, wh Webhook, mode string) string {
+	status, _ := payflow.ParseSettleStatus(string(wh.Status))
+	out, err := in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
+		Provider: "sim", WebhookID: wh.ID})
+	res := string(out)
+	switch {
+	case errors.Is(err, store.ErrNotPlacedYet), errors.Is(err, store.ErrNotFound) && !in.crashed:
+		res = "retry" // 409 / 404: the PG sends it again
+	case err != nil && !errors.Is(err, store.ErrAmountMismatch):
+		res = "retry"
+	case err != nil:
+		res = "refused: " + err.Error()
+	}
+	w.logf("webhook %s bill %s %s %s to %s: %s", wh.ID, wh.BillID, wh.Status, mode, in.name, res)
+	return res
+}
+
+// stepMethod deletes a member's card, or registers one again.
+func (w *World) stepMethod(context.Context) error {
+	member := members[w.pick(len(members))]
+	if member.key == "" {
+		return nil
+	}
+	deleted := w.methods.toggle(member.id)
+	w.logf("member %s's card %s", member.id, map[bool]string{true: "deleted", false: "registered again"}[deleted])
+	return nil
+}
+
+// members are the customers of the workload.
+var members = []struct{ id, key string }{
+	{"card", "bk_good"},
+	{"card2", "bk_good2"},
+	{"declining", "decline_card"},
+	{"expired", "expired_card"},
+	{"nomethod", ""},
+	{"", ""}, // a guest
+}
+
+// stepPublish publishes the workload's next request.
+func (w *World) stepPublish(context.Context) error {
+	merchant := fmt.Sprint("m", w.pick(2)+1)
+	charge := fmt.Sprint("c", w.pick(w.cfg.Charges)+1)
+	prev := w.requestsFor(merchant, charge)
+	if len(prev) == 0 || w.rng.IntN(10) == 0 {
+		w.publishCharge(merchant, charge, prev)
+		return nil
+	}
+	switch w.rng.IntN(10) {
+	case 0, 1, 2:
+		amount := []int64{1, 300, 700, 1000, 1001}[w.pick(5)]
+		w.publishRefund(merchant, charge, fmt.Sprint("r", w.pick(4)+1), amount)
+	case 3, 4:
+		w.publishRepay(merchant, charge, fmt.Sprint("p", w.pick(3)+1))
+	case 5, 6:
+		w.publishCancel(merchant, charge)
+	default:
+		// The same request again under a new event id (a resend).
+		r := prev[w.pick(len(prev))]
+		w.resend(r)
+	}
+	return nil
+}
+
+func (w *World) requestsFor(merchant, charge string) []request {
+	var out []request
+	for _, r := range w.reqs {
+		if r.merchant == merchant && r.charge == charge {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (w *World) newEventID() string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "sim-%d-%d", w.cfg.Seed, len(w.reqs))).String()
+}
+
+func (w *World) event(typ, id string, data map[string]any) []byte {
+	b, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": id, "source": "sim", "type": typ,
+		"subject": data["charge_id"], "datacontenttype": "application/json", "data": data})
+	return b
+}
+
+func (w *World) publishCharge(merchant, charge string, prev []request) {
+	m := members[w.pick(len(members))]
+	amount := int64(1000)
+	if len(prev) > 0 && w.rng.IntN(2) == 0 {
+		amount = 2000 // the same charge id with other content: a conflict
+	}
+	phone := "010-1234-5678"
+	if w.rng.IntN(15) == 0 {
+		phone = "010-1234-0000" // cannot receive KakaoTalk bills
+	}
+	cust := map[string]any{"phone": phone, "name": "Kim"}
+	if m.id != "" {
+		cust["member_id"] = m.id
+	}
+	data := map[string]any{"merchant_id": merchant, "charge_id": charge, "amount": amount, "currency": "KRW", "order_name": "order", "customer": cust}
+	r := request{typ: events.TypeChargeRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, amount: amount,
+		content: fmt.Sprintf("charge %d %s %s", amount, m.id, phone)}
+	w.publish(r, w.event(r.typ, r.eventID, data))
+}
+
+func (w *World) publishRefund(merchant, charge, refundID string, amount int64) {
+	data := map[string]any{"merchant_id": merchant, "charge_id": charge, "refund_id": refundID, "amount": amount, "reason": "r"}
+	r := request{typ: events.TypeRefundRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, refundID: refundID,
+		amount: amount, content: fmt.Sprintf("refund %s %s %d", charge, refundID, amount)}
+	w.publish(r, w.event(r.typ, r.eventID, data))
+}
+
+func (w *World) publishRepay(merchant, charge, repayID string) {
+	data := map[string]any{"merchant_id": merchant, "charge_id": charge, "repay_id": repayID}
+	r := request{typ: events.TypeRepayRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, repayID: repayID,
+		content: fmt.Sprintf("repay %s %s", charge, repayID)}
+	w.publish(r, w.event(r.typ, r.eventID, data))
+}
+
+func (w *World) publishCancel(merchant, charge string) {
+	data := map[string]any{"merchant_id": merchant, "charge_id": charge, "reason": "x"}
+	r := request{typ: events.TypeCancelRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, content: "cancel " + charge}
+	w.publish(r, w.event(r.typ, r.eventID, data))
+}
+
+// resend publishes r's content again under a new event id.
+func (w *World) resend(r request) {
+	var raw map[string]json.RawMessage
+	for _, p := range w.parts {
+		for _, m := range p.log {
+			if w.reqs[m.req].eventID == r.eventID {
+				_ = json.Unmarshal(m.value, &raw)
+			}
+		}
+	}
+	var data map[string]any
+	_ = json.Unmarshal(raw["data"], &data)
+	r.eventID = w.newEventID()
+	w.publish(r, w.event(r.typ, r.eventID, data))
+}
+
+// Drain stops the faults and lets every process finish: deliveries, lease
+// expiries, sweeps, reconciliation and webhooks, until nothing changes. It
+// reports whether the world came to rest.
+func (w *World) Drain(ctx context.Context) (bool, error) {
+	w.faults = false
+	w.logf("faults stop; draining")
+	for _, in := range w.insts {
+		in.until = map[int]int{}
+	}
+	for round := 0; round < 40; round++ {
+		w.step++
+		if err := w.replaceCrashed(ctx); err != nil {
+			return false, err
+		}
+		for _, p := range w.parts {
+			for p.owner.cursor[p.id] < len(p.log) {
+				if !w.deliver(ctx, p.owner, p, true) {
+					break
+				}
+			}
+			// The consumer commits what it finished, sooner or later.
+			p.committed = max(p.committed, p.owner.cursor[p.id])
+		}
+		alive := w.alive()
+		for n := w.pg.pendingWebhooks(); n > 0; n-- {
+			wh := w.pg.takeWebhook(0)
+			if w.settle(ctx, alive[0], wh, "delivered") == "retry" {
+				w.pg.requeueWebhook(wh)
+			}
+		}
+		if err := w.stepLeasesExpire(ctx); err != nil {
+			return false, err
+		}
+		for _, in := range w.alive() {
+			_, _ = in.w.Sweep(ctx, 100)
+			_ = in.w.SweepRefunds(ctx, 100)
+		}
+		if err := w.stepReconcile(ctx); err != nil {
+			return false, err
+		}
+		rest, why, err := w.atRest(ctx)
+		if err != nil {
+			return false, err
+		}
+		if rest {
+			w.logf("at rest after %d drain rounds", round+1)
+			return true, nil
+		}
+		w.logf("drain round %d: %s", round+1, why)
+	}
+	return false, nil
+}
+
+// atRest reports whether nothing is left to do, and if not, what is.
+func (w *World) atRest(ctx context.Context) (bool, string, error) {
+	var why []string
+	for _, p := range w.parts {
+		if p.committed < len(p.log) {
+			why = append(why, fmt.Sprintf("p%d committed %d of %d", p.id, p.committed, len(p.log)))
+		}
+	}
+	var placing, pending, repaying int
+	err := w.db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM charges WHERE state = 'placing'),
+		(SELECT count(*) FROM refunds WHERE status = 'pending'),
+		(SELECT count(*) FROM repays WHERE step IN ('refunding', 'placing'))`).Scan(&placing, &pending, &repaying)
+	if err != nil {
+		return false, "", err
+	}
+	if placing+pending+repaying > 0 {
+		why = append(why, fmt.Sprintf("%d placing, %d refunds pending, %d re-payments unfinished", placing, pending, repaying))
+	}
+	if n := w.pg.pendingWebhooks(); n > 0 {
+		why = append(why, fmt.Sprintf("%d webhooks pending", n))
+	}
+	if n := w.pg.inFlight(); n > 0 {
+		why = append(why, fmt.Sprintf("%d PG requests in flight", n))
+	}
+	sort.Strings(why)
+	return len(why) == 0, strings.Join(why, "; "), nil
+}
