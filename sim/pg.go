@@ -26,6 +26,10 @@ type PG struct {
 	webhooks []Webhook
 	// fault decides the fate of a call; nil answers every call at once.
 	fault func(op string) fault
+	// before, when set, runs before each call leaves its caller: the
+	// simulation lets the rest of the world move on there, as if the
+	// caller had stalled.
+	before func()
 	step  func() int
 }
 
@@ -101,6 +105,9 @@ type pgConn struct {
 func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 	if c.dead != nil && c.dead() {
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
+	}
+	if c.pg.before != nil {
+		c.pg.before()
 	}
 	f := faultNone
 	if c.pg.fault != nil {

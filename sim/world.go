@@ -81,6 +81,10 @@ type World struct {
 	step    int
 	faults  bool
 	trace   []string
+	// busy are the processes in the middle of something; nested is set
+	// while other steps run inside a stalled call.
+	busy   map[*instance]bool
+	nested bool
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
 	model *model
@@ -135,9 +139,10 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		return nil, fmt.Errorf("sim: empty the database: %w", err)
 	}
 	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
-		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
+		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}, busy: map[*instance]bool{}}
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
+	w.pg.before = w.stall
 	w.pg.step = func() int { return w.step }
 	for i := range cfg.Partitions {
 		w.parts = append(w.parts, &partition{id: i})
@@ -251,10 +256,51 @@ func (w *World) assign(p *partition, in *instance) {
 	delete(in.until, p.id)
 }
 
+// stall lets the world move on while a process is in the middle of a PG
+// call: a few other steps run (other processes deliver, sweep, see leases
+// expire) before the call goes out. It is how two processes come to act on
+// one charge at once in a run that is otherwise one step at a time.
+func (w *World) stall() {
+	if !w.faults || w.nested || w.rng.Float64() >= w.cfg.FaultRate/3 {
+		return
+	}
+	w.nested = true
+	defer func() { w.nested = false }()
+	n := 1 + w.rng.IntN(4)
+	w.Stats["stall"]++
+	w.logf("      the caller stalls; %d steps run meanwhile {", n)
+	for range n {
+		_ = w.nestedStep(context.Background())
+	}
+	w.logf("      } the stalled call goes on")
+}
+
+func (w *World) nestedStep(ctx context.Context) error {
+	switch w.rng.IntN(6) {
+	case 0, 1:
+		return w.stepDeliver(ctx)
+	case 2:
+		return w.stepLeasesExpire(ctx)
+	case 3:
+		return w.stepSweep(ctx)
+	case 4:
+		return w.stepWebhook(ctx)
+	default:
+		return w.stepCustomer(ctx)
+	}
+}
+
+// use marks in busy while f runs.
+func (w *World) use(in *instance, f func()) {
+	w.busy[in] = true
+	defer delete(w.busy, in)
+	f()
+}
+
 func (w *World) alive() []*instance {
 	var out []*instance
 	for _, in := range w.insts {
-		if !in.crashed {
+		if !in.crashed && !w.busy[in] {
 			out = append(out, in)
 		}
 	}
@@ -379,7 +425,8 @@ func (w *World) deliver(ctx context.Context, in *instance, p *partition, commit 
 	off := in.cursor[p.id]
 	m := p.log[off]
 	r := w.reqs[m.req]
-	err := in.w.Handle(ctx, m.value)
+	var err error
+	w.use(in, func() { err = in.w.Handle(ctx, m.value) })
 	if in.crashed {
 		w.logf("deliver p%d@%d %s %s/%s to %s: died mid-request", p.id, off, short(r.typ), r.merchant, r.charge, in.name)
 		return false
@@ -441,7 +488,10 @@ func (w *World) stepCrash(context.Context) error {
 func (w *World) stepLeasesExpire(ctx context.Context) error {
 	n := w.pg.Land()
 	w.clock.Advance(lease)
-	if _, err := w.db.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL`); err != nil {
+	// The store reads Postgres's clock for leases and waits: the time that
+	// passes here passes there too.
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL;
+		UPDATE refunds SET retry_after = NULL WHERE retry_after IS NOT NULL`); err != nil {
 		return err
 	}
 	w.logf("a lease's time passes (%d requests in flight landed)", n)
@@ -454,8 +504,11 @@ func (w *World) stepSweep(ctx context.Context) error {
 		return nil
 	}
 	in := alive[w.pick(len(alive))]
-	n, _ := in.w.Sweep(ctx, 100)
-	_ = in.w.SweepRefunds(ctx, 100)
+	var n int
+	w.use(in, func() {
+		n, _ = in.w.Sweep(ctx, 100)
+		_ = in.w.SweepRefunds(ctx, 100)
+	})
 	w.logf("sweep by %s: %d charges", in.name, n)
 	return nil
 }
@@ -470,7 +523,9 @@ func (w *World) stepReconcile(ctx context.Context) error {
 	if _, err := w.db.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = NULL`); err != nil {
 		return err
 	}
-	n, err := in.w.Reconcile(ctx, 0, 100)
+	var n int
+	var err error
+	w.use(in, func() { n, err = in.w.Reconcile(ctx, 0, 100) })
 	w.logf("reconcile by %s: %d settled (%v)", in.name, n, err)
 	return nil
 }
@@ -530,8 +585,12 @@ func (w *World) stepWebhook(ctx context.Context) error {
 
 func (w *World) settle(ctx context.Context, in *instance, wh Webhook, mode string) string {
 	status, _ := payflow.ParseSettleStatus(string(wh.Status))
-	out, err := in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
-		Provider: "sim", WebhookID: wh.ID})
+	var out store.SettleOutcome
+	var err error
+	w.use(in, func() {
+		out, err = in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
+			Provider: "sim", WebhookID: wh.ID})
+	})
 	res := string(out)
 	switch {
 	case errors.Is(err, store.ErrNotPlacedYet), errors.Is(err, store.ErrNotFound) && !in.crashed:
