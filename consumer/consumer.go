@@ -300,5 +300,10 @@ func (c *Consumer) commit(ctx context.Context) {
 	}
 }
 
+// OldestInFlight is the age of the oldest message fetched and not yet
+// finished (handled or dead-lettered), 0 when there is none: a message
+// stuck in its handler shows here, while lag and throughput may look fine.
+func (c *Consumer) OldestInFlight() time.Duration { return c.offs.oldest(time.Now()) }
+
 // Stats are the reader's counters, for metrics (lag among them).
 func (c *Consumer) Stats() kafka.ReaderStats { return c.reader.Stats() }
