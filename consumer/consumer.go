@@ -218,7 +218,10 @@ func laneKey(m kafka.Message) string {
 func (c *Consumer) runLane(ctx context.Context, key string, m kafka.Message) {
 	defer c.wg.Done()
 	for {
-		c.handle(ctx, m)
+		if !c.handle(ctx, m) {
+			c.abandon(key)
+			return
+		}
 		c.offs.finish(m.Partition, m.Offset)
 		<-c.sem
 		c.mu.Lock()
@@ -233,15 +236,28 @@ func (c *Consumer) runLane(ctx context.Context, key string, m kafka.Message) {
 	}
 }
 
-// handle runs the handler until the message is done. Only an abandoned
-// shutdown leaves it undone, and then its offset is never committed: the
-// next owner of the partition gets it again.
-func (c *Consumer) handle(ctx context.Context, m kafka.Message) {
+// abandon gives up a lane at an abandoned shutdown: its running message and
+// those queued behind it stay unfinished, so no commit passes them and the
+// partition's next owner gets them again.
+func (c *Consumer) abandon(key string) {
+	c.mu.Lock()
+	n := 1 + len(c.lanes[key])
+	delete(c.lanes, key)
+	c.mu.Unlock()
+	for range n {
+		<-c.sem
+	}
+}
+
+// handle runs the handler until the message is done: its effects durable,
+// or the message in the dead-letter topic. It returns false only when ctx
+// ended first (an abandoned shutdown); the message is then not done.
+func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0
-	_ = backoff.RetryNotify(func() error {
+	err := backoff.RetryNotify(func() error {
 		start := time.Now()
 		err := c.cfg.Handler(ctx, m)
 		var dl *DeadLetterError
@@ -261,6 +277,7 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) {
 	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
 		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", wait)
 	})
+	return err == nil
 }
 
 func (c *Consumer) commitLoop(ctx context.Context) {

@@ -82,3 +82,51 @@ func TestOldestInFlight(t *testing.T) {
 	eventually(t, "both handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(done) == 2 })
 	eventually(t, "nothing in flight", func() bool { return c.OldestInFlight() == 0 })
 }
+
+// A message abandoned at shutdown, and every message queued behind it in
+// its lane, stays uncommitted: the partition's next owner gets them again.
+func TestAbandonedMessagesAreNotCommitted(t *testing.T) {
+	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
+	write(t, addr, "in",
+		kafka.Message{Key: []byte("a"), Value: []byte("first")},
+		kafka.Message{Key: []byte("s"), Value: []byte("slow")},
+		kafka.Message{Key: []byte("s"), Value: []byte("queued")},
+		kafka.Message{Key: []byte("b"), Value: []byte("last")})
+	var mu sync.Mutex
+	var done []string
+	started := make(chan struct{})
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond,
+		ShutdownGrace: 100 * time.Millisecond, Logger: (&logs{}).logger(),
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			if string(m.Value) == "slow" {
+				close(started)
+				<-ctx.Done() // a PG call that outlives the grace period
+				return ctx.Err()
+			}
+			mu.Lock()
+			done = append(done, string(m.Value))
+			mu.Unlock()
+			return nil
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(ctx) }()
+	<-started
+	eventually(t, "the others", func() bool { mu.Lock(); defer mu.Unlock(); return len(done) == 2 })
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, addr, "g", "in"); got > 1 {
+		t.Fatalf("committed %d past the abandoned offset 1", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, v := range done {
+		if v == "queued" {
+			t.Fatalf("a message queued behind the abandoned one ran with a cancelled context: %v", done)
+		}
+	}
+}
