@@ -23,8 +23,10 @@ import (
 
 // Handler handles one message. It returns nil when the message's effects are
 // durable, a *DeadLetterError when the message must go to the dead-letter
-// topic, and any other error when it could not be handled for now (the
-// database is down): the consumer retries it with backoff, never skips it.
+// topic, and any other error when it could not be handled for now: the
+// consumer retries it with backoff, without bound when Config.Retry calls
+// the error temporary (the database is down), else at most MaxAttempts
+// times before it dead-letters the message. It never skips one.
 type Handler func(ctx context.Context, m kafka.Message) error
 
 // DeadLetterError marks a message that can never be handled.
@@ -59,9 +61,26 @@ type Config struct {
 	// consumer is asked to stop; after it their contexts are cancelled and
 	// they are left uncommitted, to be redelivered.
 	ShutdownGrace time.Duration
-	// OnHandled, when set, is called after each message with how long it
-	// took, for metrics.
+	// OnHandled, when set, is called after each attempt at a message with
+	// how long it took and the error to be retried (nil when the attempt
+	// finished the message, dead letters included), for metrics.
 	OnHandled func(d time.Duration, err error)
+	// OnDeadLettered, when set, is called once a message is in the
+	// dead-letter topic, with the cause; errors.Is(cause,
+	// ErrRetriesExhausted) tells a message given up on from one the handler
+	// dead-lettered. For metrics.
+	OnDeadLettered func(cause error)
+	// Retry classifies a handler error that is not a dead letter. True:
+	// the error waits on something that comes back (the database, the PG,
+	// an earlier request of the same charge), and the message is retried
+	// without bound. False: the message itself may be at fault, so after
+	// MaxAttempts such failures it is dead-lettered with the last error
+	// instead of holding an in-flight slot, and its partition's commits,
+	// for ever. Nil retries every error without bound.
+	Retry func(err error) bool
+	// MaxAttempts bounds the attempts at a message whose errors Retry does
+	// not call temporary (default 5).
+	MaxAttempts int
 	// SessionTimeout is how long the group waits for a silent member before
 	// giving its partitions to others (kafka-go's default is 30 s). A
 	// crashed worker's partitions are idle that long.
@@ -96,6 +115,9 @@ func New(cfg Config) *Consumer {
 	}
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
 	}
 	return &Consumer{
 		cfg:   cfg,
@@ -249,35 +271,96 @@ func (c *Consumer) abandon(key string) {
 	}
 }
 
+// ErrRetriesExhausted is wrapped by the cause of a message dead-lettered
+// because its errors were not temporary and MaxAttempts ran out.
+var ErrRetriesExhausted = errors.New("retries exhausted")
+
 // handle runs the handler until the message is done: its effects durable,
 // or the message in the dead-letter topic. It returns false only when ctx
 // ended first (an abandoned shutdown); the message is then not done.
 func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	b.MaxElapsedTime = 0
-	err := backoff.RetryNotify(func() error {
+	b := retryBackOff()
+	failures := 0
+	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := c.cfg.Handler(ctx, m)
 		var dl *DeadLetterError
-		if errors.As(err, &dl) {
-			err = c.cfg.DLQ.DeadLetter(ctx, m, dl.Err)
-			if err == nil {
-				c.cfg.Logger.Warn("dead-lettered message", "partition", m.Partition, "offset", m.Offset, "err", dl.Err)
+		isDL := errors.As(err, &dl)
+		if c.cfg.OnHandled != nil {
+			if isDL {
+				c.cfg.OnHandled(time.Since(start), nil)
+			} else {
+				c.cfg.OnHandled(time.Since(start), err)
 			}
 		}
-		if c.cfg.OnHandled != nil {
-			c.cfg.OnHandled(time.Since(start), err)
+		switch {
+		case err == nil:
+			return true
+		case isDL:
+			return c.deadLetter(ctx, m, dl.Err, false)
+		case ctx.Err() != nil:
+			return false // ended by the shutdown, not by the message
+		case c.cfg.Retry != nil && !c.cfg.Retry(err):
+			if failures++; failures >= c.cfg.MaxAttempts {
+				return c.deadLetter(ctx, m, fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err), true)
+			}
 		}
-		if err != nil && ctx.Err() != nil {
-			return backoff.Permanent(err)
+		wait := b.NextBackOff()
+		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset,
+			"attempt", attempt, "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return false
 		}
-		return err
-	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
-		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", wait)
-	})
-	return err == nil
+	}
+}
+
+// deadLetter writes m to the dead-letter topic, retrying until it is there:
+// a message is never skipped silently. It returns false only when ctx ended
+// first.
+func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error, gaveUp bool) bool {
+	log := c.cfg.Logger.With("partition", m.Partition, "offset", m.Offset)
+	b := retryBackOff()
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.DLQ.DeadLetter(ctx, m, cause)
+		if err == nil {
+			if gaveUp {
+				log.Error("message failed on every attempt; dead-lettered", "err", cause)
+			} else {
+				log.Warn("dead-lettered message", "err", cause)
+			}
+			if c.cfg.OnDeadLettered != nil {
+				c.cfg.OnDeadLettered(cause)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := b.NextBackOff()
+		log.Error("dead letter not written; retrying", "err", err, "attempt", attempt, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+func retryBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
+	b.Reset()
+	return b
+}
+
+// sleep waits d, or reports false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (c *Consumer) commitLoop(ctx context.Context) {
