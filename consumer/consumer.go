@@ -315,18 +315,21 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 }
 
 // deadLetter writes m to the dead-letter topic, retrying until it is there:
-// a message is never skipped silently. It returns false only when ctx ended
-// first.
+// a message is never skipped silently. When the topic refuses the copy (a
+// value just under the broker's limit is over it once the dead-letter
+// headers are added) or keeps failing, it writes a Stub instead, which
+// locates the original. It returns false only when ctx ended first.
 func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error, gaveUp bool) bool {
 	log := c.cfg.Logger.With("partition", m.Partition, "offset", m.Offset)
 	b := retryBackOff()
+	msg, stub := m, false
 	for attempt := 1; ; attempt++ {
-		err := c.cfg.DLQ.DeadLetter(ctx, m, cause)
+		err := c.cfg.DLQ.DeadLetter(ctx, msg, cause)
 		if err == nil {
 			if gaveUp {
-				log.Error("message failed on every attempt; dead-lettered", "err", cause)
+				log.Error("message failed on every attempt; dead-lettered", "err", cause, "stub", stub)
 			} else {
-				log.Warn("dead-lettered message", "err", cause)
+				log.Warn("dead-lettered message", "err", cause, "stub", stub)
 			}
 			if c.cfg.OnDeadLettered != nil {
 				c.cfg.OnDeadLettered(cause)
@@ -336,8 +339,14 @@ func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error,
 		if ctx.Err() != nil {
 			return false
 		}
+		if !stub && (refused(err) || attempt >= stubAfter) {
+			log.Error("dead-letter topic does not take the message; writing it without its value",
+				"err", err, "attempt", attempt, "value_bytes", len(m.Value))
+			msg, stub = Stub(m), true
+			continue
+		}
 		wait := b.NextBackOff()
-		log.Error("dead letter not written; retrying", "err", err, "attempt", attempt, "retry_in", wait)
+		log.Error("dead letter not written; retrying", "err", err, "stub", stub, "attempt", attempt, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return false
 		}

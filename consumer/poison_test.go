@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/consumer"
+	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/producer"
 )
 
@@ -151,6 +154,154 @@ func TestWithoutAClassifierEveryErrorIsRetried(t *testing.T) {
 	defer mu.Unlock()
 	if attempts != 5 || len(d.values()) != 0 {
 		t.Fatalf("attempts = %d, dead letters %q; want 5 attempts and none", attempts, d.values())
+	}
+}
+
+// createDLQ creates the dead-letter topic with a broker-side size limit.
+func createDLQ(t *testing.T, addr string, maxMessageBytes int) {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
+	resp, err := cl.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: events.TopicDLQ, NumPartitions: 1, ReplicationFactor: -1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(maxMessageBytes)}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Errors[events.TopicDLQ]; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readDLQ(t *testing.T, addr string, n int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: events.TopicDLQ, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []kafka.Message
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading the dead-letter topic: %v (have %d of %d)", err, len(out), n)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func headers(m kafka.Message) map[string]string {
+	h := map[string]string{}
+	for _, x := range m.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}
+
+// A request just under the broker's size limit fits the request topic, but
+// its dead-letter copy, with the headers added, does not. The broker refuses
+// it every time; instead of looping, the consumer writes a stub: the headers
+// that locate the original, no value, and the value's size.
+func TestOversizedDeadLetterBecomesAStub(t *testing.T) {
+	const limit = 4096
+	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
+	createDLQ(t, addr, limit)
+	big := bytes.Repeat([]byte("x"), limit-200)
+	write(t, addr, "in",
+		kafka.Message{Key: []byte("big"), Value: big, Headers: []kafka.Header{{Key: "content-type", Value: []byte(events.ContentType)}}},
+		kafka.Message{Key: []byte("next"), Value: []byte("good")})
+	pw := producer.NewWriter([]string{addr})
+	defer pw.Close()
+	var mu sync.Mutex
+	var handled []string
+	var out logs
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond, DLQ: pw,
+		Logger: out.logger(),
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			mu.Lock()
+			handled = append(handled, string(m.Key))
+			mu.Unlock()
+			if string(m.Key) == "big" {
+				return consumer.DeadLetter(fmt.Errorf("%w: not JSON (syntax error at byte 1)", events.ErrUnparseable))
+			}
+			return nil
+		},
+	})
+	run(t, c)
+	eventually(t, "both committed", func() bool { return committed(t, addr, "g", "in") == 2 })
+	got := readDLQ(t, addr, 1)
+	h := headers(got[0])
+	if len(got[0].Value) != 0 || h["dlq-value-dropped"] != strconv.Itoa(len(big)) || h["dlq-headers-dropped"] != "1" ||
+		h["dlq-source-partition"] != "0" || h["dlq-source-offset"] != "0" || h["dlq-source-topic"] != "in" ||
+		!strings.Contains(h["dlq-error"], "not JSON") || string(got[0].Key) != "big" {
+		t.Fatalf("stub: key %q, %d value bytes, headers %v", got[0].Key, len(got[0].Value), h)
+	}
+	// The broker's MESSAGE_TOO_LARGE is final: the stub follows at once.
+	var logged bool
+	for _, line := range strings.Split(out.String(), "\n") {
+		logged = logged || strings.Contains(line, "without its value") && strings.Contains(line, `"attempt":1,`)
+	}
+	if !logged {
+		t.Fatalf("no log line says the first refusal turned the dead letter into a stub:\n%s", out.String())
+	}
+}
+
+// The stub keeps what locates the original and says what it left out.
+func TestStub(t *testing.T) {
+	m := kafka.Message{Topic: "in", Partition: 3, Offset: 99, Key: []byte("c-1"), Value: []byte("0123456789"),
+		Headers: []kafka.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}}}
+	s := consumer.Stub(m)
+	if s.Topic != "in" || s.Partition != 3 || s.Offset != 99 || string(s.Key) != "c-1" || len(s.Value) != 0 {
+		t.Fatalf("stub = %+v", s)
+	}
+	if h := headers(s); len(h) != 2 || h["dlq-value-dropped"] != "10" || h["dlq-headers-dropped"] != "2" {
+		t.Fatalf("stub headers = %v", h)
+	}
+	// A key too large to be a charge id is dropped too.
+	m.Key, m.Headers = bytes.Repeat([]byte("k"), 1000), nil
+	s = consumer.Stub(m)
+	if h := headers(s); len(s.Key) != 0 || h["dlq-key-dropped"] != "1000" || h["dlq-value-dropped"] != "10" || len(h) != 2 {
+		t.Fatalf("stub of a large key: key %d bytes, headers %v", len(s.Key), h)
+	}
+}
+
+// refusingDLQ refuses values over a size; it counts what it was asked.
+type refusingDLQ struct {
+	dlq
+	max   int
+	tries int
+}
+
+func (d *refusingDLQ) DeadLetter(ctx context.Context, m kafka.Message, cause error) error {
+	d.mu.Lock()
+	d.tries++
+	d.mu.Unlock()
+	if len(m.Value) > d.max {
+		return errors.New("kafka: connection reset") // not recognisably final
+	}
+	return d.dlq.DeadLetter(ctx, m, cause)
+}
+
+// Any dead-letter write that keeps failing falls back to the stub after a
+// few attempts, even when the error does not say it is final.
+func TestDeadLetterFallsBackToAStubAfterAFewAttempts(t *testing.T) {
+	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
+	write(t, addr, "in", kafka.Message{Key: []byte("k"), Value: []byte("not a cloud event")})
+	d := &refusingDLQ{max: 5}
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond, DLQ: d,
+		Logger: (&logs{}).logger(),
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			return consumer.DeadLetter(errors.New("unparseable event"))
+		},
+	})
+	run(t, c)
+	eventually(t, "the commit", func() bool { return committed(t, addr, "g", "in") == 1 })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.got) != 1 || len(d.got[0].Value) != 0 || headers(d.got[0])["dlq-value-dropped"] != "17" || d.tries < 3 {
+		t.Fatalf("after %d tries dead letters = %+v", d.tries, d.got)
 	}
 }
 
