@@ -307,7 +307,7 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 		}
 		wait := b.NextBackOff()
 		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset,
-			"attempt", attempt, "err", err, "retry_in", wait)
+			"attempt", attempt, "err", redact(err, m.Value), "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -319,7 +319,11 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 // value just under the broker's limit is over it once the dead-letter
 // headers are added) or keeps failing, it writes a Stub instead, which
 // locates the original. It returns false only when ctx ended first.
+//
+// The cause goes into a log line and a header: whatever of the message it
+// quotes is masked first (see redact).
 func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error, gaveUp bool) bool {
+	cause = redact(cause, m.Value)
 	log := c.cfg.Logger.With("partition", m.Partition, "offset", m.Offset)
 	b := retryBackOff()
 	msg, stub := m, false

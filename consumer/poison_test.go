@@ -340,6 +340,75 @@ func TestOldestInFlight(t *testing.T) {
 	eventually(t, "nothing in flight", func() bool { return c.OldestInFlight() == 0 })
 }
 
+// Nothing the consumer logs or writes into dead-letter headers carries the
+// message's content: errors that quote it (the CloudEvents SDK's did, and a
+// database error can) are masked first. Partition and offset locate the
+// message for whoever may read it.
+func TestErrorsDoNotCarryTheMessageIntoLogsOrDeadLetters(t *testing.T) {
+	const phone, key = "01012345678", "bk_live_7Hq2ZpL9xW"
+	addr := broker(t, append(producer.Topics(1), producer.Topic{Name: "in", Partitions: 1})...)
+	unparseable := `{"specversion":"1.0","id":"e1","source":"shop","type":"payment.charge.requested","time":"` + phone + `",` +
+		`"data":{"customer":{"phone":"` + phone + `","billing_key":"` + key + `"}}}`
+	stuck := `{"specversion":"1.0","id":"e2","source":"shop","type":"payment.charge.requested",` +
+		`"data":{"customer":{"phone":"` + phone + ` ","name":"Hong ` + key + `"}}}`
+	write(t, addr, "in",
+		kafka.Message{Key: []byte("a"), Value: []byte(unparseable)},
+		kafka.Message{Key: []byte("b"), Value: []byte(`{"note":"` + key + `", "phone": ` + phone[1:] + `}`)},
+		kafka.Message{Key: []byte("c"), Value: []byte(stuck)},
+		kafka.Message{Key: []byte("d"), Value: []byte("not json at all " + phone + " " + key)})
+	pw := producer.NewWriter([]string{addr})
+	defer pw.Close()
+	var out logs
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond, DLQ: pw,
+		Logger: out.logger(), MaxAttempts: 2,
+		Retry: func(err error) bool { return errors.Is(err, errDatabaseDown) },
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			mu.Lock()
+			attempts[string(m.Key)]++
+			n := attempts[string(m.Key)]
+			mu.Unlock()
+			switch string(m.Key) {
+			case "a", "d":
+				if _, err := events.Decode(m.Value); err != nil {
+					return consumer.DeadLetter(err)
+				}
+				return nil
+			case "b":
+				// An error that quotes the input, as a database error can.
+				if n == 1 {
+					return fmt.Errorf("store: %w: invalid input syntax for type uuid: %q; %s", errDatabaseDown, key, phone[1:])
+				}
+				return consumer.DeadLetter(fmt.Errorf("unparseable event: value %q is not a charge id", key))
+			default:
+				return fmt.Errorf(`ERROR: value too long for "%s" or "Hong %s" (SQLSTATE 22001)`, phone, key)
+			}
+		},
+	})
+	run(t, c)
+	eventually(t, "everything committed", func() bool { return committed(t, addr, "g", "in") == 4 })
+	got := readDLQ(t, addr, 4)
+	for _, m := range got {
+		for _, h := range m.Headers {
+			if strings.Contains(string(h.Value), phone[1:]) || strings.Contains(string(h.Value), key) || strings.Contains(string(h.Value), "bk_live") {
+				t.Errorf("dead letter of %s: header %s = %q quotes the message", m.Key, h.Key, h.Value)
+			}
+		}
+		if h := headers(m); h["dlq-error"] == "" || h["dlq-source-offset"] == "" {
+			t.Errorf("dead letter of %s lost its error or origin: %v", m.Key, h)
+		}
+	}
+	logged := out.String()
+	if strings.Contains(logged, phone[1:]) || strings.Contains(logged, key) || strings.Contains(logged, "bk_live") {
+		t.Fatalf("the log quotes a message:\n%s", logged)
+	}
+	if !strings.Contains(logged, "SQLSTATE 22001") {
+		t.Fatalf("masking took the error's own words too:\n%s", logged)
+	}
+}
+
 // A message abandoned at shutdown, and every message queued behind it in
 // its lane, stays uncommitted: the partition's next owner gets them again.
 func TestAbandonedMessagesAreNotCommitted(t *testing.T) {
