@@ -55,7 +55,12 @@ type Config struct {
 	Partitions int    // of the topics payflow creates when they are missing
 	GroupID    string // the consumer group
 
-	MaxInFlight    int
+	MaxInFlight int
+	// MaxInFlightAge is how long a request may be in flight (fetched, not
+	// finished) before the process reports itself not ready (default 5
+	// minutes): a stuck request holds its partition's commits while lag
+	// and throughput can look fine.
+	MaxInFlightAge time.Duration
 	SessionTimeout time.Duration // of the consumer group
 	Lease          time.Duration
 	RetryBudget    time.Duration
@@ -79,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
+	}
+	if c.MaxInFlightAge <= 0 {
+		c.MaxInFlightAge = 5 * time.Minute
 	}
 	if c.ReconcileAge <= 0 {
 		c.ReconcileAge = 5 * time.Minute
@@ -138,9 +146,32 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); notifier.Run(relayCtx) }()
 
+	var cons *consumer.Consumer
+	if cfg.Roles.Worker {
+		cons = consumer.New(consumer.Config{
+			Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topic: events.TopicRequests,
+			Handler: func(ctx context.Context, m kafka.Message) error {
+				err := wk.Handle(ctx, m.Value)
+				if errors.Is(err, events.ErrUnparseable) {
+					return consumer.DeadLetter(err)
+				}
+				return err
+			},
+			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight,
+			OnHandled: metrics.handledOne, OnDeadLettered: metrics.deadLettered,
+			SessionTimeout: cfg.SessionTimeout,
+			Retry:          retriable,
+			Waiting:        func(err error) bool { return errors.Is(err, worker.ErrBusy) },
+		})
+	}
+
 	var srv *http.Server
 	if cfg.Roles.HTTP {
-		srv, err = serveHTTP(cfg, st, methods, wk, errs)
+		var inFlight func() time.Duration
+		if cons != nil {
+			inFlight = cons.OldestInFlight
+		}
+		srv, err = serveHTTP(cfg, st, methods, wk, inFlight, errs)
 		if err != nil {
 			return err
 		}
@@ -148,19 +179,6 @@ func Run(ctx context.Context, cfg Config) error {
 
 	workerDone := make(chan struct{})
 	if cfg.Roles.Worker {
-		cons := consumer.New(consumer.Config{
-			Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topic: events.TopicRequests,
-			Handler: func(ctx context.Context, m kafka.Message) error {
-				err := wk.Handle(ctx, m.Value)
-				if errors.Is(err, events.ErrUnparseable) {
-					metrics.deadLetters.Inc()
-					return consumer.DeadLetter(err)
-				}
-				return err
-			},
-			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight, OnHandled: metrics.handledOne,
-			SessionTimeout: cfg.SessionTimeout,
-		})
 		go func() {
 			defer close(workerDone)
 			var sw sync.WaitGroup
@@ -233,8 +251,8 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, errs chan<- error) (*http.Server, error) {
-	h, err := httpHandler(cfg, st, methods, wk)
+func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration, errs chan<- error) (*http.Server, error) {
+	h, err := httpHandler(cfg, st, methods, wk, inFlight)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +270,21 @@ func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Wo
 		}
 	}()
 	return srv, nil
+}
+
+// retriable is the consumer's classifier: true for an error that waits on
+// something that comes back, so the request is retried without bound; any
+// other error is retried a few times, then the request is dead-lettered.
+func retriable(err error) bool {
+	return store.Temporary(err) || pgUnavailable(err)
+}
+
+// pgUnavailable reports a PG error after which the operation may be tried
+// again (the worker returns one when the PG stayed unreachable through its
+// retry budget, e.g. destroying a bill).
+func pgUnavailable(err error) bool {
+	var pgErr *pgclient.Error
+	return errors.As(err, &pgErr) && pgclient.Retriable(pgErr)
 }
 
 // sampleGauges reads the database-backed gauges: the outbox backlog and the

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 	"github.com/payflow/payflow/worker"
 )
 
-func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker) (http.Handler, error) {
+// httpHandler serves the API, the webhooks, health and metrics. inFlight,
+// when set, is the consumer's OldestInFlight, for readiness.
+func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration) (http.Handler, error) {
 	receiver, err := webhookReceiver(cfg, wk, metrics)
 	if err != nil {
 		return nil, err
@@ -31,6 +34,11 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 			}
 			if err := producer.Ping(ctx, cfg.Brokers); err != nil {
 				return errors.New("kafka unreachable")
+			}
+			if inFlight != nil {
+				if age := inFlight(); age > cfg.MaxInFlightAge {
+					return fmt.Errorf("a request has been in flight for %s (limit %s)", age.Round(time.Second), cfg.MaxInFlightAge)
+				}
 			}
 			return nil
 		},

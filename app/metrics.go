@@ -1,11 +1,14 @@
 package app
 
 import (
+	"errors"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/payflow/payflow/consumer"
 )
 
 // metrics are payflow's Prometheus metrics, in one registry per process
@@ -21,7 +24,7 @@ type metricSet struct {
 	results       *prometheus.CounterVec
 	decisions     *prometheus.CounterVec
 	retries       *prometheus.CounterVec
-	deadLetters   prometheus.Counter
+	deadLetters   *prometheus.CounterVec
 	stuck         *prometheus.GaugeVec
 	reconcile     *prometheus.CounterVec
 }
@@ -80,9 +83,12 @@ func newMetrics() *metricSet {
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_pg_retries_total", Help: "Retries of PG operations after a transient or unknown failure.",
 	}, []string{"operation"})
-	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "payflow_dead_letters_total", Help: "Unparseable input messages copied to payment.requests.dlq.",
-	})
+	m.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_dead_letters_total", Help: "Input messages copied to payment.requests.dlq, by reason: unparseable, or retries_exhausted (an error that was not temporary on every attempt).",
+	}, []string{"reason"})
+	for _, reason := range []string{"unparseable", "retries_exhausted"} {
+		m.deadLetters.WithLabelValues(reason) // both series exist from the start, at 0
+	}
 	m.stuck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "payflow_charges_stuck", Help: "Charges placing past their lease, or awaiting settlement past twice the reconcile age.",
 	}, []string{"state"})
@@ -105,6 +111,15 @@ func (m *metricSet) handledOne(d time.Duration, err error) {
 		outcome = "retry"
 	}
 	m.handled.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// deadLettered counts a message in the dead-letter topic.
+func (m *metricSet) deadLettered(cause error) {
+	reason := "unparseable"
+	if errors.Is(cause, consumer.ErrRetriesExhausted) {
+		reason = "retries_exhausted"
+	}
+	m.deadLetters.WithLabelValues(reason).Inc()
 }
 
 func (m *metricSet) relayed(lag time.Duration) { m.relayLag.Observe(lag.Seconds()) }

@@ -23,8 +23,10 @@ import (
 
 // Handler handles one message. It returns nil when the message's effects are
 // durable, a *DeadLetterError when the message must go to the dead-letter
-// topic, and any other error when it could not be handled for now (the
-// database is down): the consumer retries it with backoff, never skips it.
+// topic, and any other error when it could not be handled for now: the
+// consumer retries it with backoff, without bound when Config.Retry calls
+// the error temporary (the database is down), else at most MaxAttempts
+// times before it dead-letters the message. It never skips one.
 type Handler func(ctx context.Context, m kafka.Message) error
 
 // DeadLetterError marks a message that can never be handled.
@@ -59,9 +61,31 @@ type Config struct {
 	// consumer is asked to stop; after it their contexts are cancelled and
 	// they are left uncommitted, to be redelivered.
 	ShutdownGrace time.Duration
-	// OnHandled, when set, is called after each message with how long it
-	// took, for metrics.
+	// OnHandled, when set, is called after each attempt at a message with
+	// how long it took and the error to be retried (nil when the attempt
+	// finished the message, dead letters included), for metrics.
 	OnHandled func(d time.Duration, err error)
+	// OnDeadLettered, when set, is called once a message is in the
+	// dead-letter topic, with the cause; errors.Is(cause,
+	// ErrRetriesExhausted) tells a message given up on from one the handler
+	// dead-lettered. For metrics.
+	OnDeadLettered func(cause error)
+	// Retry classifies a handler error that is not a dead letter. True:
+	// the error waits on something that comes back (the database, the PG,
+	// an earlier request of the same charge), and the message is retried
+	// without bound. False: the message itself may be at fault, so after
+	// MaxAttempts such failures it is dead-lettered with the last error
+	// instead of holding an in-flight slot, and its partition's commits,
+	// for ever. Nil retries every error without bound.
+	Retry func(err error) bool
+	// Waiting, when set, tells an error that only means "an earlier request
+	// of this key is still being worked on" (the worker's busy charge):
+	// such a message is retried without bound like a temporary one, and
+	// its retries are logged at debug level, not as errors.
+	Waiting func(err error) bool
+	// MaxAttempts bounds the attempts at a message whose errors Retry does
+	// not call temporary (default 5).
+	MaxAttempts int
 	// SessionTimeout is how long the group waits for a silent member before
 	// giving its partitions to others (kafka-go's default is 30 s). A
 	// crashed worker's partitions are idle that long.
@@ -96,6 +120,9 @@ func New(cfg Config) *Consumer {
 	}
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
 	}
 	return &Consumer{
 		cfg:   cfg,
@@ -218,7 +245,10 @@ func laneKey(m kafka.Message) string {
 func (c *Consumer) runLane(ctx context.Context, key string, m kafka.Message) {
 	defer c.wg.Done()
 	for {
-		c.handle(ctx, m)
+		if !c.handle(ctx, m) {
+			c.abandon(key)
+			return
+		}
 		c.offs.finish(m.Partition, m.Offset)
 		<-c.sem
 		c.mu.Lock()
@@ -233,34 +263,130 @@ func (c *Consumer) runLane(ctx context.Context, key string, m kafka.Message) {
 	}
 }
 
-// handle runs the handler until the message is done. Only an abandoned
-// shutdown leaves it undone, and then its offset is never committed: the
-// next owner of the partition gets it again.
-func (c *Consumer) handle(ctx context.Context, m kafka.Message) {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	b.MaxElapsedTime = 0
-	_ = backoff.RetryNotify(func() error {
+// abandon gives up a lane at an abandoned shutdown: its running message and
+// those queued behind it stay unfinished, so no commit passes them and the
+// partition's next owner gets them again.
+func (c *Consumer) abandon(key string) {
+	c.mu.Lock()
+	n := 1 + len(c.lanes[key])
+	delete(c.lanes, key)
+	c.mu.Unlock()
+	for range n {
+		<-c.sem
+	}
+}
+
+// ErrRetriesExhausted is wrapped by the cause of a message dead-lettered
+// because its errors were not temporary and MaxAttempts ran out.
+var ErrRetriesExhausted = errors.New("retries exhausted")
+
+// handle runs the handler until the message is done: its effects durable,
+// or the message in the dead-letter topic. It returns false only when ctx
+// ended first (an abandoned shutdown); the message is then not done.
+func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
+	b := retryBackOff()
+	failures := 0
+	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := c.cfg.Handler(ctx, m)
 		var dl *DeadLetterError
-		if errors.As(err, &dl) {
-			err = c.cfg.DLQ.DeadLetter(ctx, m, dl.Err)
-			if err == nil {
-				c.cfg.Logger.Warn("dead-lettered message", "partition", m.Partition, "offset", m.Offset, "err", dl.Err)
+		isDL := errors.As(err, &dl)
+		if c.cfg.OnHandled != nil {
+			if isDL {
+				c.cfg.OnHandled(time.Since(start), nil)
+			} else {
+				c.cfg.OnHandled(time.Since(start), err)
 			}
 		}
-		if c.cfg.OnHandled != nil {
-			c.cfg.OnHandled(time.Since(start), err)
+		switch {
+		case err == nil:
+			return true
+		case isDL:
+			return c.deadLetter(ctx, m, dl.Err, false)
+		case ctx.Err() != nil:
+			return false // ended by the shutdown, not by the message
+		case c.cfg.Waiting != nil && c.cfg.Waiting(err):
+			wait := b.NextBackOff()
+			c.cfg.Logger.Debug("message waits for an earlier one of its key", "partition", m.Partition, "offset", m.Offset,
+				"attempt", attempt, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return false
+			}
+			continue
+		case c.cfg.Retry != nil && !c.cfg.Retry(err):
+			if failures++; failures >= c.cfg.MaxAttempts {
+				return c.deadLetter(ctx, m, fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err), true)
+			}
 		}
-		if err != nil && ctx.Err() != nil {
-			return backoff.Permanent(err)
+		wait := b.NextBackOff()
+		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset,
+			"attempt", attempt, "err", redact(err, m.Value), "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return false
 		}
-		return err
-	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
-		c.cfg.Logger.Error("message not handled; retrying", "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", wait)
-	})
+	}
+}
+
+// deadLetter writes m to the dead-letter topic, retrying until it is there:
+// a message is never skipped silently. When the topic refuses the copy (a
+// value just under the broker's limit is over it once the dead-letter
+// headers are added) or keeps failing, it writes a Stub instead, which
+// locates the original. It returns false only when ctx ended first.
+//
+// The cause goes into a log line and a header: whatever of the message it
+// quotes is masked first (see redact).
+func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error, gaveUp bool) bool {
+	cause = redact(cause, m.Value)
+	log := c.cfg.Logger.With("partition", m.Partition, "offset", m.Offset)
+	b := retryBackOff()
+	msg, stub := m, false
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.DLQ.DeadLetter(ctx, msg, cause)
+		if err == nil {
+			if gaveUp {
+				log.Error("message failed on every attempt; dead-lettered", "err", cause, "stub", stub)
+			} else {
+				log.Warn("dead-lettered message", "err", cause, "stub", stub)
+			}
+			if c.cfg.OnDeadLettered != nil {
+				c.cfg.OnDeadLettered(cause)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !stub && (refused(err) || attempt >= stubAfter) {
+			log.Error("dead-letter topic does not take the message; writing it without its value",
+				"err", err, "attempt", attempt, "value_bytes", len(m.Value))
+			msg, stub = Stub(m), true
+			continue
+		}
+		wait := b.NextBackOff()
+		log.Error("dead letter not written; retrying", "err", err, "stub", stub, "attempt", attempt, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+func retryBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
+	b.Reset()
+	return b
+}
+
+// sleep waits d, or reports false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (c *Consumer) commitLoop(ctx context.Context) {
@@ -299,6 +425,11 @@ func (c *Consumer) commit(ctx context.Context) {
 		c.offs.committed(part, p)
 	}
 }
+
+// OldestInFlight is the age of the oldest message fetched and not yet
+// finished (handled or dead-lettered), 0 when there is none: a message
+// stuck in its handler shows here, while lag and throughput may look fine.
+func (c *Consumer) OldestInFlight() time.Duration { return c.offs.oldest(time.Now()) }
 
 // Stats are the reader's counters, for metrics (lag among them).
 func (c *Consumer) Stats() kafka.ReaderStats { return c.reader.Stats() }

@@ -1,6 +1,9 @@
 package consumer
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // offsets tracks, per partition, which fetched offsets are still being
 // handled, so that the committed offset never passes an unfinished message:
@@ -12,9 +15,16 @@ type offsets struct {
 }
 
 type partOffsets struct {
-	pending   map[int64]int // offset → deliveries still in flight (a rebalance can redeliver)
-	next      int64         // one past the highest offset seen
-	committed int64         // the last offset committed (the next to read)
+	pending   map[int64]*delivery // offset → its deliveries still in flight (a rebalance can redeliver)
+	next      int64               // one past the highest offset seen
+	committed int64               // the last offset committed (the next to read)
+}
+
+// delivery counts the unfinished deliveries of one offset and remembers
+// when the first of them was fetched.
+type delivery struct {
+	n     int
+	since time.Time
 }
 
 func newOffsets() *offsets { return &offsets{parts: map[int]*partOffsets{}} }
@@ -24,10 +34,15 @@ func (o *offsets) start(partition int, offset int64) {
 	defer o.mu.Unlock()
 	p := o.parts[partition]
 	if p == nil {
-		p = &partOffsets{pending: map[int64]int{}, committed: -1}
+		p = &partOffsets{pending: map[int64]*delivery{}, committed: -1}
 		o.parts[partition] = p
 	}
-	p.pending[offset]++
+	d := p.pending[offset]
+	if d == nil {
+		d = &delivery{since: time.Now()}
+		p.pending[offset] = d
+	}
+	d.n++
 	if offset+1 > p.next {
 		p.next = offset + 1
 	}
@@ -37,8 +52,10 @@ func (o *offsets) finish(partition int, offset int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.parts[partition]
-	if p.pending[offset]--; p.pending[offset] <= 0 {
-		delete(p.pending, offset)
+	if d := p.pending[offset]; d != nil {
+		if d.n--; d.n <= 0 {
+			delete(p.pending, offset)
+		}
 	}
 }
 
@@ -77,9 +94,27 @@ func (o *offsets) inFlight() int {
 	defer o.mu.Unlock()
 	n := 0
 	for _, p := range o.parts {
-		for _, c := range p.pending {
-			n += c
+		for _, d := range p.pending {
+			n += d.n
 		}
 	}
 	return n
+}
+
+// oldest is the age of the oldest unfinished delivery, 0 when none is.
+func (o *offsets) oldest(now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var first time.Time
+	for _, p := range o.parts {
+		for _, d := range p.pending {
+			if first.IsZero() || d.since.Before(first) {
+				first = d.since
+			}
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return now.Sub(first)
 }

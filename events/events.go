@@ -69,25 +69,35 @@ type Envelope struct {
 // to the dead-letter topic, not to a rejection event.
 var ErrUnparseable = errors.New("unparseable event")
 
-// Decode parses an input message value. Every error wraps ErrUnparseable.
+// Decode parses an input message value. Every error wraps ErrUnparseable
+// and none quotes the value (see check.go): errors are logged and copied
+// into dead-letter headers, and the value may hold personal data.
+//
+// Every envelope string is checked here, before anything else sees it:
+// valid UTF-8, no NUL or other control character, at most MaxAttributeLen
+// bytes (MaxExtensionLen for extensions). Postgres refuses a NUL byte, and
+// a request it refuses would be retried for ever.
 func Decode(value []byte) (Envelope, error) {
 	if len(value) > MaxEventSize {
 		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrUnparseable, len(value), MaxEventSize)
 	}
 	var e cloudevents.Event
 	if err := json.Unmarshal(value, &e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+		return Envelope{}, parseError(value, err)
+	}
+	if err := checkAttributes(&e); err != nil {
+		return Envelope{}, err
 	}
 	if err := e.Validate(); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+		return Envelope{}, validationError(err)
 	}
 	switch e.Type() {
 	case TypeChargeRequested, TypeRefundRequested, TypeRepayRequested, TypeCancelRequested:
 	default:
-		return Envelope{}, fmt.Errorf("%w: unknown type %q", ErrUnparseable, e.Type())
+		return Envelope{}, fmt.Errorf("%w: type is not a request type", ErrUnparseable)
 	}
 	if ct := e.DataContentType(); ct != "" && ct != "application/json" && ct != "text/json" {
-		return Envelope{}, fmt.Errorf("%w: datacontenttype %q is not JSON", ErrUnparseable, ct)
+		return Envelope{}, fmt.Errorf("%w: datacontenttype is not JSON", ErrUnparseable)
 	}
 	data := e.Data()
 	if len(bytes.TrimSpace(data)) == 0 || !json.Valid(data) {

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/payflow/payflow/events"
 )
@@ -81,6 +83,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"payment.charge.requested","data":{"amount":1}}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"","source":"","type":"payment.refund.requested","data":null}`))
 	f.Add([]byte(`{"specversion":"0.3","id":"1","source":"s","type":"payment.repay.requested","data_base64":"AAAA"}`))
+	f.Add(withAttr("id", `"e\u00001"`))
+	f.Add(withAttr("id", "\"e\x001\""))
+	f.Add(withAttr("subject", "\"c\xff\""))
+	f.Add(withAttr("source", `"shop\u001b[31m"`))
+	f.Add(withAttr("id", `"`+strings.Repeat("x", 300)+`"`))
+	f.Add(withAttr("payflowsig", `"v1,abc\u0085"`))
+	f.Add(withAttr("time", `"01012345678"`))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		env, err := events.Decode(v)
 		if err != nil {
@@ -92,5 +101,104 @@ func FuzzDecode(f *testing.F) {
 		if env.ID == "" || env.Type == "" || !json.Valid(env.Data) {
 			t.Fatalf("accepted an incomplete event: %+v", env)
 		}
+		for _, s := range []string{env.ID, env.Source, env.Type, env.Subject} {
+			if len(s) > 256 || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("accepted an unsafe envelope string %q", s)
+			}
+		}
 	})
+}
+
+// withAttr is a valid request whose attribute name is set to the raw JSON
+// value v (or left out when v is empty).
+func withAttr(name, v string) []byte {
+	attrs := []struct{ k, v string }{
+		{"specversion", `"1.0"`}, {"id", `"e1"`}, {"source", `"shop"`}, {"type", `"payment.charge.requested"`},
+		{"subject", `"c1"`}, {"time", `"2026-11-25T00:30:00.000Z"`}, {"datacontenttype", `"application/json"`},
+	}
+	out := "{"
+	found := false
+	for _, a := range attrs {
+		if a.k == name {
+			a.v, found = v, true
+		}
+		if a.v != "" {
+			out += `"` + a.k + `":` + a.v + `,`
+		}
+	}
+	if !found && v != "" {
+		out += `"` + name + `":` + v + `,`
+	}
+	return []byte(out + `"data":{"merchant_id":"m","charge_id":"c1","amount":100}}`)
+}
+
+// Every envelope string is held to the same rules before anything else sees
+// it: Postgres refuses NUL, a log line should not carry control characters,
+// and an id or source of megabytes is not an id. Such a message is
+// unparseable (dead-lettered), not a retry that never ends.
+func TestDecodeRejectsUnsafeEnvelopeStrings(t *testing.T) {
+	long := `"` + strings.Repeat("x", 257) + `"`
+	if _, err := events.Decode(withAttr("id", `"`+strings.Repeat("x", 256)+`"`)); err != nil {
+		t.Fatalf("a 256-byte id: %v", err)
+	}
+	for name, v := range map[string][]byte{
+		"NUL in id":                withAttr("id", `"e\u00001"`),
+		"raw NUL in id":            withAttr("id", "\"e\x001\""),
+		"invalid UTF-8 in id":      withAttr("id", "\"e\xff1\""),
+		"lone surrogate in id":     withAttr("id", `"e\ud8001"`),
+		"newline in id":            withAttr("id", `"e\n1"`),
+		"id too long":              withAttr("id", long),
+		"NUL in source":            withAttr("source", `"shop\u0000"`),
+		"source too long":          withAttr("source", long),
+		"escape in source":         withAttr("source", `"shop\u001b[31m"`),
+		"NUL in type":              withAttr("type", `"payment.charge.requested\u0000"`),
+		"NUL in subject":           withAttr("subject", `"c\u00001"`),
+		"C1 control in subject":    withAttr("subject", `"c\u00851"`),
+		"invalid UTF-8 in subject": withAttr("subject", "\"c\xc0\xaf\""),
+		"subject too long":         withAttr("subject", long),
+		"NUL in time":              withAttr("time", `"2026-11-25T00:30:00.000Z\u0000"`),
+		"NUL in datacontenttype":   withAttr("datacontenttype", `"application/json\u0000"`),
+		"bidi override in subject": withAttr("subject", `"c\u202e1"`),
+		"NUL in an extension":      withAttr("payflowsig", `"v1,abc\u0000"`),
+		"extension too long":       withAttr("payflowsig", `"`+strings.Repeat("x", 4097)+`"`),
+	} {
+		env, err := events.Decode(v)
+		if !errors.Is(err, events.ErrUnparseable) {
+			t.Errorf("%s: err = %v, envelope %+q; want ErrUnparseable", name, err, env)
+		}
+	}
+}
+
+// Decode's errors end up in logs and dead-letter headers: they say what is
+// wrong and where, never what the input holds.
+func TestDecodeErrorsDoNotQuoteTheInput(t *testing.T) {
+	const phone, key = "01012345678", "bk_live_7Hq2ZpL9xW"
+	for name, v := range map[string][]byte{
+		"syntax error":          []byte(`{"specversion":"1.0","id":"` + phone + `",` + key + `}`),
+		"bad specversion":       withAttr("specversion", `"`+phone+`"`),
+		"bad time":              withAttr("time", `"`+phone+key+`"`),
+		"unknown type":          withAttr("type", `"`+phone+`.`+key+`"`),
+		"bad datacontenttype":   withAttr("datacontenttype", `"text/`+key+phone+`"`),
+		"id is a number":        withAttr("id", phone),
+		"id is an object":       withAttr("id", `{"phone":"`+phone+`","key":"`+key+`"}`),
+		"NUL after the phone":   withAttr("id", `"`+phone+`\u0000`+key+`"`),
+		"bad source":            withAttr("source", `"%`+phone+`%`+key+`"`),
+		"data not JSON":         []byte(`{"specversion":"1.0","id":"1","source":"s","type":"payment.charge.requested","datacontenttype":"application/json","data_base64":"` + phone + key + `"}`),
+		"bad extension":         withAttr("payflowsig", `{"`+phone+`":"`+key+`"}`),
+		"bad extension name":    withAttr(phone+key, `[1]`),
+		"trailing garbage":      append(withAttr("id", `"1"`), []byte(phone+key)...),
+		"truncated":             withAttr("id", `"1"`)[:40],
+		"string is not UTF-8":   withAttr("subject", "\""+phone+"\xff"+key+"\""),
+		"dataschema is not URI": withAttr("dataschema", `"`+phone+` `+key+`"`),
+	} {
+		_, err := events.Decode(v)
+		if !errors.Is(err, events.ErrUnparseable) {
+			t.Errorf("%s: err = %v, want ErrUnparseable", name, err)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, phone) || strings.Contains(msg, key) ||
+			strings.Contains(msg, "0101234") || strings.Contains(msg, "bk_live") {
+			t.Errorf("%s: the error quotes the input: %s", name, msg)
+		}
+	}
 }

@@ -145,7 +145,7 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 		return w.cancel(ctx, env)
 	}
 	// Decode admits only the types above.
-	return fmt.Errorf("%w: type %q", events.ErrUnparseable, env.Type)
+	return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
 }
 
 // ids are the identifiers a rejection names, read as best as the data

@@ -65,7 +65,9 @@ func dlqCmd() *cobra.Command {
 message is replayed once however often the command runs, and publishes it
 unchanged (same key and value, original headers) to payment.requests, with a
 dlq-replayed-from header. A message that still cannot be parsed simply comes
-back to the dead-letter topic. --dry-run lists what would be replayed.`,
+back to the dead-letter topic. A stub (dlq-value-dropped: the dead-letter topic
+did not take the message whole) is not replayed; its source topic, partition
+and offset are printed. --dry-run lists what would be replayed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if brokers == "" {
 				return errors.New("dlq replay needs PAYFLOW_KAFKA_BROKERS or --brokers")
@@ -87,7 +89,7 @@ func replayDLQ(ctx context.Context, brokers []string, limit int, dryRun bool, pr
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: events.TopicRequests, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond}
 	defer w.Close()
-	n := 0
+	n, skipped := 0, 0
 	for n < limit {
 		fctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		m, err := r.FetchMessage(fctx)
@@ -98,17 +100,32 @@ func replayDLQ(ctx context.Context, brokers []string, limit int, dryRun bool, pr
 			}
 			return err
 		}
-		var reason string
 		var headers []kafka.Header
+		dlqh := map[string]string{}
 		for _, h := range m.Headers {
-			if h.Key == "dlq-error" {
-				reason = string(h.Value)
-			}
-			if !strings.HasPrefix(h.Key, "dlq-") {
+			if strings.HasPrefix(h.Key, "dlq-") {
+				dlqh[h.Key] = string(h.Value)
+			} else {
 				headers = append(headers, h)
 			}
 		}
+		reason, dropped := dlqh["dlq-error"], dlqh["dlq-value-dropped"]
 		printf("%s/%d key=%q: %s\n", m.Topic, m.Offset, m.Key, reason)
+		if dropped != "" {
+			// A stub: the dead-letter topic did not take the message, so
+			// it holds no value. Replaying it would publish an empty
+			// request and bury where the original is.
+			printf("  stub without its %s-byte value, not replayed: the original is at %s/%s/%s\n",
+				dropped, dlqh["dlq-source-topic"], dlqh["dlq-source-partition"], dlqh["dlq-source-offset"])
+			skipped++
+			if !dryRun {
+				if err := r.CommitMessages(ctx, m); err != nil {
+					return err
+				}
+			}
+			n++
+			continue
+		}
 		if !dryRun {
 			headers = append(headers, kafka.Header{Key: "dlq-replayed-from", Value: []byte(events.TopicDLQ + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
 			if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
@@ -124,6 +141,9 @@ func replayDLQ(ctx context.Context, brokers []string, limit int, dryRun bool, pr
 	if dryRun {
 		verb = "would replay"
 	}
-	printf("%s %d messages\n", verb, n)
+	printf("%s %d messages\n", verb, n-skipped)
+	if skipped > 0 {
+		printf("%d stubs not replayed: republish their originals from the source topic\n", skipped)
+	}
 	return nil
 }

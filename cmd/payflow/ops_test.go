@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/payflow/payflow/consumer"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
@@ -104,5 +107,43 @@ func TestDLQReplayRepublishesOnce(t *testing.T) {
 	defer cancel2()
 	if extra, err := r.ReadMessage(short); err == nil {
 		t.Fatalf("replayed twice: %q", extra.Value)
+	}
+}
+
+// A stub dead letter holds no value: replaying it would publish an empty
+// request and bury where the original is. Replay names the original's
+// place instead and leaves the stub alone.
+func TestDLQReplaySkipsStubs(t *testing.T) {
+	k, err := devenv.StartKafka("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	brokers := []string{k.Addr()}
+	if err := producer.EnsureTopics(ctx, brokers, producer.Topics(1)); err != nil {
+		t.Fatal(err)
+	}
+	w := producer.NewWriter(brokers)
+	defer w.Close()
+	orig := kafka.Message{Topic: events.TopicRequests, Partition: 0, Offset: 9, Key: []byte("c1"), Value: []byte(`{"too":"large"}`)}
+	if err := w.DeadLetter(ctx, consumer.Stub(orig), errors.New("unparseable event: not JSON")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printf := func(format string, a ...any) { fmt.Fprintf(&out, format, a...) }
+	if err := replayDLQ(ctx, brokers, 10, false, printf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "payment.requests/0/9") || !strings.Contains(out.String(), "not replayed") {
+		t.Fatalf("replay output does not point at the original:\n%s", out.String())
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: events.TopicRequests, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	short, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	if m, err := r.ReadMessage(short); err == nil {
+		t.Fatalf("replayed a stub: key %q value %q", m.Key, m.Value)
 	}
 }
