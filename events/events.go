@@ -81,6 +81,12 @@ func Decode(value []byte) (Envelope, error) {
 	if len(value) > MaxEventSize {
 		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrUnparseable, len(value), MaxEventSize)
 	}
+	// One meaning only: an attribute given twice could be read one way by a
+	// producer's validator and another way here. (A key given twice inside
+	// data makes a request invalid, not unparseable: the worker rejects it.)
+	if name, dup := duplicateAttribute(value); dup {
+		return Envelope{}, fmt.Errorf("%w: attribute %q appears twice", ErrUnparseable, name)
+	}
 	var e cloudevents.Event
 	if err := json.Unmarshal(value, &e); err != nil {
 		return Envelope{}, parseError(value, err)
@@ -104,6 +110,35 @@ func Decode(value []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: data is missing or not JSON", ErrUnparseable)
 	}
 	return Envelope{ID: e.ID(), Source: e.Source(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: data}, nil
+}
+
+// duplicateAttribute reports the first top-level key of a JSON object that
+// appears twice. Anything that is not an object is left to the decoder.
+func duplicateAttribute(value []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(value))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			if len(name) > 32 {
+				name = name[:32]
+			}
+			return name, true
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // wire is the JSON structured-mode layout of an output event.

@@ -202,3 +202,24 @@ func TestDecodeErrorsDoNotQuoteTheInput(t *testing.T) {
 		}
 	}
 }
+
+// An attribute given twice could be read one way by a producer's validator
+// and another way here: such an event is unparseable. (Keys twice inside
+// data are the worker's to reject as invalid.)
+func TestDuplicateAttributesAreUnparseable(t *testing.T) {
+	for _, v := range []string{
+		`{"specversion":"1.0","id":"1","source":"s","type":"payment.charge.requested","type":"payment.refund.requested","data":{}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"payment.charge.requested","data":{"amount":1},"data":{"amount":2}}`,
+		`{"specversion":"1.0","id":"1","id":"2","source":"s","type":"payment.charge.requested","data":{}}`,
+	} {
+		if _, err := events.Decode([]byte(v)); !errors.Is(err, events.ErrUnparseable) {
+			t.Errorf("%s: err = %v, want ErrUnparseable", v, err)
+		}
+	}
+}
+
+func TestDuplicateKeysInDataAreLeftToTheWorker(t *testing.T) {
+	if _, err := events.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"payment.charge.requested","data":{"amount":1,"amount":2}}`)); err != nil {
+		t.Fatal(err)
+	}
+}
