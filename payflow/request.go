@@ -115,12 +115,20 @@ func (r *ChargeRequest) Validate() error {
 	return nil
 }
 
+// RepayRefundPrefix starts the refund id that a re-payment's refund step is
+// published under ("repay:<repay_id>"); merchants' refund ids may not start
+// with it, so the two can never be mistaken for each other downstream.
+const RepayRefundPrefix = "repay:"
+
 // Validate checks the refund request.
 func (r *RefundRequest) Validate() error {
 	for _, f := range []struct{ name, v string }{{"merchant_id", r.MerchantID}, {"charge_id", r.ChargeID}, {"refund_id", r.RefundID}} {
 		if err := validID(f.name, f.v); err != nil {
 			return err
 		}
+	}
+	if strings.HasPrefix(r.RefundID, RepayRefundPrefix) {
+		return &ValidationError{Field: "refund_id", Reason: "may not start with " + strconv.Quote(RepayRefundPrefix) + " (the refund ids of re-payments)"}
 	}
 	if err := ValidAmount("amount", r.Amount); err != nil {
 		return err

@@ -2,8 +2,8 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 
 	"github.com/google/uuid"
@@ -16,11 +16,19 @@ import (
 type methodBook struct {
 	mu      sync.Mutex
 	deleted map[string]bool
+	// everDeleted are the members whose card was deleted at some point.
+	everDeleted map[string]bool
+	// blip, when set, says whether this read of a billing key meets a
+	// transient error (a database blip, a pool timeout).
+	blip func() bool
 }
 
-func newMethodBook() *methodBook { return &methodBook{deleted: map[string]bool{}} }
+func newMethodBook() *methodBook {
+	return &methodBook{deleted: map[string]bool{}, everDeleted: map[string]bool{}}
+}
 
-func (b *methodBook) seed(*rand.Rand) {}
+// errBlip is a key source's transient failure.
+var errBlip = errors.New("sim: key source: pool acquire timeout")
 
 func methodID(member string) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("sim-method-"+member)).String()
@@ -41,6 +49,9 @@ func (b *methodBook) toggle(member string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.deleted[member] = !b.deleted[member]
+	if b.deleted[member] {
+		b.everDeleted[member] = true
+	}
 	return b.deleted[member]
 }
 
@@ -55,6 +66,9 @@ func (b *methodBook) Default(_ context.Context, member string) (*payflow.StoredM
 }
 
 func (b *methodBook) BillingKey(_ context.Context, id string) (string, error) {
+	if b.blip != nil && b.blip() {
+		return "", errBlip
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, m := range members {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 )
 
@@ -131,6 +132,15 @@ func (m *model) step(ctx context.Context) ([]string, error) {
 			key = "cancellation of bill " + r.str("bill_id")
 		case events.TypeRejected:
 			key = "rejection of request " + r.str("request_event_id")
+			if r.str("reason") == events.RejectInvalidState && strings.Contains(r.str("detail"), string(payflow.StatePlacing)) {
+				// "Still placing" means "not yet": only a settled state may refuse.
+				v = append(v, fmt.Sprintf("request %s refused while its charge was still being placed", r.str("request_event_id")))
+			}
+		}
+		if (r.typ == events.TypeChargeProcessed || r.typ == events.TypeRepayProcessed) && r.str("fallback_reason") == string(payflow.FallbackMethodInvalid) {
+			if member, ok := m.goodCard(r.str("merchant_id"), r.str("charge_id")); ok {
+				v = append(v, fmt.Sprintf("member %s's card was given up (method_invalid) though it was never deleted nor refused", member))
+			}
 		}
 		count[key]++
 		if count[key] == 2 {
@@ -148,6 +158,9 @@ func (m *model) step(ctx context.Context) ([]string, error) {
 		if !ok {
 			v = append(v, fmt.Sprintf("the PG holds bill %s, which the database does not know", id))
 			continue
+		}
+		if (b.status == "abandoned" || b.status == "declined") && (p.Status == pgclient.StatusRequested || p.Status == pgclient.StatusPaid) {
+			v = append(v, fmt.Sprintf("bill %s of %s/%s: given up as %s, yet %s at the PG", id, b.merchant, b.charge, b.status, p.Status))
 		}
 		c := perCharge[b.chargePK]
 		if c == nil {
@@ -226,6 +239,22 @@ func (m *model) final(ctx context.Context) ([]string, error) {
 	v = append(v, m.outcomes(ctx)...)
 	sort.Strings(v)
 	return v, nil
+}
+
+// goodCard reports the member of a charge whose every request names a
+// member with a good card that was never deleted.
+func (m *model) goodCard(merchant, charge string) (string, bool) {
+	member := ""
+	for _, r := range m.w.reqs {
+		if r.typ != events.TypeChargeRequested || r.merchant != merchant || r.charge != charge {
+			continue
+		}
+		if r.member == "" || !strings.HasPrefix(keyOf(r.member), "bk_") || m.w.methods.everDeleted[r.member] {
+			return "", false
+		}
+		member = r.member
+	}
+	return member, member != ""
 }
 
 func describe(p pgclient.Payment, atPG bool) string {

@@ -30,7 +30,7 @@ type PG struct {
 	// simulation lets the rest of the world move on there, as if the
 	// caller had stalled.
 	before func()
-	step  func() int
+	step   func() int
 }
 
 type pgBill struct {

@@ -83,8 +83,9 @@ type World struct {
 	trace   []string
 	// busy are the processes in the middle of something; nested is set
 	// while other steps run inside a stalled call.
-	busy   map[*instance]bool
-	nested bool
+	busy    map[*instance]bool
+	nested  bool
+	spawned int
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
 	model *model
@@ -123,6 +124,7 @@ type request struct {
 	charge   string
 	refundID string // refunds
 	repayID  string // re-payments
+	member   string // charges
 	amount   int64
 	content  string // what makes two requests the same request
 }
@@ -158,7 +160,14 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 	for i, p := range w.parts {
 		w.assign(p, w.insts[i%len(w.insts)])
 	}
-	w.methods.seed(w.rng)
+	w.methods.blip = func() bool {
+		if w.faults && w.rng.Float64() < w.cfg.FaultRate/3 {
+			w.Stats["fault_key_blip"]++
+			w.logf("      key source: transient error")
+			return true
+		}
+		return false
+	}
 	return w, nil
 }
 
@@ -172,15 +181,13 @@ func (w *World) Close() {
 	w.db.Close()
 }
 
-var instanceSeq int
-
 func (w *World) spawn(ctx context.Context) (*instance, error) {
 	st, err := store.Open(ctx, w.cfg.DSN)
 	if err != nil {
 		return nil, err
 	}
-	instanceSeq++
-	in := &instance{name: fmt.Sprintf("w%d", instanceSeq), st: st, cursor: map[int]int{}, until: map[int]int{}}
+	w.spawned++
+	in := &instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}}
 	in.w = worker.New(worker.Config{
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
 		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
@@ -637,7 +644,11 @@ func (w *World) stepPublish(context.Context) error {
 	switch w.rng.IntN(10) {
 	case 0, 1, 2:
 		amount := []int64{1, 300, 700, 1000, 1001}[w.pick(5)]
-		w.publishRefund(merchant, charge, fmt.Sprint("r", w.pick(4)+1), amount)
+		id := fmt.Sprint("r", w.pick(4)+1)
+		if w.rng.IntN(4) == 0 {
+			id = fmt.Sprint("repay:p", w.pick(3)+1) // a merchant's id that looks like a re-payment's
+		}
+		w.publishRefund(merchant, charge, id, amount)
 	case 3, 4:
 		w.publishRepay(merchant, charge, fmt.Sprint("p", w.pick(3)+1))
 	case 5, 6:
@@ -685,7 +696,7 @@ func (w *World) publishCharge(merchant, charge string, prev []request) {
 		cust["member_id"] = m.id
 	}
 	data := map[string]any{"merchant_id": merchant, "charge_id": charge, "amount": amount, "currency": "KRW", "order_name": "order", "customer": cust}
-	r := request{typ: events.TypeChargeRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, amount: amount,
+	r := request{typ: events.TypeChargeRequested, eventID: w.newEventID(), merchant: merchant, charge: charge, amount: amount, member: m.id,
 		content: fmt.Sprintf("charge %d %s %s", amount, m.id, phone)}
 	w.publish(r, w.event(r.typ, r.eventID, data))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 )
@@ -136,7 +137,8 @@ var ErrBusy = errors.New("store: charge busy")
 // holds the charge.
 func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
 	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = now() + $3::interval, updated_at = now()
-		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < now())`, pk, owner, lease)
+		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < now() OR ($4 AND lease_owner = $2))`,
+		pk, owner, lease, mutation.On("own-lease"))
 	if err != nil {
 		return false, fmt.Errorf("store: claim charge: %w", err)
 	}
@@ -149,8 +151,9 @@ func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease t
 // pending: the request must wait for what came before it.
 func (s *Store) AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) error {
 	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = now() + $3::interval
-		WHERE id = $1 AND state <> 'placing' AND (lease_until IS NULL OR lease_until < now())
-		  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')`, pk, owner, lease)
+		WHERE id = $1 AND ($4 OR (state <> 'placing' AND (lease_until IS NULL OR lease_until < now())
+		  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')))`,
+		pk, owner, lease, mutation.On("no-wait"))
 	if err != nil {
 		return fmt.Errorf("store: acquire charge: %w", err)
 	}
@@ -211,13 +214,13 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
-	args = append(args, r.Owner)
+	args = append(args, r.Owner, mutation.On("no-fence"))
 	var n int
 	err := s.Pool.QueryRow(ctx, `
 WITH c AS (
 	UPDATE charges SET state = $3, failure_reason = nullif($6, ''), attempts = $7,
 	       lease_owner = NULL, lease_until = NULL, updated_at = now()
-	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND lease_owner = $13
+	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $13 OR $14)
 	RETURNING id
 ), b AS (
 	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = now()
@@ -250,7 +253,8 @@ SELECT count(*) FROM c`,
 func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, owner string, lease time.Duration) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = now() + $4::interval, updated_at = now()
-			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND lease_owner = $5`, pk, declined.BillID, next.BillID, lease, owner)
+			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $5 OR $6)`,
+			pk, declined.BillID, next.BillID, lease, owner, mutation.On("no-fence"))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
@@ -162,7 +163,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		switch {
 		case out.accepted:
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
-		case out.decline != "" && bill.Method != payflow.MethodAutoPay:
+		case out.decline != "" && bill.Method != payflow.MethodAutoPay && !mutation.On("kakao-fallback"):
 			// Fallback is auto-pay's alone: a refused KakaoTalk bill ends
 			// the charge, or one charge could send bills without end.
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillDeclined,
@@ -254,7 +255,7 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
 	needLookup := lookupFirst
-	inherited, own, keyTrouble := lookupFirst, false, false
+	inherited, own, keyTrouble := lookupFirst && !mutation.On("resume-known"), false, false
 	var lastErr error
 	b := w.newPGBackOff()
 	op := func() error {
@@ -273,7 +274,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		if bill.Method == payflow.MethodAutoPay && key == "" {
 			k, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
 			switch {
-			case errors.Is(err, payflow.ErrMethodUnusable):
+			case errors.Is(err, payflow.ErrMethodUnusable), err != nil && mutation.On("key-blip"):
 				out.decline = payflow.DeclineInvalid // deleted, or its key cannot be opened: fall back
 				return nil
 			case err != nil:

@@ -200,7 +200,7 @@ func refundKey(pk int64) string { return "refund/" + itoa(pk) }
 // merchant's, or "repay:<repay_id>" for a re-payment's refund step.
 func publicRefundID(r store.Refund) string {
 	if r.Kind == "repay" {
-		return "repay:" + r.RefundID
+		return payflow.RepayRefundPrefix + r.RefundID
 	}
 	return r.RefundID
 }

@@ -1,7 +1,7 @@
 // Command payflow is the event-driven payment worker: `dev` and `demo` run
 // everything in one process with no setup, `serve` is the production
 // process, `migrate` applies the schema, `pgsim` runs the PG simulator and
-// `bench` the load benchmark. Configuration comes from the environment
+// `bench` the load benchmark, `sim` the seeded simulation. Configuration comes from the environment
 // (PAYFLOW_*, DATABASE_URL); flags override it.
 package main
 
@@ -25,7 +25,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
+	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	if err != nil {

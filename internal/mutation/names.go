@@ -1,0 +1,13 @@
+package mutation
+
+// Names are the bugs that can be put back, each a money bug found by review
+// and fixed; the comment says which failure window it reopens.
+var Names = []string{
+	"own-lease",      // a duplicate re-drives a charge inside its holder's own lease
+	"resume-known",   // a resumed drive trusts that the dead holder never reached the PG
+	"kakao-fallback", // a declined KakaoTalk bill falls back to another KakaoTalk bill
+	"no-fence",       // a worker that lost its lease still records its result
+	"judge-again",    // a rejected request is judged again on redelivery
+	"no-wait",        // a request is judged while its charge is still busy
+	"key-blip",       // a transient key-source error declines the card
+}

@@ -1,0 +1,51 @@
+//go:build mutation
+
+package sim_test
+
+import (
+	"context"
+	"flag"
+	"testing"
+
+	"github.com/payflow/payflow/internal/mutation"
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/sim"
+	"github.com/payflow/payflow/store"
+)
+
+var mutationSeeds = flag.Int("sim.mutation-seeds", 300, "seeds each mutation may take to be found")
+
+// TestMutationsAreFound puts each fixed bug back in turn and runs seeds
+// until the model objects: the proof that the simulation bites. Run with
+// -tags mutation; docs/reliability.md keeps the table it prints.
+func TestMutationsAreFound(t *testing.T) {
+	dsn := testdb.NewDSN(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	defer mutation.Set("")
+	missed := 0
+	for _, name := range mutation.Names {
+		mutation.Set(name)
+		found := false
+		for seed := uint64(1); seed <= uint64(*mutationSeeds); seed++ {
+			res, err := sim.Run(ctx, sim.Config{DSN: dsn, Seed: seed, Steps: *steps})
+			if err != nil {
+				t.Fatalf("%s, seed %d: %v", name, seed, err)
+			}
+			if !res.OK() {
+				t.Logf("| %s | found | seed %d, step %d | %s |", name, seed, res.Step, res.Violations[0])
+				found = true
+				break
+			}
+		}
+		if !found {
+			missed++
+			t.Logf("| %s | not found in %d seeds | | |", name, *mutationSeeds)
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d mutations were not found", missed, len(mutation.Names))
+	}
+}
