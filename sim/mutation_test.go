@@ -24,10 +24,12 @@ func TestMutationsAreFound(t *testing.T) {
 	if err := store.Migrate(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
-	defer mutation.Set("")
+	defer func() { _ = mutation.Set("") }()
 	missed := 0
 	for _, name := range mutation.Names {
-		mutation.Set(name)
+		if err := mutation.Set(name); err != nil {
+			t.Fatal(err)
+		}
 		found := false
 		for seed := uint64(1); seed <= uint64(*mutationSeeds); seed++ {
 			res, err := sim.Run(ctx, sim.Config{DSN: dsn, Seed: seed, Steps: *steps})

@@ -27,8 +27,8 @@ type PG struct {
 	// fault decides the fate of a call; nil answers every call at once.
 	fault func(op string) fault
 	// before, when set, runs before each call leaves its caller: the
-	// simulation lets the rest of the world move on there, as if the
-	// caller had stalled.
+	// simulation parks the caller there and lets the rest of the world
+	// move on.
 	before func()
 	step   func() int
 }
@@ -108,6 +108,9 @@ func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 	}
 	if c.pg.before != nil {
 		c.pg.before()
+		if c.dead != nil && c.dead() {
+			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
+		}
 	}
 	f := faultNone
 	if c.pg.fault != nil {

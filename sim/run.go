@@ -64,3 +64,28 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.Steps, res.Trace = w.step, w.trace
 	return res, nil
 }
+
+// Shrink looks for the shortest schedule of a failing seed: the same seed
+// with fewer steps before the drain replays a prefix of the same schedule,
+// so the smallest step count that still breaks the model is the shortest
+// story of the bug. It returns that run and its step count (or the
+// original, if none shorter fails).
+func Shrink(ctx context.Context, cfg Config, failed Result) (Result, int, error) {
+	best := failed
+	lo, hi := 1, cfg.Steps // hi fails
+	for lo < hi {
+		mid := (lo + hi) / 2
+		c := cfg
+		c.Steps, c.Trace = mid, nil
+		res, err := Run(ctx, c)
+		if err != nil {
+			return best, hi, err
+		}
+		if res.OK() {
+			lo = mid + 1
+		} else {
+			hi, best = mid, res
+		}
+	}
+	return best, hi, nil
+}

@@ -81,10 +81,10 @@ type World struct {
 	step    int
 	faults  bool
 	trace   []string
-	// busy are the processes in the middle of something; nested is set
-	// while other steps run inside a stalled call.
-	busy    map[*instance]bool
-	nested  bool
+	// tasks are what processes are in the middle of; current is the one
+	// running (see sched.go).
+	tasks   []*task
+	current *task
 	spawned int
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
@@ -112,8 +112,9 @@ type instance struct {
 	// cursor is the next offset this process handles, per partition it
 	// owns or was revoked from; until bounds a revoked partition: the
 	// messages it had fetched before the rebalance.
-	cursor map[int]int
-	until  map[int]int
+	cursor   map[int]int
+	until    map[int]int
+	inflight map[int]bool // partitions with a message being handled
 }
 
 // request is a request event the workload published.
@@ -141,10 +142,10 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		return nil, fmt.Errorf("sim: empty the database: %w", err)
 	}
 	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
-		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}, busy: map[*instance]bool{}}
+		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
-	w.pg.before = w.stall
+	w.pg.before = w.park
 	w.pg.step = func() int { return w.step }
 	for i := range cfg.Partitions {
 		w.parts = append(w.parts, &partition{id: i})
@@ -187,7 +188,7 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	w.spawned++
-	in := &instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}}
+	in := &instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}, inflight: map[int]bool{}}
 	in.w = worker.New(worker.Config{
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
 		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
@@ -241,6 +242,13 @@ func (w *World) replaceCrashed(ctx context.Context) error {
 		if !in.crashed {
 			continue
 		}
+		// What the dead process was in the middle of ends now: its calls
+		// fail, its database is gone.
+		for _, t := range append([]*task(nil), w.tasks...) {
+			if t.in == in {
+				w.finish(t)
+			}
+		}
 		next, err := w.spawn(ctx)
 		if err != nil {
 			return err
@@ -263,51 +271,10 @@ func (w *World) assign(p *partition, in *instance) {
 	delete(in.until, p.id)
 }
 
-// stall lets the world move on while a process is in the middle of a PG
-// call: a few other steps run (other processes deliver, sweep, see leases
-// expire) before the call goes out. It is how two processes come to act on
-// one charge at once in a run that is otherwise one step at a time.
-func (w *World) stall() {
-	if !w.faults || w.nested || w.rng.Float64() >= w.cfg.FaultRate/3 {
-		return
-	}
-	w.nested = true
-	defer func() { w.nested = false }()
-	n := 1 + w.rng.IntN(4)
-	w.Stats["stall"]++
-	w.logf("      the caller stalls; %d steps run meanwhile {", n)
-	for range n {
-		_ = w.nestedStep(context.Background())
-	}
-	w.logf("      } the stalled call goes on")
-}
-
-func (w *World) nestedStep(ctx context.Context) error {
-	switch w.rng.IntN(6) {
-	case 0, 1:
-		return w.stepDeliver(ctx)
-	case 2:
-		return w.stepLeasesExpire(ctx)
-	case 3:
-		return w.stepSweep(ctx)
-	case 4:
-		return w.stepWebhook(ctx)
-	default:
-		return w.stepCustomer(ctx)
-	}
-}
-
-// use marks in busy while f runs.
-func (w *World) use(in *instance, f func()) {
-	w.busy[in] = true
-	defer delete(w.busy, in)
-	f()
-}
-
 func (w *World) alive() []*instance {
 	var out []*instance
 	for _, in := range w.insts {
-		if !in.crashed && !w.busy[in] {
+		if !in.crashed {
 			out = append(out, in)
 		}
 	}
@@ -365,6 +332,7 @@ func (w *World) Step(ctx context.Context) error {
 		run    func(context.Context) error
 	}
 	actions := []action{
+		{3 * min(len(w.tasks), 4), "resume", func(context.Context) error { w.stepResume(); return nil }},
 		{6, "publish", w.stepPublish},
 		{10, "deliver", w.stepDeliver},
 		{1, "rebalance", w.stepRebalance},
@@ -401,7 +369,7 @@ func (w *World) stepDeliver(ctx context.Context) error {
 	var cands []cand
 	for _, in := range w.alive() {
 		for _, p := range w.parts {
-			if w.deliverable(in, p) {
+			if !in.inflight[p.id] && w.deliverable(in, p) {
 				cands = append(cands, cand{in, p})
 			}
 		}
@@ -410,7 +378,8 @@ func (w *World) stepDeliver(ctx context.Context) error {
 		return nil
 	}
 	c := cands[w.pick(len(cands))]
-	w.deliver(ctx, c.in, c.p, w.rng.IntN(3) > 0)
+	commit := w.rng.IntN(3) > 0
+	w.spawnTask(c.in, fmt.Sprintf("deliver p%d@%d", c.p.id, c.in.cursor[c.p.id]), func() { w.deliver(ctx, c.in, c.p, commit) })
 	return nil
 }
 
@@ -432,8 +401,9 @@ func (w *World) deliver(ctx context.Context, in *instance, p *partition, commit 
 	off := in.cursor[p.id]
 	m := p.log[off]
 	r := w.reqs[m.req]
-	var err error
-	w.use(in, func() { err = in.w.Handle(ctx, m.value) })
+	in.inflight[p.id] = true
+	err := in.w.Handle(ctx, m.value)
+	delete(in.inflight, p.id)
 	if in.crashed {
 		w.logf("deliver p%d@%d %s %s/%s to %s: died mid-request", p.id, off, short(r.typ), r.merchant, r.charge, in.name)
 		return false
@@ -443,7 +413,9 @@ func (w *World) deliver(ctx context.Context, in *instance, p *partition, commit 
 		w.logf("deliver p%d@%d %s %s/%s to %s: not yet (%v)", p.id, off, short(r.typ), r.merchant, r.charge, in.name, err)
 		return false
 	}
-	in.cursor[p.id] = off + 1
+	if in.cursor[p.id] == off {
+		in.cursor[p.id] = off + 1
+	}
 	if p.owner == in && commit {
 		p.committed = max(p.committed, off+1)
 	}
@@ -511,12 +483,11 @@ func (w *World) stepSweep(ctx context.Context) error {
 		return nil
 	}
 	in := alive[w.pick(len(alive))]
-	var n int
-	w.use(in, func() {
-		n, _ = in.w.Sweep(ctx, 100)
+	w.spawnTask(in, "sweep", func() {
+		n, _ := in.w.Sweep(ctx, 100)
 		_ = in.w.SweepRefunds(ctx, 100)
+		w.logf("sweep by %s: %d charges", in.name, n)
 	})
-	w.logf("sweep by %s: %d charges", in.name, n)
 	return nil
 }
 
@@ -530,10 +501,10 @@ func (w *World) stepReconcile(ctx context.Context) error {
 	if _, err := w.db.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = NULL`); err != nil {
 		return err
 	}
-	var n int
-	var err error
-	w.use(in, func() { n, err = in.w.Reconcile(ctx, 0, 100) })
-	w.logf("reconcile by %s: %d settled (%v)", in.name, n, err)
+	w.spawnTask(in, "reconcile", func() {
+		n, err := in.w.Reconcile(ctx, 0, 100)
+		w.logf("reconcile by %s: %d settled (%v)", in.name, n, err)
+	})
 	return nil
 }
 
@@ -592,12 +563,8 @@ func (w *World) stepWebhook(ctx context.Context) error {
 
 func (w *World) settle(ctx context.Context, in *instance, wh Webhook, mode string) string {
 	status, _ := payflow.ParseSettleStatus(string(wh.Status))
-	var out store.SettleOutcome
-	var err error
-	w.use(in, func() {
-		out, err = in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
-			Provider: "sim", WebhookID: wh.ID})
-	})
+	out, err := in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
+		Provider: "sim", WebhookID: wh.ID})
 	res := string(out)
 	switch {
 	case errors.Is(err, store.ErrNotPlacedYet), errors.Is(err, store.ErrNotFound) && !in.crashed:
@@ -743,6 +710,7 @@ func (w *World) resend(r request) {
 func (w *World) Drain(ctx context.Context) (bool, error) {
 	w.faults = false
 	w.logf("faults stop; draining")
+	w.finishAll()
 	for _, in := range w.insts {
 		in.until = map[int]int{}
 	}
