@@ -13,6 +13,12 @@
 //   - every bill the PG settled is settled here with the same status, with
 //     one payment.settled event at most.
 //
+// CheckRequests adds the invariants of the requests themselves, given what
+// was published to payment.requests: every cancel, refund and re-payment
+// has its one result, a re-sent request moves no money twice, and per
+// charge the PG never holds more of the customer's money than its largest
+// bill, nor refunds more than it took.
+//
 // `payflow check`, the chaos tests and `payflow bench` run it.
 package checker
 

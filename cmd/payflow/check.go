@@ -18,6 +18,7 @@ import (
 
 func checkCmd() *cobra.Command {
 	var brokers, dsn, pgURL string
+	var requests bool
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Verify the money invariants from the database, the PG simulator's ledger and the result topic",
@@ -25,7 +26,7 @@ func checkCmd() *cobra.Command {
 			if brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
 			}
-			rep, err := runCheck(cmd.Context(), splitList(brokers), dsn, pgURL)
+			rep, err := runCheck(cmd.Context(), splitList(brokers), dsn, pgURL, requests)
 			if err != nil {
 				return err
 			}
@@ -39,10 +40,12 @@ func checkCmd() *cobra.Command {
 	cmd.Flags().StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers")
 	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
 	cmd.Flags().StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG simulator's base URL (its /sim/ledger is read)")
+	cmd.Flags().BoolVar(&requests, "requests", false, "also read payment.requests and check that every request has its one result "+
+		"and moved no money twice (run it once every request has been handled)")
 	return cmd
 }
 
-func runCheck(ctx context.Context, brokers []string, dsn, pgURL string) (checker.Report, error) {
+func runCheck(ctx context.Context, brokers []string, dsn, pgURL string, requests bool) (checker.Report, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return checker.Report{}, err
@@ -56,7 +59,17 @@ func runCheck(ctx context.Context, brokers []string, dsn, pgURL string) (checker
 	if err != nil {
 		return checker.Report{}, err
 	}
-	return checker.Check(ctx, pool, ledger, published)
+	rep, err := checker.Check(ctx, pool, ledger, published)
+	if err != nil || !requests {
+		return rep, err
+	}
+	msgs, err := checker.ReadTopic(ctx, brokers, events.TopicRequests)
+	if err != nil {
+		return rep, err
+	}
+	rr := checker.CheckRequests(checker.ParseRequests(msgs), ledger, published)
+	rep.Violations = append(rep.Violations, rr.Violations...)
+	return rep, nil
 }
 
 func readLedger(ctx context.Context, pgURL string) ([]checker.LedgerEntry, error) {
