@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/payflow/payflow/devenv"
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/sim"
 )
 
@@ -19,7 +20,8 @@ func simCmd() *cobra.Command {
 	var (
 		seed, first   uint64
 		seeds, steps  int
-		trace         bool
+		trace, shrink bool
+		mutate        string
 		cfg           sim.Config
 		progressEvery time.Duration
 	)
@@ -40,6 +42,9 @@ whole schedule; --seed N --trace replays that seed step by step.`,
 			}
 			if seeds < 1 || steps < 1 {
 				return usagef("--seeds and --steps must be at least 1")
+			}
+			if err := mutation.Set(mutate); err != nil {
+				return usagef("--mutation: %v", err)
 			}
 			pg, err := devenv.StartPostgres(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
@@ -73,11 +78,20 @@ whole schedule; --seed N --trace replays that seed step by step.`,
 					totals[k] += n
 				}
 				if !res.OK() {
+					runSteps := steps
+					if shrink {
+						c := cfg
+						c.Trace = nil
+						if short, n, err := sim.Shrink(ctx, c, res); err == nil && n < steps {
+							fmt.Fprintf(out, "shrunk: seed %d fails with %d steps before the drain (was %d)\n", s, n, steps)
+							res, runSteps = short, n
+						}
+					}
 					fmt.Fprintf(out, "seed %d broke the money model after step %d:\n  %s\n", s, res.Step, strings.Join(res.Violations, "\n  "))
 					if !trace {
 						fmt.Fprintf(out, "schedule:\n%s\n", strings.Join(res.Trace, "\n"))
 					}
-					fmt.Fprintf(out, "replay: payflow sim --seed %d --steps %d --trace\n", s, steps)
+					fmt.Fprintf(out, "replay: payflow sim --seed %d --steps %d --trace\n", s, runSteps)
 					return fmt.Errorf("seed %d failed", s)
 				}
 				if time.Since(last) >= progressEvery {
@@ -97,6 +111,8 @@ whole schedule; --seed N --trace replays that seed step by step.`,
 	fl.IntVar(&seeds, "seeds", 100, "how many seeds to run")
 	fl.IntVar(&steps, "steps", 150, "steps with faults per seed, before the drain")
 	fl.BoolVar(&trace, "trace", false, "print every step as it happens")
+	fl.BoolVar(&shrink, "shrink", true, "on a failure, look for the fewest steps that still fail")
+	fl.StringVar(&mutate, "mutation", "", "put a fixed bug back (a build with -tags mutation only; see docs/reliability.md)")
 	fl.IntVar(&cfg.Instances, "instances", 3, "worker processes in the consumer group")
 	fl.IntVar(&cfg.Partitions, "partitions", 4, "partitions of the request topic")
 	fl.IntVar(&cfg.Charges, "charges", 5, "charge ids per merchant (few, so requests collide)")

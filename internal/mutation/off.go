@@ -6,6 +6,16 @@
 // build On is a constant false and the switches compile away.
 package mutation
 
+import "errors"
+
 // On reports whether the named bug is put back. Without the mutation build
 // tag it is always false.
 func On(string) bool { return false }
+
+// Set puts the named bug back; without the mutation build tag it cannot.
+func Set(name string) error {
+	if name == "" {
+		return nil
+	}
+	return errors.New("mutation: this build cannot put bugs back (build with -tags mutation)")
+}
