@@ -19,6 +19,7 @@ import (
 
 	"github.com/payflow/payflow/consumer"
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/producer"
@@ -39,10 +40,13 @@ var All = Roles{Worker: true, Relay: true, HTTP: true}
 
 // Config is everything a payflow process needs.
 type Config struct {
-	Brokers     []string
-	DatabaseURL string
-	PG          pgclient.Client
-	HTTPAddr    string
+	Brokers []string
+	// KafkaSecurity is the TLS and SASL of every Kafka connection (the
+	// consumer, the writer, topic creation, readiness). Zero: plaintext.
+	KafkaSecurity kafkaconf.Security
+	DatabaseURL   string
+	PG            pgclient.Client
+	HTTPAddr      string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
 
@@ -73,6 +77,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once every part has started.
 	Ready func()
+
+	ping func(context.Context) error // Kafka's readiness, with the security above
 }
 
 func (c *Config) defaults() {
@@ -108,6 +114,16 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
 	cfg.PG = instrumentedPG{next: cfg.PG}
 	log := cfg.Logger
+	dial, err := cfg.KafkaSecurity.Dial()
+	if err != nil {
+		return err
+	}
+	defer dial.Close()
+	if cfg.KafkaSecurity.SASLWithoutTLS() {
+		log.Warn("kafka: SASL without TLS sends the credentials and every message unencrypted; set PAYFLOW_KAFKA_TLS=on unless the network protects them")
+	}
+	secured := producer.WithSecurity(dial)
+	cfg.ping = func(ctx context.Context) error { return producer.Ping(ctx, cfg.Brokers, secured) }
 	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
@@ -116,14 +132,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	if err := producer.EnsureTopics(ctx, cfg.Brokers, producer.Topics(cfg.Partitions)); err != nil {
+	if err := producer.EnsureTopics(ctx, cfg.Brokers, producer.Topics(cfg.Partitions), secured); err != nil {
 		return err
 	}
 	methods, err := newMethodSource(st, cfg.VaultKey)
 	if err != nil {
 		return err
 	}
-	writer := producer.NewWriter(cfg.Brokers)
+	writer := producer.NewWriter(cfg.Brokers, secured)
 	defer writer.Close()
 
 	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed}
@@ -149,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var cons *consumer.Consumer
 	if cfg.Roles.Worker {
 		cons = consumer.New(consumer.Config{
-			Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topic: events.TopicRequests,
+			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: events.TopicRequests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
 				err := wk.Handle(ctx, m.Value)
 				if errors.Is(err, events.ErrUnparseable) {
@@ -211,7 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 		close(workerDone)
 	}
 
-	log.Info("payflow running", "brokers", cfg.Brokers, "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
+	log.Info("payflow running", "brokers", cfg.Brokers, "kafka_security", cfg.KafkaSecurity.String(), "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

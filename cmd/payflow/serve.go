@@ -18,21 +18,27 @@ import (
 
 func serveCmd() *cobra.Command {
 	var (
-		brokers, dsn, pgURL, httpAddr, logFormat string
-		worker, relay, httpOn                    bool
-		partitions, maxInFlight                  int
-		retryBudget, lease, pgTimeout, sweep     time.Duration
-		sessionTimeout, reconcileAge, reconcile  time.Duration
+		kf                                      kafkaFlags
+		dsn, pgURL, httpAddr, logFormat         string
+		worker, relay, httpOn                   bool
+		partitions, maxInFlight                 int
+		retryBudget, lease, pgTimeout, sweep    time.Duration
+		sessionTimeout, reconcileAge, reconcile time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run payflow against real Kafka brokers and Postgres (worker, relay, HTTP API and webhooks)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			log := newLogger(logFormat, slog.LevelInfo)
 			if err := checkLease(lease, retryBudget, pgTimeout); err != nil {
 				return err
 			}
-			if brokers == "" || dsn == "" || pgURL == "" {
+			sec, err := kf.security()
+			if err != nil {
+				return err
+			}
+			if kf.brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
 			}
 			merchants, err := api.ParseMerchantTokens(os.Getenv("PAYFLOW_MERCHANT_TOKENS"))
@@ -40,7 +46,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Config{
-				Brokers: splitList(brokers), DatabaseURL: dsn, HTTPAddr: httpAddr,
+				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, HTTPAddr: httpAddr,
 				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
@@ -52,8 +58,8 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated")
-	fl.StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	addKafkaFlags(fl, &kf)
+	fl.StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL")
 	fl.StringVar(&httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", ":8080"), "HTTP listen address")
 	fl.StringVar(&logFormat, "log-format", "json", "json or text")
@@ -95,6 +101,7 @@ func migrateCmd() *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply payflow's schema migrations to DATABASE_URL",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			if dsn == "" {
 				return errors.New("migrate needs DATABASE_URL or --database-url")
 			}
@@ -105,7 +112,7 @@ func migrateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	return cmd
 }
 
@@ -116,6 +123,7 @@ func pgsimCmd() *cobra.Command {
 		Use:   "pgsim",
 		Short: "Run the PG simulator alone (signs webhooks with PAYFLOW_PG_WEBHOOK_SECRET)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "api-key", "PAYFLOW_PG_API_KEY", &cfg.APIKey)
 			cfg.WebhookSecret = firstField(os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"))
 			if cfg.CallbackURL != "" && cfg.WebhookSecret == "" {
 				return errors.New("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
@@ -146,7 +154,7 @@ func pgsimCmd() *cobra.Command {
 	fl.DurationVar(&cfg.KakaoPayDelay, "kakao-pay-delay", 2*time.Second, "when the simulated customer pays a KakaoTalk bill (0: never)")
 	fl.DurationVar(&cfg.BillTTL, "bill-ttl", 0, "when unpaid KakaoTalk bills expire (0: never)")
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "base of bill pay URLs (default: the host the request came to)")
-	fl.StringVar(&cfg.APIKey, "api-key", os.Getenv("PAYFLOW_PG_API_KEY"), "require this bearer token from callers")
+	fl.StringVar(&cfg.APIKey, "api-key", "", "require this bearer token from callers (default $PAYFLOW_PG_API_KEY)")
 	fl.Uint64Var(&cfg.Seed, "seed", 0, "make random faults and webhook drops reproducible (0: random)")
 	fl.DurationVar(&cfg.RetryAfter, "retry-after", 0, "Retry-After sent with the simulated 503s")
 	return cmd
