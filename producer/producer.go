@@ -22,18 +22,40 @@ import (
 type Option func(*options)
 
 type options struct {
-	dial *kafkaconf.Dial
+	dial   *kafkaconf.Dial
+	topics kafkaconf.Topics
 }
 
 // WithSecurity connects with d's TLS and SASL; without it, in plaintext.
 func WithSecurity(d *kafkaconf.Dial) Option { return func(o *options) { o.dial = d } }
+
+// WithTopics names the topics; without it, or for a name left empty, the
+// contract's names are used.
+func WithTopics(t kafkaconf.Topics) Option { return func(o *options) { o.topics = t } }
 
 func apply(opts []Option) options {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.topics = o.topics.WithDefaults()
 	return o
+}
+
+// topic is where a message addressed to one of the contract's topics goes:
+// the worker writes its outbox rows to events.TopicEvents, and the name
+// configured for that role is decided here, when they are published. Rows
+// written before a rename go to the new name as well.
+func (o options) topic(name string) string {
+	switch name {
+	case events.TopicRequests:
+		return o.topics.Requests
+	case events.TopicEvents:
+		return o.topics.Events
+	case events.TopicDLQ:
+		return o.topics.DLQ
+	}
+	return name
 }
 
 // brokerErr names the brokers an error came from (see kafkaconf.BrokerError).
@@ -107,7 +129,7 @@ func (w *Writer) Publish(ctx context.Context, msgs []outbox.Message) error {
 	out := make([]kafka.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = kafka.Message{
-			Topic: m.Topic,
+			Topic: w.opts.topic(m.Topic),
 			Key:   m.Key,
 			Value: m.Value,
 			Headers: []kafka.Header{
@@ -135,7 +157,7 @@ func (w *Writer) DeadLetter(ctx context.Context, src kafka.Message, cause error)
 		kafka.Header{Key: "dlq-time", Value: []byte(time.Now().UTC().Format(events.TimeFormat))},
 	)
 	return w.write(ctx, kafka.Message{
-		Topic:   events.TopicDLQ,
+		Topic:   w.opts.topics.DLQ,
 		Key:     src.Key,
 		Value:   src.Value,
 		Headers: headers,
@@ -165,12 +187,46 @@ type Topic struct {
 }
 
 // Topics are the contract's topics with their partition counts.
-func Topics(partitions int) []Topic {
+func Topics(partitions int) []Topic { return TopicsNamed(kafkaconf.DefaultTopics(), partitions) }
+
+// TopicsNamed are payflow's topics under the names t gives them (the
+// contract's where t leaves one empty), with their partition counts.
+func TopicsNamed(t kafkaconf.Topics, partitions int) []Topic {
+	t = t.WithDefaults()
 	return []Topic{
-		{events.TopicRequests, partitions},
-		{events.TopicEvents, partitions},
-		{events.TopicDLQ, 1},
+		{t.Requests, partitions},
+		{t.Events, partitions},
+		{t.DLQ, 1},
 	}
+}
+
+// CheckTopics reports the topics that do not exist, or that this client
+// may not describe, for a deployment that does not create them.
+func CheckTopics(ctx context.Context, brokers []string, names []string, opts ...Option) error {
+	o := apply(opts)
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: o.dial.Transport()}
+	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("producer: describe topics: %w", o.explain(ctx, brokers, err))
+	}
+	found := map[string]error{}
+	for _, t := range resp.Topics {
+		found[t.Name] = t.Error
+	}
+	var errs []error
+	for _, n := range names {
+		terr, ok := found[n]
+		switch {
+		case !ok || errors.Is(terr, kafka.UnknownTopicOrPartition):
+			errs = append(errs, fmt.Errorf("topic %s does not exist", n))
+		case terr != nil:
+			errs = append(errs, fmt.Errorf("topic %s: %w", n, terr))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("producer: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
@@ -198,6 +254,6 @@ func EnsureTopics(ctx context.Context, brokers []string, topics []Topic, opts ..
 func Ping(ctx context.Context, brokers []string, opts ...Option) error {
 	o := apply(opts)
 	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second, Transport: o.dial.Transport()}
-	_, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{events.TopicRequests}})
+	_, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.topics.Requests}})
 	return o.explain(ctx, brokers, err)
 }

@@ -18,6 +18,7 @@ type kafkaFlags struct {
 	brokers string
 	sec     kafkaconf.Security
 	tlsErr  error // PAYFLOW_KAFKA_TLS not understood
+	topics  kafkaconf.Topics
 }
 
 func addKafkaFlags(fl *pflag.FlagSet, k *kafkaFlags) {
@@ -31,6 +32,18 @@ func addKafkaFlags(fl *pflag.FlagSet, k *kafkaFlags) {
 	fl.StringVar(&k.sec.TLSServerName, "kafka-tls-server-name", os.Getenv("PAYFLOW_KAFKA_TLS_SERVER_NAME"), "name to verify in the brokers' certificates; empty: the host dialled (PAYFLOW_KAFKA_TLS_SERVER_NAME)")
 	fl.StringVar(&k.sec.SASLMechanism, "kafka-sasl-mechanism", os.Getenv("PAYFLOW_KAFKA_SASL_MECHANISM"), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL (PAYFLOW_KAFKA_SASL_MECHANISM; the password only from PAYFLOW_KAFKA_SASL_PASSWORD)")
 	fl.StringVar(&k.sec.SASLUsername, "kafka-sasl-username", os.Getenv("PAYFLOW_KAFKA_SASL_USERNAME"), "SASL username (PAYFLOW_KAFKA_SASL_USERNAME)")
+	d := kafkaconf.DefaultTopics()
+	fl.StringVar(&k.topics.Requests, "topic-requests", env("PAYFLOW_TOPIC_REQUESTS", d.Requests), "topic of payment requests (PAYFLOW_TOPIC_REQUESTS)")
+	fl.StringVar(&k.topics.Events, "topic-events", env("PAYFLOW_TOPIC_EVENTS", d.Events), "topic of result events (PAYFLOW_TOPIC_EVENTS)")
+	fl.StringVar(&k.topics.DLQ, "topic-dlq", env("PAYFLOW_TOPIC_DLQ", d.DLQ), "dead-letter topic of unusable requests (PAYFLOW_TOPIC_DLQ)")
+}
+
+// topicNames is the validated topic names; a mistake is a usage error.
+func (k *kafkaFlags) topicNames() (kafkaconf.Topics, error) {
+	if err := k.topics.Validate(); err != nil {
+		return kafkaconf.Topics{}, usagef("%v", err)
+	}
+	return k.topics.WithDefaults(), nil
 }
 
 // security is the validated security settings, with the password from the

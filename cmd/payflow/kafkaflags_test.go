@@ -60,12 +60,15 @@ func TestKafkaSecurityMistakesAreUsageErrors(t *testing.T) {
 		{"CA file missing", map[string]string{"PAYFLOW_KAFKA_TLS": "on", "PAYFLOW_KAFKA_TLS_CA": "/nonexistent/ca.pem"}, nil, "PAYFLOW_KAFKA_TLS_CA: open /nonexistent/ca.pem"},
 		{"CA by flag without TLS", nil, []string{"--kafka-tls-ca", "/nonexistent/ca.pem"}, "TLS is off"},
 		{"TLS switch not understood", map[string]string{"PAYFLOW_KAFKA_TLS": "maybe"}, nil, `PAYFLOW_KAFKA_TLS="maybe"`},
+		{"results into the request topic", map[string]string{"PAYFLOW_TOPIC_EVENTS": "payment.requests"}, nil, "each topic needs its own name"},
+		{"topic name Kafka refuses", nil, []string{"--topic-dlq", "dead letters"}, "PAYFLOW_TOPIC_DLQ"},
 	}
 	for _, tc := range cases {
 		for _, which := range []string{"serve", "dlq replay"} {
 			t.Run(tc.name+"/"+which, func(t *testing.T) {
 				for _, v := range []string{"PAYFLOW_KAFKA_TLS", "PAYFLOW_KAFKA_TLS_CA", "PAYFLOW_KAFKA_TLS_CERT", "PAYFLOW_KAFKA_TLS_KEY",
-					"PAYFLOW_KAFKA_TLS_SERVER_NAME", "PAYFLOW_KAFKA_SASL_MECHANISM", "PAYFLOW_KAFKA_SASL_USERNAME", "PAYFLOW_KAFKA_SASL_PASSWORD", "PAYFLOW_MERCHANT_TOKENS"} {
+					"PAYFLOW_KAFKA_TLS_SERVER_NAME", "PAYFLOW_KAFKA_SASL_MECHANISM", "PAYFLOW_KAFKA_SASL_USERNAME", "PAYFLOW_KAFKA_SASL_PASSWORD", "PAYFLOW_MERCHANT_TOKENS",
+					"PAYFLOW_TOPIC_REQUESTS", "PAYFLOW_TOPIC_EVENTS", "PAYFLOW_TOPIC_DLQ"} {
 					t.Setenv(v, "")
 				}
 				for k, v := range tc.env {

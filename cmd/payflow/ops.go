@@ -11,7 +11,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/spf13/cobra"
 
-	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
@@ -78,12 +77,16 @@ and offset are printed. --dry-run lists what would be replayed.`,
 			if err != nil {
 				return err
 			}
+			topics, err := kf.topicNames()
+			if err != nil {
+				return err
+			}
 			dial, err := sec.Dial()
 			if err != nil {
 				return err
 			}
 			defer dial.Close()
-			return replayDLQ(cmd.Context(), splitList(kf.brokers), dial, limit, dryRun, func(format string, a ...any) { cmd.Printf(format, a...) })
+			return replayDLQ(cmd.Context(), splitList(kf.brokers), dial, topics, limit, dryRun, func(format string, a ...any) { cmd.Printf(format, a...) })
 		},
 	}
 	addKafkaFlags(replay.Flags(), &kf)
@@ -93,11 +96,12 @@ and offset are printed. --dry-run lists what would be replayed.`,
 	return dlq
 }
 
-func replayDLQ(ctx context.Context, brokers []string, dial *kafkaconf.Dial, limit int, dryRun bool, printf func(string, ...any)) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dial.Dialer(), GroupID: "payflow-dlq-replay", Topic: events.TopicDLQ,
+func replayDLQ(ctx context.Context, brokers []string, dial *kafkaconf.Dial, topics kafkaconf.Topics, limit int, dryRun bool, printf func(string, ...any)) error {
+	topics = topics.WithDefaults()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dial.Dialer(), GroupID: "payflow-dlq-replay", Topic: topics.DLQ,
 		MaxWait: 200 * time.Millisecond, StartOffset: kafka.FirstOffset})
 	defer r.Close()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: dial.Transport(), Topic: events.TopicRequests, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: dial.Transport(), Topic: topics.Requests, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond}
 	defer w.Close()
 	n, skipped := 0, 0
@@ -138,7 +142,7 @@ func replayDLQ(ctx context.Context, brokers []string, dial *kafkaconf.Dial, limi
 			continue
 		}
 		if !dryRun {
-			headers = append(headers, kafka.Header{Key: "dlq-replayed-from", Value: []byte(events.TopicDLQ + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
+			headers = append(headers, kafka.Header{Key: "dlq-replayed-from", Value: []byte(topics.DLQ + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
 			if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/app"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/store"
@@ -21,6 +22,8 @@ func serveCmd() *cobra.Command {
 		kf                                      kafkaFlags
 		dsn, pgURL, httpAddr, logFormat         string
 		worker, relay, httpOn                   bool
+		createTopics, migrate                   bool
+		group                                   string
 		partitions, maxInFlight                 int
 		retryBudget, lease, pgTimeout, sweep    time.Duration
 		sessionTimeout, reconcileAge, reconcile time.Duration
@@ -38,6 +41,13 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			topics, err := kf.topicNames()
+			if err != nil {
+				return err
+			}
+			if err := kafkaconf.ValidGroup(group); err != nil {
+				return usagef("%v", err)
+			}
 			if kf.brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
 			}
@@ -51,6 +61,7 @@ func serveCmd() *cobra.Command {
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
+				Topics: topics, GroupID: group, SkipTopicCreation: !createTopics, SkipMigration: !migrate,
 				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
 				SweepInterval: sweep, SessionTimeout: sessionTimeout,
 				ReconcileAge: reconcileAge, ReconcileInterval: reconcile,
@@ -66,6 +77,9 @@ func serveCmd() *cobra.Command {
 	fl.BoolVar(&worker, "worker", true, "run the consumer, worker, sweeper and reconciler")
 	fl.BoolVar(&relay, "relay", true, "run the outbox relay")
 	fl.BoolVar(&httpOn, "http", true, "serve the HTTP API and PG webhooks")
+	fl.StringVar(&group, "group-id", env("PAYFLOW_GROUP_ID", kafkaconf.DefaultGroup), "consumer group of the workers (PAYFLOW_GROUP_ID)")
+	fl.BoolVar(&createTopics, "create-topics", true, "create missing topics at start (needs the Create ACL); off: only check that they exist")
+	fl.BoolVar(&migrate, "migrate", true, "apply the schema at start (needs DDL privileges); off: run `payflow migrate` as a job with each release")
 	fl.IntVar(&partitions, "partitions", 12, "partitions of topics payflow creates when missing")
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests handled at once (different charges run concurrently)")
 	fl.DurationVar(&retryBudget, "pg-retry-budget", 30*time.Second, "how long one PG operation is retried")
