@@ -19,6 +19,7 @@ import (
 
 	"github.com/payflow/payflow/consumer"
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/producer"
@@ -39,10 +40,13 @@ var All = Roles{Worker: true, Relay: true, HTTP: true}
 
 // Config is everything a payflow process needs.
 type Config struct {
-	Brokers     []string
-	DatabaseURL string
-	PG          pgclient.Client
-	HTTPAddr    string
+	Brokers []string
+	// KafkaSecurity is the TLS and SASL of every Kafka connection (the
+	// consumer, the writer, topic creation, readiness). Zero: plaintext.
+	KafkaSecurity kafkaconf.Security
+	DatabaseURL   string
+	PG            pgclient.Client
+	HTTPAddr      string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
 
@@ -53,7 +57,15 @@ type Config struct {
 
 	Roles      Roles
 	Partitions int    // of the topics payflow creates when they are missing
-	GroupID    string // the consumer group
+	GroupID    string // the consumer group (default "payflow")
+	// Topics names the topics; empty names are the contract's.
+	Topics kafkaconf.Topics
+	// SkipTopicCreation leaves the topics alone at start, for a principal
+	// without the Create ACL: payflow only checks that they exist.
+	SkipTopicCreation bool
+	// SkipMigration leaves the schema alone at start, for a database user
+	// without DDL privileges; `payflow migrate` applies it as a job.
+	SkipMigration bool
 
 	MaxInFlight int
 	// MaxInFlightAge is how long a request may be in flight (fetched, not
@@ -73,6 +85,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once every part has started.
 	Ready func()
+
+	ping func(context.Context) error // Kafka's readiness, with the security above
 }
 
 func (c *Config) defaults() {
@@ -80,8 +94,9 @@ func (c *Config) defaults() {
 		c.Partitions = 12
 	}
 	if c.GroupID == "" {
-		c.GroupID = "payflow"
+		c.GroupID = kafkaconf.DefaultGroup
 	}
+	c.Topics = c.Topics.WithDefaults()
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
 	}
@@ -108,7 +123,25 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
 	cfg.PG = instrumentedPG{next: cfg.PG}
 	log := cfg.Logger
-	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	if err := cfg.Topics.Validate(); err != nil {
+		return err
+	}
+	if err := kafkaconf.ValidGroup(cfg.GroupID); err != nil {
+		return err
+	}
+	dial, err := cfg.KafkaSecurity.Dial()
+	if err != nil {
+		return err
+	}
+	defer dial.Close()
+	if cfg.KafkaSecurity.SASLWithoutTLS() {
+		log.Warn("kafka: SASL without TLS sends the credentials and every message unencrypted; set PAYFLOW_KAFKA_TLS=on unless the network protects them")
+	}
+	kopts := []producer.Option{producer.WithSecurity(dial), producer.WithTopics(cfg.Topics)}
+	cfg.ping = func(ctx context.Context) error { return producer.Ping(ctx, cfg.Brokers, kopts...) }
+	if cfg.SkipMigration {
+		log.Info("schema migration skipped at start; run payflow migrate with each release")
+	} else if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL)
@@ -116,14 +149,23 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	if err := producer.EnsureTopics(ctx, cfg.Brokers, producer.Topics(cfg.Partitions)); err != nil {
+	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
+	if cfg.SkipTopicCreation {
+		names := make([]string, len(topics))
+		for i, t := range topics {
+			names[i] = t.Name
+		}
+		if err := producer.CheckTopics(ctx, cfg.Brokers, names, kopts...); err != nil {
+			return fmt.Errorf("app: topic creation is off (--create-topics=false): create the topics first, or grant Create and turn it on: %w", err)
+		}
+	} else if err := producer.EnsureTopics(ctx, cfg.Brokers, topics, kopts...); err != nil {
 		return err
 	}
 	methods, err := newMethodSource(st, cfg.VaultKey)
 	if err != nil {
 		return err
 	}
-	writer := producer.NewWriter(cfg.Brokers)
+	writer := producer.NewWriter(cfg.Brokers, kopts...)
 	defer writer.Close()
 
 	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed}
@@ -149,7 +191,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var cons *consumer.Consumer
 	if cfg.Roles.Worker {
 		cons = consumer.New(consumer.Config{
-			Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topic: events.TopicRequests,
+			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: cfg.Topics.Requests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
 				err := wk.Handle(ctx, m.Value)
 				if errors.Is(err, events.ErrUnparseable) {
@@ -211,7 +253,8 @@ func Run(ctx context.Context, cfg Config) error {
 		close(workerDone)
 	}
 
-	log.Info("payflow running", "brokers", cfg.Brokers, "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
+	log.Info("payflow running", "brokers", cfg.Brokers, "kafka_security", cfg.KafkaSecurity.String(),
+		"topic_requests", cfg.Topics.Requests, "topic_events", cfg.Topics.Events, "topic_dlq", cfg.Topics.DLQ, "group", cfg.GroupID, "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

@@ -66,13 +66,19 @@ func start(t *testing.T, pg pgclient.Client, tune func(*app.Config)) *payflow {
 		t.Fatal(err)
 	}
 	t.Cleanup(k.Close)
+	return startOn(t, k.Addr(), pg, tune)
+}
+
+// startOn runs payflow against the broker at addr and a fresh database.
+func startOn(t *testing.T, addr string, pg pgclient.Client, tune func(*app.Config)) *payflow {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := &logs{}
 	cfg := app.Config{
-		Brokers: []string{k.Addr()}, DatabaseURL: testdb.NewDSN(t), PG: pg, HTTPListener: ln,
+		Brokers: []string{addr}, DatabaseURL: testdb.NewDSN(t), PG: pg, HTTPListener: ln,
 		WebhookSecrets: stdwebhook.NewSecret(), VaultKey: vault.GenerateKey(),
 		PlatformToken: "platform-token", MerchantTokens: map[string]string{"m": "merchant-token"},
 		Partitions: 1, RetryBudget: time.Minute, Lease: 2 * time.Minute,
@@ -99,7 +105,7 @@ func start(t *testing.T, pg pgclient.Client, tune func(*app.Config)) *payflow {
 	case <-time.After(60 * time.Second):
 		t.Fatal("payflow not ready after a minute")
 	}
-	return &payflow{kafka: k.Addr(), http: "http://" + ln.Addr().String(), logs: out}
+	return &payflow{kafka: addr, http: "http://" + ln.Addr().String(), logs: out}
 }
 
 func (p *payflow) publish(t *testing.T, msgs ...kafka.Message) {

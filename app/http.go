@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/payflow/payflow/api"
-	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/webhook"
@@ -32,7 +31,7 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 			if err := st.Pool.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
 			}
-			if err := producer.Ping(ctx, cfg.Brokers); err != nil {
+			if err := cfg.ping(ctx); err != nil {
 				return errors.New("kafka unreachable")
 			}
 			if inFlight != nil {

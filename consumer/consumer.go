@@ -19,6 +19,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/payflow/payflow/kafkaconf"
 )
 
 // Handler handles one message. It returns nil when the message's effects are
@@ -46,6 +48,9 @@ type DeadLetterer interface {
 // Config configures a Consumer.
 type Config struct {
 	Brokers []string
+	// Dialer, when set, opens the reader's connections: TLS and SASL (see
+	// kafkaconf.Dial.Dialer). Nil: kafka-go's default, plaintext.
+	Dialer  *kafka.Dialer
 	GroupID string
 	Topic   string
 	Handler Handler
@@ -131,6 +136,7 @@ func New(cfg Config) *Consumer {
 		lanes: map[string][]kafka.Message{},
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers:           cfg.Brokers,
+			Dialer:            cfg.Dialer,
 			GroupID:           cfg.GroupID,
 			Topic:             cfg.Topic,
 			MinBytes:          1,
@@ -144,7 +150,7 @@ func New(cfg Config) *Consumer {
 			HeartbeatInterval: cfg.SessionTimeout / 6,
 			// kafka-go logs through these; only errors are worth showing.
 			ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-				cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...))
+				cfg.Logger.Warn("kafka reader", "brokers", cfg.Brokers, "detail", fmt.Sprintf(msg, args...))
 			}),
 		}),
 	}
@@ -152,7 +158,16 @@ func New(cfg Config) *Consumer {
 
 // Run consumes until ctx ends, then stops fetching, lets in-flight messages
 // finish within ShutdownGrace, commits what finished and closes the reader.
+//
+// With TLS or SASL configured, Run first connects to a broker once: when
+// the broker refuses the credentials or the TLS handshake, Run closes the
+// reader and returns that error, naming the broker, instead of retrying
+// what waiting does not fix. A broker that cannot be reached is waited for.
 func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.checkSecurity(ctx); err != nil {
+		_ = c.reader.Close()
+		return err
+	}
 	// Handlers get a context that outlives ctx by the grace period, so a
 	// shutdown lets a PG call in progress complete and record its result.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -205,7 +220,7 @@ func (c *Consumer) fetchLoop(ctx, hctx context.Context) error {
 				return nil
 			}
 			wait := b.NextBackOff()
-			c.cfg.Logger.Warn("fetch failed; retrying", "err", err, "retry_in", wait)
+			c.cfg.Logger.Warn("fetch failed; retrying", "brokers", c.cfg.Brokers, "err", err, "retry_in", wait)
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -217,6 +232,29 @@ func (c *Consumer) fetchLoop(ctx, hctx context.Context) error {
 		c.offs.start(m.Partition, m.Offset)
 		c.dispatch(hctx, m)
 	}
+}
+
+// checkSecurity reports a broker refusing the configured TLS or SASL. Every
+// broker must refuse: one that cannot be reached says nothing about the
+// credentials.
+func (c *Consumer) checkSecurity(ctx context.Context) error {
+	d := c.cfg.Dialer
+	if d == nil || (d.TLS == nil && d.SASLMechanism == nil) {
+		return nil
+	}
+	var errs []error
+	for _, b := range c.cfg.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if !kafkaconf.Refused(err) {
+			return nil
+		}
+		errs = append(errs, kafkaconf.BrokerError(b, err))
+	}
+	return fmt.Errorf("consumer: %w", errors.Join(errs...))
 }
 
 // dispatch runs m now, or queues it behind the running message of its key.

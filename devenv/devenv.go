@@ -28,11 +28,15 @@ type Kafka struct {
 // production cluster: payflow creates its topics itself through kafka-go,
 // and a code path that forgets to would otherwise pass in dev and fail in
 // production.
-func StartKafka(addr string) (*Kafka, error) {
+//
+// opts are added to the cluster's options: kfake.EnableSASL,
+// kfake.Superuser and kfake.TLS give a broker that requires what a secured
+// production cluster does.
+func StartKafka(addr string, opts ...kfake.Opt) (*Kafka, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	c, err := kfake.NewCluster(
+	c, err := kfake.NewCluster(append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
 			ln, err := net.Listen(network, addr)
@@ -44,7 +48,7 @@ func StartKafka(addr string) (*Kafka, error) {
 		// Kafka's own default, so that a message too large for a real
 		// broker is too large here as well.
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "1048588"}),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("devenv: start kafka on %s: %w", addr, err)
 	}

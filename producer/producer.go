@@ -8,26 +8,101 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/outbox"
 )
+
+// Option configures a Writer and the admin calls (EnsureTopics, Ping).
+type Option func(*options)
+
+type options struct {
+	dial   *kafkaconf.Dial
+	topics kafkaconf.Topics
+}
+
+// WithSecurity connects with d's TLS and SASL; without it, in plaintext.
+func WithSecurity(d *kafkaconf.Dial) Option { return func(o *options) { o.dial = d } }
+
+// WithTopics names the topics; without it, or for a name left empty, the
+// contract's names are used.
+func WithTopics(t kafkaconf.Topics) Option { return func(o *options) { o.topics = t } }
+
+func apply(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.topics = o.topics.WithDefaults()
+	return o
+}
+
+// topic is where a message addressed to one of the contract's topics goes:
+// the worker writes its outbox rows to events.TopicEvents, and the name
+// configured for that role is decided here, when they are published. Rows
+// written before a rename go to the new name as well.
+func (o options) topic(name string) string {
+	switch name {
+	case events.TopicRequests:
+		return o.topics.Requests
+	case events.TopicEvents:
+		return o.topics.Events
+	case events.TopicDLQ:
+		return o.topics.DLQ
+	}
+	return name
+}
+
+// brokerErr names the brokers an error came from (see kafkaconf.BrokerError).
+func brokerErr(brokers []string, err error) error {
+	return kafkaconf.BrokerError(strings.Join(brokers, ","), err)
+}
+
+// explain names the brokers an error came from. kafka-go's transport
+// reports a broker that refused the TLS handshake or the SASL credentials
+// as unavailable, or as an unexpected EOF: with security configured, a
+// failure that could be a refused connection is explained by connecting
+// once more directly, which does say what was refused.
+func (o options) explain(ctx context.Context, brokers []string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var kerr kafka.Error
+	if o.dial.Secured() && !kafkaconf.Refused(err) && (!errors.As(err, &kerr) || errors.Is(err, kafka.BrokerNotAvailable)) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := o.dial.Check(cctx, brokers); errors.Is(cerr, kafkaconf.ErrRefused) {
+			return fmt.Errorf("%w (the request failed with: %v)", cerr, err)
+		}
+	}
+	return brokerErr(brokers, err)
+}
 
 // Writer publishes to Kafka. Messages are keyed by charge id and partitioned
 // by a hash of the key, so every event of one charge lands on one partition
 // in the order written.
 type Writer struct {
-	w *kafka.Writer
+	w       *kafka.Writer
+	brokers []string
+	opts    options
 }
 
 // NewWriter returns a synchronous writer: Publish returns once every message
 // is acknowledged by all in-sync replicas.
-func NewWriter(brokers []string) *Writer {
-	return &Writer{w: &kafka.Writer{
+func NewWriter(brokers []string, opts ...Option) *Writer {
+	o := apply(opts)
+	var transport kafka.RoundTripper
+	if t := o.dial.NewTransport(); t != nil {
+		transport = t
+	}
+	return &Writer{brokers: brokers, opts: o, w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    transport,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		// kafka-go sends a partition's batch when it is full or this much
@@ -54,7 +129,7 @@ func (w *Writer) Publish(ctx context.Context, msgs []outbox.Message) error {
 	out := make([]kafka.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = kafka.Message{
-			Topic: m.Topic,
+			Topic: w.opts.topic(m.Topic),
 			Key:   m.Key,
 			Value: m.Value,
 			Headers: []kafka.Header{
@@ -63,7 +138,11 @@ func (w *Writer) Publish(ctx context.Context, msgs []outbox.Message) error {
 			},
 		}
 	}
-	return w.w.WriteMessages(ctx, out...)
+	return w.write(ctx, out...)
+}
+
+func (w *Writer) write(ctx context.Context, msgs ...kafka.Message) error {
+	return w.opts.explain(ctx, w.brokers, w.w.WriteMessages(ctx, msgs...))
 }
 
 // DeadLetter copies an unparseable input message unchanged to the DLQ topic,
@@ -77,16 +156,22 @@ func (w *Writer) DeadLetter(ctx context.Context, src kafka.Message, cause error)
 		kafka.Header{Key: "dlq-source-offset", Value: []byte(strconv.FormatInt(src.Offset, 10))},
 		kafka.Header{Key: "dlq-time", Value: []byte(time.Now().UTC().Format(events.TimeFormat))},
 	)
-	return w.w.WriteMessages(ctx, kafka.Message{
-		Topic:   events.TopicDLQ,
+	return w.write(ctx, kafka.Message{
+		Topic:   w.opts.topics.DLQ,
 		Key:     src.Key,
 		Value:   src.Value,
 		Headers: headers,
 	})
 }
 
-// Close flushes and closes the writer.
-func (w *Writer) Close() error { return w.w.Close() }
+// Close flushes and closes the writer, and its connections.
+func (w *Writer) Close() error {
+	err := w.w.Close()
+	if t, ok := w.w.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return err
+}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -102,25 +187,60 @@ type Topic struct {
 }
 
 // Topics are the contract's topics with their partition counts.
-func Topics(partitions int) []Topic {
+func Topics(partitions int) []Topic { return TopicsNamed(kafkaconf.DefaultTopics(), partitions) }
+
+// TopicsNamed are payflow's topics under the names t gives them (the
+// contract's where t leaves one empty), with their partition counts.
+func TopicsNamed(t kafkaconf.Topics, partitions int) []Topic {
+	t = t.WithDefaults()
 	return []Topic{
-		{events.TopicRequests, partitions},
-		{events.TopicEvents, partitions},
-		{events.TopicDLQ, 1},
+		{t.Requests, partitions},
+		{t.Events, partitions},
+		{t.DLQ, 1},
 	}
+}
+
+// CheckTopics reports the topics that do not exist, or that this client
+// may not describe, for a deployment that does not create them.
+func CheckTopics(ctx context.Context, brokers []string, names []string, opts ...Option) error {
+	o := apply(opts)
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: o.dial.Transport()}
+	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("producer: describe topics: %w", o.explain(ctx, brokers, err))
+	}
+	found := map[string]error{}
+	for _, t := range resp.Topics {
+		found[t.Name] = t.Error
+	}
+	var errs []error
+	for _, n := range names {
+		terr, ok := found[n]
+		switch {
+		case !ok || errors.Is(terr, kafka.UnknownTopicOrPartition):
+			errs = append(errs, fmt.Errorf("topic %s does not exist", n))
+		case terr != nil:
+			errs = append(errs, fmt.Errorf("topic %s: %w", n, terr))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("producer: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are.
-func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+func EnsureTopics(ctx context.Context, brokers []string, topics []Topic, opts ...Option) error {
+	o := apply(opts)
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: o.dial.Transport()}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1})
 	}
 	resp, err := cl.CreateTopics(ctx, req)
 	if err != nil {
-		return fmt.Errorf("producer: create topics: %w", err)
+		return fmt.Errorf("producer: create topics: %w", o.explain(ctx, brokers, err))
 	}
 	for name, terr := range resp.Errors {
 		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
@@ -131,8 +251,9 @@ func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
 }
 
 // Ping checks that a broker answers, for readiness.
-func Ping(ctx context.Context, brokers []string) error {
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
-	_, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{events.TopicRequests}})
-	return err
+func Ping(ctx context.Context, brokers []string, opts ...Option) error {
+	o := apply(opts)
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second, Transport: o.dial.Transport()}
+	_, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.topics.Requests}})
+	return o.explain(ctx, brokers, err)
 }

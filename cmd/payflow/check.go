@@ -23,6 +23,7 @@ func checkCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Verify the money invariants from the database, the PG simulator's ledger and the result topic",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			if brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
 			}
@@ -38,7 +39,7 @@ func checkCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers")
-	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	cmd.Flags().StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG simulator's base URL (its /sim/ledger is read)")
 	cmd.Flags().BoolVar(&requests, "requests", false, "also read payment.requests and check that every request has its one result "+
 		"and moved no money twice (run it once every request has been handled)")

@@ -11,7 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/spf13/cobra"
 
-	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
 )
@@ -24,6 +24,7 @@ func rotateVaultKeyCmd() *cobra.Command {
 		Use:   "rotate-vault-key",
 		Short: `Re-seal every billing key with the first key of PAYFLOW_VAULT_KEY ("new old")`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			v, err := vault.ParseKeys(os.Getenv("PAYFLOW_VAULT_KEY"))
 			if err != nil {
 				return err
@@ -48,14 +49,14 @@ func rotateVaultKeyCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	return cmd
 }
 
 // dlqCmd replays dead-lettered requests.
 func dlqCmd() *cobra.Command {
 	dlq := &cobra.Command{Use: "dlq", Short: "Inspect and replay payment.requests.dlq"}
-	var brokers string
+	var kf kafkaFlags
 	var limit int
 	var dryRun bool
 	replay := &cobra.Command{
@@ -69,24 +70,38 @@ back to the dead-letter topic. A stub (dlq-value-dropped: the dead-letter topic
 did not take the message whole) is not replayed; its source topic, partition
 and offset are printed. --dry-run lists what would be replayed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if brokers == "" {
+			if kf.brokers == "" {
 				return errors.New("dlq replay needs PAYFLOW_KAFKA_BROKERS or --brokers")
 			}
-			return replayDLQ(cmd.Context(), splitList(brokers), limit, dryRun, func(format string, a ...any) { cmd.Printf(format, a...) })
+			sec, err := kf.security()
+			if err != nil {
+				return err
+			}
+			topics, err := kf.topicNames()
+			if err != nil {
+				return err
+			}
+			dial, err := sec.Dial()
+			if err != nil {
+				return err
+			}
+			defer dial.Close()
+			return replayDLQ(cmd.Context(), splitList(kf.brokers), dial, topics, limit, dryRun, func(format string, a ...any) { cmd.Printf(format, a...) })
 		},
 	}
-	replay.Flags().StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers")
+	addKafkaFlags(replay.Flags(), &kf)
 	replay.Flags().IntVar(&limit, "limit", 1000, "replay at most this many messages")
 	replay.Flags().BoolVar(&dryRun, "dry-run", false, "list the messages without replaying or committing")
 	dlq.AddCommand(replay)
 	return dlq
 }
 
-func replayDLQ(ctx context.Context, brokers []string, limit int, dryRun bool, printf func(string, ...any)) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "payflow-dlq-replay", Topic: events.TopicDLQ,
+func replayDLQ(ctx context.Context, brokers []string, dial *kafkaconf.Dial, topics kafkaconf.Topics, limit int, dryRun bool, printf func(string, ...any)) error {
+	topics = topics.WithDefaults()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dial.Dialer(), GroupID: "payflow-dlq-replay", Topic: topics.DLQ,
 		MaxWait: 200 * time.Millisecond, StartOffset: kafka.FirstOffset})
 	defer r.Close()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: events.TopicRequests, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: dial.Transport(), Topic: topics.Requests, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond}
 	defer w.Close()
 	n, skipped := 0, 0
@@ -127,7 +142,7 @@ func replayDLQ(ctx context.Context, brokers []string, limit int, dryRun bool, pr
 			continue
 		}
 		if !dryRun {
-			headers = append(headers, kafka.Header{Key: "dlq-replayed-from", Value: []byte(events.TopicDLQ + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
+			headers = append(headers, kafka.Header{Key: "dlq-replayed-from", Value: []byte(topics.DLQ + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
 			if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
 				return err
 			}

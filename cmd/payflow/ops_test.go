@@ -16,6 +16,7 @@ import (
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
@@ -82,10 +83,10 @@ func TestDLQReplayRepublishesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	printf := func(string, ...any) {}
-	if err := replayDLQ(ctx, brokers, 10, false, printf); err != nil {
+	if err := replayDLQ(ctx, brokers, nil, kafkaconf.Topics{}, 10, false, printf); err != nil {
 		t.Fatal(err)
 	}
-	if err := replayDLQ(ctx, brokers, 10, false, printf); err != nil {
+	if err := replayDLQ(ctx, brokers, nil, kafkaconf.Topics{}, 10, false, printf); err != nil {
 		t.Fatal(err)
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: events.TopicRequests, Partition: 0, MaxWait: 100 * time.Millisecond})
@@ -133,7 +134,7 @@ func TestDLQReplaySkipsStubs(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printf := func(format string, a ...any) { fmt.Fprintf(&out, format, a...) }
-	if err := replayDLQ(ctx, brokers, 10, false, printf); err != nil {
+	if err := replayDLQ(ctx, brokers, nil, kafkaconf.Topics{}, 10, false, printf); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "payment.requests/0/9") || !strings.Contains(out.String(), "not replayed") {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/app"
+	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/store"
@@ -18,21 +19,36 @@ import (
 
 func serveCmd() *cobra.Command {
 	var (
-		brokers, dsn, pgURL, httpAddr, logFormat string
-		worker, relay, httpOn                    bool
-		partitions, maxInFlight                  int
-		retryBudget, lease, pgTimeout, sweep     time.Duration
-		sessionTimeout, reconcileAge, reconcile  time.Duration
+		kf                                      kafkaFlags
+		dsn, pgURL, httpAddr, logFormat         string
+		worker, relay, httpOn                   bool
+		createTopics, migrate                   bool
+		group                                   string
+		partitions, maxInFlight                 int
+		retryBudget, lease, pgTimeout, sweep    time.Duration
+		sessionTimeout, reconcileAge, reconcile time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run payflow against real Kafka brokers and Postgres (worker, relay, HTTP API and webhooks)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			log := newLogger(logFormat, slog.LevelInfo)
 			if err := checkLease(lease, retryBudget, pgTimeout); err != nil {
 				return err
 			}
-			if brokers == "" || dsn == "" || pgURL == "" {
+			sec, err := kf.security()
+			if err != nil {
+				return err
+			}
+			topics, err := kf.topicNames()
+			if err != nil {
+				return err
+			}
+			if err := kafkaconf.ValidGroup(group); err != nil {
+				return usagef("%v", err)
+			}
+			if kf.brokers == "" || dsn == "" || pgURL == "" {
 				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
 			}
 			merchants, err := api.ParseMerchantTokens(os.Getenv("PAYFLOW_MERCHANT_TOKENS"))
@@ -40,11 +56,12 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Config{
-				Brokers: splitList(brokers), DatabaseURL: dsn, HTTPAddr: httpAddr,
+				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, HTTPAddr: httpAddr,
 				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
+				Topics: topics, GroupID: group, SkipTopicCreation: !createTopics, SkipMigration: !migrate,
 				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
 				SweepInterval: sweep, SessionTimeout: sessionTimeout,
 				ReconcileAge: reconcileAge, ReconcileInterval: reconcile,
@@ -52,14 +69,17 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated")
-	fl.StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	addKafkaFlags(fl, &kf)
+	fl.StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL")
 	fl.StringVar(&httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", ":8080"), "HTTP listen address")
 	fl.StringVar(&logFormat, "log-format", "json", "json or text")
 	fl.BoolVar(&worker, "worker", true, "run the consumer, worker, sweeper and reconciler")
 	fl.BoolVar(&relay, "relay", true, "run the outbox relay")
 	fl.BoolVar(&httpOn, "http", true, "serve the HTTP API and PG webhooks")
+	fl.StringVar(&group, "group-id", env("PAYFLOW_GROUP_ID", kafkaconf.DefaultGroup), "consumer group of the workers (PAYFLOW_GROUP_ID)")
+	fl.BoolVar(&createTopics, "create-topics", true, "create missing topics at start (needs the Create ACL); off: only check that they exist")
+	fl.BoolVar(&migrate, "migrate", true, "apply the schema at start (needs DDL privileges); off: run `payflow migrate` as a job with each release")
 	fl.IntVar(&partitions, "partitions", 12, "partitions of topics payflow creates when missing")
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests handled at once (different charges run concurrently)")
 	fl.DurationVar(&retryBudget, "pg-retry-budget", 30*time.Second, "how long one PG operation is retried")
@@ -95,6 +115,7 @@ func migrateCmd() *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply payflow's schema migrations to DATABASE_URL",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			if dsn == "" {
 				return errors.New("migrate needs DATABASE_URL or --database-url")
 			}
@@ -105,7 +126,7 @@ func migrateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dsn, "database-url", os.Getenv("DATABASE_URL"), "Postgres connection string")
+	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	return cmd
 }
 
@@ -116,6 +137,7 @@ func pgsimCmd() *cobra.Command {
 		Use:   "pgsim",
 		Short: "Run the PG simulator alone (signs webhooks with PAYFLOW_PG_WEBHOOK_SECRET)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd.Flags(), "api-key", "PAYFLOW_PG_API_KEY", &cfg.APIKey)
 			cfg.WebhookSecret = firstField(os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"))
 			if cfg.CallbackURL != "" && cfg.WebhookSecret == "" {
 				return errors.New("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
@@ -146,7 +168,7 @@ func pgsimCmd() *cobra.Command {
 	fl.DurationVar(&cfg.KakaoPayDelay, "kakao-pay-delay", 2*time.Second, "when the simulated customer pays a KakaoTalk bill (0: never)")
 	fl.DurationVar(&cfg.BillTTL, "bill-ttl", 0, "when unpaid KakaoTalk bills expire (0: never)")
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "base of bill pay URLs (default: the host the request came to)")
-	fl.StringVar(&cfg.APIKey, "api-key", os.Getenv("PAYFLOW_PG_API_KEY"), "require this bearer token from callers")
+	fl.StringVar(&cfg.APIKey, "api-key", "", "require this bearer token from callers (default $PAYFLOW_PG_API_KEY)")
 	fl.Uint64Var(&cfg.Seed, "seed", 0, "make random faults and webhook drops reproducible (0: random)")
 	fl.DurationVar(&cfg.RetryAfter, "retry-after", 0, "Retry-After sent with the simulated 503s")
 	return cmd
