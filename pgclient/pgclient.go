@@ -58,6 +58,10 @@ type KakaoBillRequest struct {
 type Accepted struct {
 	BillID string `json:"bill_id"`
 	PGTxID string `json:"pg_tx_id"`
+	// URL is the bill's pay URL when the PG gives it at creation, for a PG
+	// that offers no way to ask for it later (BillURL may then answer only
+	// from what was stored): store it with the bill. Empty otherwise.
+	URL string `json:"url,omitempty"`
 }
 
 // BillURL is where the customer pays a bill, valid until ExpiresAt.
@@ -97,6 +101,11 @@ type RefundRequest struct {
 	RefundID string `json:"refund_id"`
 	Amount   int64  `json:"amount"`
 	Reason   string `json:"reason"`
+	// PaidAmount, when not zero, is the bill's paid amount as payflow
+	// recorded it. An adapter whose PG cancels only in full (Capabilities)
+	// refuses a refund of another amount with it, without calling the PG.
+	// It is not part of payflow's own protocol.
+	PaidAmount int64 `json:"-"`
 }
 
 // Refunded is the PG's answer to a refund.

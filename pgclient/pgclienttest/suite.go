@@ -19,6 +19,10 @@ import (
 	"github.com/payflow/payflow/pgclient"
 )
 
+// Capabilities: what a PG cannot do (pgclient.CapabilitiesOf the adapter) is
+// tested as refused, with pgclient.CodeNotSupported; the tests of what it
+// would do otherwise are replaced by their full-cancel-only counterparts.
+//
 // Harness gives the suite an adapter and what it needs to drive the PG.
 type Harness struct {
 	// New returns a client on a fresh or shared PG. Bill and refund ids
@@ -77,6 +81,8 @@ func (s *suite) runAll(t *testing.T) {
 		{"DestroyFinalBillIsConflict", s.destroyFinal},
 		{"RefundsPartialFullOverAndIdempotent", s.refunds},
 		{"RefundIDReusedForAnotherRefund", s.refundIDReused},
+		{"FullCancelOnlyRefusesPartialRefunds", s.refundsFullOnly},
+		{"FullCancelOnlyRefundIDReused", s.refundIDReusedFullOnly},
 		{"RefundOfUnpaidOrUnknownBill", s.refundUnpaid},
 		{"SettledStatusesAreLookedUp", s.settledStatuses},
 		{"CancelledContextIsRetriable", s.cancelledContext},
@@ -396,8 +402,25 @@ func (s *suite) destroyFinal(t *testing.T) {
 	}
 }
 
+// needPartialRefunds skips a test of partial refunds on a PG that cancels
+// only in full; the FullCancelOnly tests cover that PG instead.
+func needPartialRefunds(t *testing.T, c pgclient.Client) {
+	t.Helper()
+	if !pgclient.CapabilitiesOf(c).PartialRefund {
+		t.Skip("the PG cancels only in full: see the FullCancelOnly tests")
+	}
+}
+
+func needFullCancelOnly(t *testing.T, c pgclient.Client) {
+	t.Helper()
+	if pgclient.CapabilitiesOf(c).PartialRefund {
+		t.Skip("the PG refunds partially: see the partial refund tests")
+	}
+}
+
 func (s *suite) refunds(t *testing.T) {
 	c := s.h.New(t)
+	needPartialRefunds(t, c)
 	id := s.paidBill(t, c, 5000)
 	refund := func(refundID string, amount int64) (pgclient.Refunded, error) {
 		return c.Refund(ctx(t), pgclient.RefundRequest{BillID: id, RefundID: refundID, Amount: amount, Reason: "suite"})
@@ -443,6 +466,7 @@ func (s *suite) refunds(t *testing.T) {
 
 func (s *suite) refundIDReused(t *testing.T) {
 	c := s.h.New(t)
+	needPartialRefunds(t, c)
 	id := s.paidBill(t, c, 5000)
 	rid := newID("r_")
 	if _, err := c.Refund(ctx(t), pgclient.RefundRequest{BillID: id, RefundID: rid, Amount: 1000}); err != nil {
@@ -454,6 +478,62 @@ func (s *suite) refundIDReused(t *testing.T) {
 	}
 	if p := s.lookup(t, c, id); p.Refunded != 1000 {
 		t.Fatalf("a reused refund id refunded %d in all, want 1000", p.Refunded)
+	}
+}
+
+// refundsFullOnly: a PG that cancels only in full refuses a partial refund
+// as not supported, before anything is refunded, whether or not the caller
+// says what was paid; the full amount goes once, and a repeated refund id
+// answers as it first did.
+func (s *suite) refundsFullOnly(t *testing.T) {
+	c := s.h.New(t)
+	needFullCancelOnly(t, c)
+	id := s.paidBill(t, c, 5000)
+	refund := func(refundID string, amount, paid int64) (pgclient.Refunded, error) {
+		return c.Refund(ctx(t), pgclient.RefundRequest{BillID: id, RefundID: refundID, Amount: amount, Reason: "suite", PaidAmount: paid})
+	}
+	for _, paid := range []int64{0, 5000} {
+		_, err := refund(newID("r_"), 2000, paid)
+		e := wantKind(t, err, "refund", pgclient.KindInvalid)
+		if e.Code != pgclient.CodeNotSupported || !pgclient.NotSupported(err) || pgclient.Retriable(err) {
+			t.Fatalf("partial refund (paid amount given: %d): %v, want code %s", paid, err, pgclient.CodeNotSupported)
+		}
+	}
+	if p := s.lookup(t, c, id); p.Refunded != 0 || p.Status != pgclient.StatusPaid {
+		t.Fatalf("a refused partial refund changed the bill: %+v", p)
+	}
+	_, err := refund(newID("r_"), 5001, 0)
+	wantKind(t, err, "refund", pgclient.KindConflict)
+	rid := newID("r_")
+	r1, err := refund(rid, 5000, 5000)
+	if err != nil || r1.RefundID != rid || r1.Amount != 5000 || r1.RefundedTotal != 5000 {
+		t.Fatalf("full refund: %+v %v", r1, err)
+	}
+	again, err := refund(rid, 5000, 5000)
+	if err != nil || again != r1 {
+		t.Fatalf("repeating a refund id must return the first answer: %+v %v, first %+v", again, err, r1)
+	}
+	if p := s.lookup(t, c, id); p.Refunded != 5000 || p.Amount != 5000 || p.Status != pgclient.StatusPaid {
+		t.Fatalf("after the full refund: %+v", p)
+	}
+	_, err = refund(newID("r_"), 1, 0)
+	wantKind(t, err, "refund", pgclient.KindConflict)
+}
+
+func (s *suite) refundIDReusedFullOnly(t *testing.T) {
+	c := s.h.New(t)
+	needFullCancelOnly(t, c)
+	id := s.paidBill(t, c, 5000)
+	rid := newID("r_")
+	if _, err := c.Refund(ctx(t), pgclient.RefundRequest{BillID: id, RefundID: rid, Amount: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Refund(ctx(t), pgclient.RefundRequest{BillID: id, RefundID: rid, Amount: 1500})
+	if k := pgclient.KindOf(err); k != pgclient.KindDuplicate && k != pgclient.KindConflict {
+		t.Fatalf("a refund id reused with another amount: %v, want duplicate or conflict", err)
+	}
+	if p := s.lookup(t, c, id); p.Refunded != 5000 {
+		t.Fatalf("a reused refund id refunded %d in all, want 5000", p.Refunded)
 	}
 }
 

@@ -105,6 +105,17 @@ type Config struct {
 	// Seed, when not zero, makes the random faults and drops reproducible.
 	Seed uint64
 
+	// Protocol is the PG protocol the handler speaks: ProtocolSim (the
+	// default), payflow's reference protocol of pgclient.HTTPClient, or
+	// ProtocolPaySSam, 결제선생 (PaySSam) partner API v2 as pgclient/payssam
+	// speaks it (see payssam.go). Both run on the same bills and ledger.
+	Protocol string
+	// PaySSamMember and PaySSamStores, in the PaySSam protocol, are the
+	// partner user code and the store (merchant) codes it knows; empty
+	// accepts any. Its API key is APIKey, carried in the body.
+	PaySSamMember string
+	PaySSamStores []string
+
 	Logger *slog.Logger
 }
 
@@ -198,6 +209,7 @@ var (
 type bill struct {
 	pgclient.Payment
 	phone     string
+	store     string // the PaySSam store the bill belongs to
 	expiresAt time.Time
 	timers    []*time.Timer
 }
@@ -237,6 +249,11 @@ func New(cfg Config) (*Sim, error) {
 			return nil, fmt.Errorf("pgsim: %s must be within 0..1", name)
 		}
 	}
+	switch cfg.Protocol {
+	case "", ProtocolSim, ProtocolPaySSam:
+	default:
+		return nil, fmt.Errorf("pgsim: unknown protocol %q (%s or %s)", cfg.Protocol, ProtocolSim, ProtocolPaySSam)
+	}
 	if cfg.TimeoutHold <= 0 {
 		cfg.TimeoutHold = DefaultTimeoutHold
 	}
@@ -268,7 +285,7 @@ func New(cfg Config) (*Sim, error) {
 		bills: map[string]*bill{}, refunds: map[string]*refund{}, accepted: map[string]int{},
 		calls: map[string]int{}, faults: map[string][]FaultMode{},
 	}
-	if cfg.CallbackURL != "" {
+	if cfg.CallbackURL != "" && cfg.Protocol != ProtocolPaySSam {
 		secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecret)
 		if err != nil {
 			return nil, fmt.Errorf("pgsim: webhook secret: %w", err)
@@ -348,6 +365,9 @@ func (s *Sim) Settle(billID string, status pgclient.PaymentStatus) error {
 	default:
 		return ErrNotFinal
 	}
+	if s.cfg.Protocol == ProtocolPaySSam && (status == pgclient.StatusFailed || status == pgclient.StatusExpired) {
+		return fmt.Errorf("%w: %s", ErrNotInProtocol, status)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.bills[billID]
@@ -374,12 +394,16 @@ func (s *Sim) record(e Entry) {
 // Handler serves the PG protocol and the simulator's own endpoints.
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/payments/auto-pay", s.op(OpAutoPay, s.autoPay))
-	mux.HandleFunc("POST /v1/bills/kakao", s.op(OpKakaoBill, s.kakaoBill))
-	mux.HandleFunc("POST /v1/bills/url", s.op(OpBillURL, s.billURL))
-	mux.HandleFunc("POST /v1/payments/lookup", s.op(OpLookup, s.lookup))
-	mux.HandleFunc("POST /v1/refunds", s.op(OpRefund, s.refund))
-	mux.HandleFunc("POST /v1/bills/destroy", s.op(OpDestroy, s.destroy))
+	if s.cfg.Protocol == ProtocolPaySSam {
+		s.payssamRoutes(mux)
+	} else {
+		mux.HandleFunc("POST /v1/payments/auto-pay", s.op(OpAutoPay, s.autoPay))
+		mux.HandleFunc("POST /v1/bills/kakao", s.op(OpKakaoBill, s.kakaoBill))
+		mux.HandleFunc("POST /v1/bills/url", s.op(OpBillURL, s.billURL))
+		mux.HandleFunc("POST /v1/payments/lookup", s.op(OpLookup, s.lookup))
+		mux.HandleFunc("POST /v1/refunds", s.op(OpRefund, s.refund))
+		mux.HandleFunc("POST /v1/bills/destroy", s.op(OpDestroy, s.destroy))
+	}
 	mux.HandleFunc("GET /sim/ledger", s.serveLedger)
 	mux.HandleFunc("GET /sim/calls", func(w http.ResponseWriter, _ *http.Request) {
 		s.mu.Lock()
@@ -408,6 +432,13 @@ type handler func(r *http.Request, body []byte) (any, *apiError)
 // op wraps an operation with authentication, latency, faults and the common
 // error shape.
 func (s *Sim) op(name string, h handler) http.HandlerFunc {
+	return s.opWith(name, h, writeJSON, writeError)
+}
+
+// opWith is op with the protocol's own answers: ok writes a result, fail an
+// error (the faults' and the handler's alike).
+func (s *Sim) opWith(name string, h handler, ok func(http.ResponseWriter, int, any), fail func(http.ResponseWriter, *apiError)) http.HandlerFunc {
+	writeError, writeJSON := fail, ok
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.calls[name]++
@@ -454,7 +485,8 @@ func (s *Sim) op(name string, h handler) http.HandlerFunc {
 }
 
 func (s *Sim) authorized(r *http.Request) bool {
-	if s.cfg.APIKey == "" {
+	if s.cfg.APIKey == "" || s.cfg.Protocol == ProtocolPaySSam {
+		// PaySSam carries its key in the body: its handlers check it.
 		return true
 	}
 	got := []byte(r.Header.Get("Authorization"))
@@ -587,32 +619,44 @@ func (s *Sim) autoPay(_ *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	return s.placeAutoPay(req, "", true, false)
+}
+
+// placeAutoPay places an auto-pay at store (the PaySSam store; empty in the
+// reference protocol). declines: the magic billing keys refuse it. atOnce:
+// the payment is approved in the call (the bill is paid when it returns)
+// instead of SettleDelay later.
+func (s *Sim) placeAutoPay(req pgclient.AutoPayRequest, store string, declines, atOnce bool) (pgclient.Accepted, *apiError) {
 	entry := Entry{Op: OpAutoPay, BillID: req.BillID, Amount: req.Amount}
 	if e := validBill(req.BillID, req.Amount); e != nil {
-		return nil, s.invalidRecorded(entry, e)
+		return pgclient.Accepted{}, s.invalidRecorded(entry, e)
 	}
 	if req.BillingKey == "" || len(req.BillingKey) > 256 {
-		return nil, s.invalidRecorded(entry, invalidf("billing_key is required (at most 256 bytes)"))
+		return pgclient.Accepted{}, s.invalidRecorded(entry, invalidf("billing_key is required (at most 256 bytes)"))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, aerr := s.open(entry)
 	if aerr != nil {
-		return nil, aerr
+		return pgclient.Accepted{}, aerr
 	}
-	if code := declineOf(req.BillingKey); code != "" {
+	b.store = store
+	if code := declineOf(req.BillingKey); declines && code != "" {
 		// A refused auto-pay is still a bill the PG knows, so a caller that
 		// lost the answer learns the decline by looking it up.
 		b.Status, b.Decline = pgclient.StatusFailed, code
 		entry.Outcome = "declined:" + code
 		s.record(entry)
 		s.log.Debug("pgsim: auto-pay declined", "bill_id", req.BillID, "code", code)
-		return nil, &apiError{http.StatusPaymentRequired, pgclient.KindDeclined, code, "payment method declined"}
+		return pgclient.Accepted{}, &apiError{http.StatusPaymentRequired, pgclient.KindDeclined, code, "payment method declined"}
 	}
 	entry.Outcome = OutcomeAccepted
 	s.record(entry)
 	s.log.Debug("pgsim: auto-pay accepted", "bill_id", req.BillID, "amount", req.Amount)
-	if s.cfg.SettleDelay > 0 {
+	switch {
+	case atOnce:
+		s.finalize(b, pgclient.StatusPaid)
+	case s.cfg.SettleDelay > 0:
 		s.schedule(b, s.cfg.SettleDelay, pgclient.StatusPaid)
 	}
 	return pgclient.Accepted{BillID: req.BillID, PGTxID: b.PGTxID}, nil
@@ -623,24 +667,30 @@ func (s *Sim) kakaoBill(_ *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	return s.placeKakao(req, "")
+}
+
+// placeKakao places a KakaoTalk bill at store (the PaySSam store; empty in
+// the reference protocol).
+func (s *Sim) placeKakao(req pgclient.KakaoBillRequest, store string) (pgclient.Accepted, *apiError) {
 	entry := Entry{Op: OpKakaoBill, BillID: req.BillID, Amount: req.Amount}
 	if e := validBill(req.BillID, req.Amount); e != nil {
-		return nil, s.invalidRecorded(entry, e)
+		return pgclient.Accepted{}, s.invalidRecorded(entry, e)
 	}
 	if req.Phone == "" || len(req.Phone) > 32 {
-		return nil, s.invalidRecorded(entry, invalidf("phone is required"))
+		return pgclient.Accepted{}, s.invalidRecorded(entry, invalidf("phone is required"))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, aerr := s.open(entry)
 	if aerr != nil {
-		return nil, aerr
+		return pgclient.Accepted{}, aerr
 	}
-	b.phone = req.Phone
+	b.phone, b.store = req.Phone, store
 	entry.Outcome = OutcomeAccepted
 	s.record(entry)
 	s.log.Debug("pgsim: KakaoTalk bill sent", "bill_id", req.BillID, "amount", req.Amount, "phone", MaskPhone(req.Phone))
-	if s.cfg.BillTTL > 0 {
+	if s.cfg.BillTTL > 0 && s.cfg.Protocol != ProtocolPaySSam {
 		b.expiresAt = time.Now().Add(s.cfg.BillTTL)
 		s.schedule(b, s.cfg.BillTTL, pgclient.StatusExpired)
 	}
@@ -718,11 +768,22 @@ func (s *Sim) refund(_ *http.Request, body []byte) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	res, aerr := s.refundLocked(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return res, nil
+}
+
+// refundLocked refunds with the reference protocol's rules: an idempotent
+// refund id, a paid bill, never more than was paid. Callers hold mu.
+func (s *Sim) refundLocked(req pgclient.RefundRequest) (pgclient.Refunded, *apiError) {
+	entry := Entry{Op: OpRefund, BillID: req.BillID, RefundID: req.RefundID, Amount: req.Amount}
 	if prev, ok := s.refunds[req.RefundID]; ok {
 		if prev.req.BillID != req.BillID || prev.req.Amount != req.Amount {
 			entry.Outcome = OutcomeDuplicate
 			s.record(entry)
-			return nil, &apiError{http.StatusConflict, pgclient.KindDuplicate, "refund_id_reused", "refund_id already used for another refund"}
+			return pgclient.Refunded{}, &apiError{http.StatusConflict, pgclient.KindDuplicate, "refund_id_reused", "refund_id already used for another refund"}
 		}
 		entry.Outcome = OutcomeReplayed
 		s.record(entry)
@@ -732,17 +793,17 @@ func (s *Sim) refund(_ *http.Request, body []byte) (any, *apiError) {
 	if !ok {
 		entry.Outcome = "not_found"
 		s.record(entry)
-		return nil, notFound("bill")
+		return pgclient.Refunded{}, notFound("bill")
 	}
 	if b.Status != pgclient.StatusPaid {
 		entry.Outcome = "conflict"
 		s.record(entry)
-		return nil, conflict("not_paid", "only a paid bill can be refunded; the bill is "+string(b.Status))
+		return pgclient.Refunded{}, conflict("not_paid", "only a paid bill can be refunded; the bill is "+string(b.Status))
 	}
 	if b.Refunded+req.Amount > b.Amount {
 		entry.Outcome = "conflict"
 		s.record(entry)
-		return nil, conflict("exceeds_paid", fmt.Sprintf("refunds would total %d of %d paid", b.Refunded+req.Amount, b.Amount))
+		return pgclient.Refunded{}, conflict("exceeds_paid", fmt.Sprintf("refunds would total %d of %d paid", b.Refunded+req.Amount, b.Amount))
 	}
 	b.Refunded += req.Amount
 	res := pgclient.Refunded{RefundID: req.RefundID, Amount: req.Amount, RefundedTotal: b.Refunded, PGTxID: "pgrf_" + uuid.NewString()}
@@ -760,23 +821,33 @@ func (s *Sim) destroy(_ *http.Request, body []byte) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if aerr := s.destroyLocked(req.BillID); aerr != nil {
+		return nil, aerr
+	}
+	return struct{}{}, nil
+}
+
+// destroyLocked cancels an unpaid bill; cancelled already is done. Callers
+// hold mu.
+func (s *Sim) destroyLocked(billID string) *apiError {
+	req := billIDBody{BillID: billID}
 	b, ok := s.bills[req.BillID]
 	if !ok {
 		s.record(Entry{Op: OpDestroy, BillID: req.BillID, Outcome: "not_found"})
-		return nil, notFound("bill")
+		return notFound("bill")
 	}
 	switch b.Status {
 	case pgclient.StatusCancelled:
 		// Destroying twice is how a caller recovers from a lost answer.
 		s.record(Entry{Op: OpDestroy, BillID: req.BillID, Outcome: "already_cancelled"})
-		return struct{}{}, nil
+		return nil
 	case pgclient.StatusRequested:
 		s.record(Entry{Op: OpDestroy, BillID: req.BillID, Amount: b.Amount, Outcome: "cancelled"})
 		s.finalize(b, pgclient.StatusCancelled)
-		return struct{}{}, nil
+		return nil
 	}
 	s.record(Entry{Op: OpDestroy, BillID: req.BillID, Outcome: "conflict"})
-	return nil, conflict("not_destroyable", "only an unpaid bill can be destroyed; the bill is "+string(b.Status))
+	return conflict("not_destroyable", "only an unpaid bill can be destroyed; the bill is "+string(b.Status))
 }
 
 func (s *Sim) serveLedger(w http.ResponseWriter, r *http.Request) {
@@ -910,6 +981,13 @@ func (s *Sim) notify(p pgclient.Payment) {
 		return
 	}
 	body, _ := json.Marshal(Notification{BillID: p.BillID, Status: string(p.Status), Amount: p.Amount, PGTxID: p.PGTxID, OccurredAt: time.Now().UTC()})
+	if s.cfg.Protocol == ProtocolPaySSam {
+		// PaySSam calls back only for successful payments, unsigned.
+		if p.Status != pgclient.StatusPaid {
+			return
+		}
+		body = s.payssamCallback(p)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -941,7 +1019,11 @@ func (s *Sim) deliver(id string, body []byte) (int, error) {
 		if err != nil {
 			return backoff.Permanent(err)
 		}
-		req.Header = stdwebhook.Headers(s.secret, id, time.Now(), body)
+		if s.cfg.Protocol == ProtocolPaySSam {
+			req.Header = http.Header{}
+		} else {
+			req.Header = stdwebhook.Headers(s.secret, id, time.Now(), body)
+		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "payflow-pgsim")
 		resp, err := s.client.Do(req)
@@ -949,10 +1031,14 @@ func (s *Sim) deliver(id string, body []byte) (int, error) {
 			return err
 		}
 		// Drained, the connection is reused for the next notification.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
 			return fmt.Errorf("callback answered %d", resp.StatusCode)
+		}
+		if s.cfg.Protocol == ProtocolPaySSam && !payssamCallbackAnswered(answer) {
+			return errors.New("callback answer is not PaySSam's required body")
 		}
 		return nil
 	}, backoff.WithContext(b, s.ctx))
