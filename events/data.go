@@ -110,6 +110,9 @@ const (
 	RejectAmountExceedsPaid   = "amount_exceeds_paid"
 	RejectIdempotencyConflict = "idempotency_conflict"
 	RejectInvalidState        = "invalid_state"
+	// RejectNotSupported: the configured PG cannot do it (a partial refund
+	// where the PG cancels only in full).
+	RejectNotSupported = "not_supported"
 )
 
 // Rejected is the data of payment.request.rejected.

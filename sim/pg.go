@@ -26,6 +26,11 @@ type PG struct {
 	webhooks []Webhook
 	// fault decides the fate of a call; nil answers every call at once.
 	fault func(op string) fault
+	// calls counts the calls that reached the PG; past maxCalls the PG
+	// refuses everything and runaway is set: some process calls without
+	// end (a liveness bug), and the run must still come to an end.
+	calls, maxCalls int
+	runaway         bool
 	// before, when set, runs before each call leaves its caller: the
 	// simulation parks the caller there and lets the rest of the world
 	// move on.
@@ -105,6 +110,16 @@ type pgConn struct {
 func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 	if c.dead != nil && c.dead() {
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
+	}
+	c.pg.mu.Lock()
+	c.pg.calls++
+	over := c.pg.maxCalls > 0 && c.pg.calls > c.pg.maxCalls
+	if over {
+		c.pg.runaway = true
+	}
+	c.pg.mu.Unlock()
+	if over {
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "sim: too many calls"}
 	}
 	if c.pg.before != nil {
 		c.pg.before()

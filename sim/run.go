@@ -50,13 +50,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("sim: seed %d: drain: %w", w.cfg.Seed, err)
 	}
-	if !rest {
+	if !rest || w.pg.runaway {
 		_, why, _ := w.atRest(ctx)
+		if w.pg.runaway {
+			why = fmt.Sprintf("the PG was called more than %d times; a process calls without end", w.pg.maxCalls)
+		}
 		return fail([]string{"liveness: faults stopped, yet the world did not come to rest: " + why})
 	}
 	v, err := w.model.final(ctx)
 	if err != nil {
 		return res, fmt.Errorf("sim: seed %d: final check: %w", w.cfg.Seed, err)
+	}
+	if w.pg.runaway {
+		v = append(v, fmt.Sprintf("liveness: the PG was called more than %d times; a process calls without end", w.pg.maxCalls))
 	}
 	if len(v) > 0 {
 		return fail(v)

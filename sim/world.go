@@ -145,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
+	w.pg.maxCalls = 20 * (w.cfg.Steps + 100)
 	w.pg.before = w.park
 	w.pg.step = func() int { return w.step }
 	for i := range cfg.Partitions {

@@ -550,3 +550,28 @@ func TestAnAbandonedBillOpenAtThePGIsDestroyed(t *testing.T) {
 		t.Fatalf("settled = %v", ev)
 	}
 }
+
+// fullCancelPG is a PG that can only cancel a payment in full.
+type fullCancelPG struct{ *fakePG }
+
+func (fullCancelPG) Capabilities() pgclient.Capabilities { return pgclient.Capabilities{} }
+
+// A partial refund on a PG that cancels only in full is refused
+// not_supported and never sent; a full one goes through.
+func TestAPartialRefundThePGCannotDoIsNotSupported(t *testing.T) {
+	e := setup(t, methods{})
+	e.w = worker.New(worker.Config{Store: e.st, PG: fullCancelPG{e.pg}, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
+	e.paid("c1", 5000)
+	e.handle(refundEvent("c1", "r1", 1000))
+	if rej := e.ofType(events.TypeRejected); len(rej) != 1 || data(rej[0])["reason"] != "not_supported" {
+		t.Fatalf("rejections = %v, want not_supported", rej)
+	}
+	if e.pg.count("refund") != 0 {
+		t.Fatal("a partial refund was sent to a PG that cannot do it")
+	}
+	e.handle(refundEvent("c1", "r2", 5000))
+	if ok := e.ofType(events.TypeRefundSucceeded); len(ok) != 1 {
+		t.Fatalf("refund.succeeded = %v", ok)
+	}
+}

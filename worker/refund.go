@@ -46,6 +46,10 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 		if err != nil {
 			return err
 		}
+		if c.State == payflow.StatePaid && req.Amount != c.Bill.Amount && !pgclient.CapabilitiesOf(w.cfg.PG).PartialRefund {
+			return w.rejectRequest(ctx, env, key, hash, who, events.RejectNotSupported,
+				"the PG refunds only the whole payment; ask for the paid amount")
+		}
 		pk, created, err := w.cfg.Store.CreateRefund(ctx, store.NewRefund{
 			MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
 			Amount: req.Amount, Reason: req.Reason, RequestHash: hash,
