@@ -101,7 +101,8 @@ func (e result) before(o result) bool { return e.partition == o.partition && e.o
 //     re-payment of the same charge);
 //   - a refund id has at most one payment.refund.succeeded or .failed
 //     (however often it was requested, under however many event ids); each
-//     of its requests is either rejected once or covered by that result;
+//     of its requests is either rejected once, a re-send (same content,
+//     new event id) of a rejected one, or covered by that result;
 //     a refund id whose every request was rejected has no result, and no
 //     request is rejected after its refund id had its result (a re-send is
 //     not judged again; idempotency conflicts aside);
@@ -281,10 +282,24 @@ func CheckRequests(reqs []Request, ledger []LedgerEntry, published []kafka.Messa
 
 	// Refunds and re-payments: one result per id, each request either
 	// rejected once or covered by it, never both.
+	// A request re-sent under a new event id with the same content is the
+	// same request: payflow replays its first outcome, a rejection
+	// included, and writes nothing new for the re-sent event.
+	content := func(q Request) string { return fmt.Sprintf("%s/%d", charge(q), q.Amount) }
 	judged := func(kind, id string, qs []Request, results []result) {
+		rejectedContent := map[string]bool{}
+		for _, q := range qs {
+			if len(rejections[q.EventID]) > 0 {
+				rejectedContent[content(q)] = true
+			}
+		}
 		allRejected := true
 		for _, q := range qs {
 			rej := rejectedOnce(kind, q)
+			if len(rej) == 0 && len(results) == 0 && rejectedContent[content(q)] {
+				r.Outcomes[kind+" re-sent after its rejection"]++
+				continue
+			}
 			if len(rej) == 0 {
 				allRejected = false
 				if len(results) == 0 {

@@ -82,14 +82,17 @@ func TestRequestsOfACleanRunHaveNoViolations(t *testing.T) {
 	r.reject("rej-r1", "c1", "e-r1", events.RejectInvalidState)
 	r.pg("settle", "b1", 1000, "paid")
 	r.result("settled-b1", events.TypeSettled, "c1", events.Settled{MerchantID: "m", ChargeID: "c1", BillID: "b1", Status: "paid", Amount: 1000})
+	// The same request re-sent later is replayed as rejected (no new
+	// result); one of other content under the same id is a new request.
+	r.request(checker.Request{EventID: "e-r1-resent", Type: events.TypeRefundRequested, ChargeID: "c1", RefundID: "r1", Amount: 400})
 	for range 2 {
-		r.request(checker.Request{EventID: "e-r1b", Type: events.TypeRefundRequested, ChargeID: "c1", RefundID: "r1", Amount: 400})
+		r.request(checker.Request{EventID: "e-r1b", Type: events.TypeRefundRequested, ChargeID: "c1", RefundID: "r1", Amount: 300})
 	}
-	r.refunded("refund-r1", events.TypeRefundSucceeded, "c1", "r1", "b1", 400)
+	r.refunded("refund-r1", events.TypeRefundSucceeded, "c1", "r1", "b1", 300)
 	r.request(checker.Request{EventID: "e-p1", Type: events.TypeRepayRequested, ChargeID: "c1", RepayID: "p1"})
 	r.request(checker.Request{EventID: "e-p1b", Type: events.TypeRepayRequested, ChargeID: "c1", RepayID: "p1"}) // same content, new id
 	r.request(checker.Request{EventID: "e-p2", Type: events.TypeRepayRequested, ChargeID: "c1", RepayID: "p2"})
-	r.refunded("refund-p1", events.TypeRefundSucceeded, "c1", "repay:p1", "b1", 600)
+	r.refunded("refund-p1", events.TypeRefundSucceeded, "c1", "repay:p1", "b1", 700)
 	r.repaid("repaid-p1", "c1", "p1", "b1", "b1n", 1000)
 	r.reject("rej-p2", "c1", "e-p2", events.RejectInvalidState)
 	r.pg("settle", "b1n", 1000, "paid")

@@ -13,6 +13,10 @@ import (
 type Clock struct {
 	mu  sync.Mutex
 	now time.Time
+	// wait, when set, runs at every timer start: the simulation parks the
+	// waiting task there, so the world moves on while a process waits to
+	// retry.
+	wait func()
 }
 
 // NewClock starts virtual time at a fixed instant, so traces are stable.
@@ -41,6 +45,9 @@ type timer struct {
 }
 
 func (t *timer) Start(d time.Duration) {
+	if t.c.wait != nil {
+		t.c.wait()
+	}
 	t.c.Advance(d)
 	t.ch = make(chan time.Time, 1)
 	t.ch <- t.c.Now()

@@ -31,11 +31,13 @@ type PG struct {
 	// end (a liveness bug), and the run must still come to an end.
 	calls, maxCalls int
 	runaway         bool
-	// before, when set, runs before each call leaves its caller: the
-	// simulation parks the caller there and lets the rest of the world
-	// move on.
-	before func()
-	step   func() int
+	// log, when set, is told of every operation the PG executes.
+	log func(format string, a ...any)
+	// after, when set, runs once a request has left its caller: the
+	// simulation parks the caller there, waiting for the answer, and lets
+	// the rest of the world move on.
+	after func()
+	step  func() int
 }
 
 type pgBill struct {
@@ -73,9 +75,10 @@ const (
 	faultLate                  // no answer; the PG acts later, before the caller's lease ends
 	faultCrashBefore           // the caller dies before its request leaves
 	faultCrashAfter            // the PG acts; the caller dies before reading the answer
+	faultOutage                // the caller cannot reach the PG for its next calls
 )
 
-var faultNames = [...]string{"none", "transient", "unknown", "unknown_executed", "late", "crash_before", "crash_after"}
+var faultNames = [...]string{"none", "transient", "unknown", "unknown_executed", "late", "crash_before", "crash_after", "outage"}
 
 func (f fault) String() string { return faultNames[f] }
 
@@ -104,6 +107,8 @@ type pgConn struct {
 	pg    *PG
 	crash func()
 	dead  func() bool
+	// outage counts the calls this caller still cannot get through.
+	outage int
 }
 
 // call runs exec under the fate the PG's fault function picks for op.
@@ -121,30 +126,23 @@ func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 	if over {
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "sim: too many calls"}
 	}
-	if c.pg.before != nil {
-		c.pg.before()
-		if c.dead != nil && c.dead() {
-			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
-		}
+	if c.outage > 0 {
+		c.outage--
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "unreachable (simulated outage)"}
 	}
 	f := faultNone
 	if c.pg.fault != nil {
 		f = c.pg.fault(op)
 	}
 	unknown := &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Message: "timeout (" + f.String() + ")"}
+	var v any
+	var err error
 	switch f {
 	case faultTransient:
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "unavailable (simulated)"}
-	case faultUnknown:
-		return nil, unknown
-	case faultUnknownExecuted:
-		_, _ = exec()
-		return nil, unknown
-	case faultLate:
-		c.pg.mu.Lock()
-		c.pg.late = append(c.pg.late, lateCall{op: op, exec: func() { _, _ = exec() }})
-		c.pg.mu.Unlock()
-		return nil, unknown
+	case faultOutage:
+		c.outage = 30
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "unreachable (simulated outage)"}
 	case faultCrashBefore:
 		c.crash()
 		return nil, unknown
@@ -152,8 +150,28 @@ func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 		_, _ = exec()
 		c.crash()
 		return nil, unknown
+	case faultUnknown:
+		v, err = nil, unknown
+	case faultUnknownExecuted:
+		_, _ = exec()
+		v, err = nil, unknown
+	case faultLate:
+		c.pg.mu.Lock()
+		c.pg.late = append(c.pg.late, lateCall{op: op, exec: func() { _, _ = exec() }})
+		c.pg.mu.Unlock()
+		v, err = nil, unknown
+	default:
+		v, err = exec()
 	}
-	return exec()
+	// The request is out; the caller waits for the answer while the rest
+	// of the world moves on. A caller that died meanwhile never reads it.
+	if c.pg.after != nil {
+		c.pg.after()
+		if c.dead != nil && c.dead() {
+			return nil, unknown
+		}
+	}
+	return v, err
 }
 
 // Land executes every request still in flight. The simulation calls it
@@ -172,6 +190,9 @@ func (pg *PG) Land() int {
 func (pg *PG) record(e Entry) {
 	e.Step = pg.step()
 	pg.ledger = append(pg.ledger, e)
+	if pg.log != nil {
+		pg.log("      pg executes %s %s%s %d: %s", e.Op, e.BillID, e.RefundID, e.Amount, e.Outcome)
+	}
 }
 
 func (c *pgConn) place(op, billID, merchant string, amount int64, decline string) (pgclient.Accepted, error) {

@@ -145,8 +145,10 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
+	w.pg.log = w.logf
 	w.pg.maxCalls = 20 * (w.cfg.Steps + 100)
-	w.pg.before = w.park
+	w.pg.after = w.park
+	w.clock.wait = w.park
 	w.pg.step = func() int { return w.step }
 	for i := range cfg.Partitions {
 		w.parts = append(w.parts, &partition{id: i})
@@ -193,10 +195,38 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 	in.w = worker.New(worker.Config{
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
 		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: w.clock.Now, Timer: w.clock.Timer,
+		Logger: slog.New(&traceHandler{w: w, name: fmt.Sprintf("w%d", w.spawned)}), Now: w.clock.Now, Timer: w.clock.Timer,
 	})
 	return in, nil
 }
+
+// traceHandler writes a process's log lines into the trace.
+type traceHandler struct {
+	w     *World
+	name  string
+	attrs []slog.Attr
+}
+
+func (h *traceHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *traceHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "phone" {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		}
+		return true
+	})
+	h.w.logf("      [%s] %s", h.name, b.String())
+	return nil
+}
+
+func (h *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &traceHandler{w: h.w, name: h.name, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *traceHandler) WithGroup(string) slog.Handler { return h }
 
 func (w *World) logf(format string, a ...any) {
 	line := fmt.Sprintf("%4d ", w.step) + fmt.Sprintf(format, a...)
@@ -214,13 +244,17 @@ func (w *World) pgFault(op string) fault {
 	if !w.faults || w.rng.Float64() >= w.cfg.FaultRate {
 		return faultNone
 	}
-	kinds := []fault{faultTransient, faultUnknown, faultUnknownExecuted, faultLate, faultCrashBefore, faultCrashAfter}
+	kinds := []fault{faultTransient, faultUnknown, faultUnknownExecuted, faultLate, faultCrashBefore, faultCrashAfter, faultOutage}
 	f := kinds[w.rng.IntN(len(kinds))]
 	if op == "lookup" && (f == faultLate || f == faultUnknownExecuted) {
 		f = faultUnknown // a look-up changes nothing
 	}
 	w.Stats["fault_"+f.String()]++
-	w.logf("      pg %s: %s", op, f)
+	who := "?"
+	if w.current != nil {
+		who = w.current.in.name
+	}
+	w.logf("      pg %s by %s: %s", op, who, f)
 	return f
 }
 
@@ -380,7 +414,9 @@ func (w *World) stepDeliver(ctx context.Context) error {
 	}
 	c := cands[w.pick(len(cands))]
 	commit := w.rng.IntN(3) > 0
-	w.spawnTask(c.in, fmt.Sprintf("deliver p%d@%d", c.p.id, c.in.cursor[c.p.id]), func() { w.deliver(ctx, c.in, c.p, commit) })
+	name := fmt.Sprintf("deliver p%d@%d", c.p.id, c.in.cursor[c.p.id])
+	w.logf("start %s on %s", name, c.in.name)
+	w.spawnTask(c.in, name, func() { w.deliver(ctx, c.in, c.p, commit) })
 	return nil
 }
 

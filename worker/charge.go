@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
@@ -147,6 +149,10 @@ type outcome struct {
 	attempts int
 }
 
+// errLeaseRunOut stops a drive whose lease may have passed to another
+// worker.
+var errLeaseRunOut = errors.New("worker: the lease has run out; the charge is left to its next holder")
+
 // failedDecline is the failure reason of a declined bill that has no
 // fallback: a KakaoTalk bill the PG refused.
 func failedDecline(code payflow.DeclineCode) string { return "declined: " + string(code) }
@@ -254,11 +260,22 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 // still be in flight when the drive gives up.
 func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
+	// The lease was just taken or renewed. Past this deadline (a margin
+	// before it expires, by our own clock) no request of this drive may
+	// leave: a successor may hold the charge and have looked the bill up,
+	// and a request of ours landing after that look-up is what makes a
+	// bill placed twice or given up on while it is live.
+	deadline := w.cfg.Now().Add(w.cfg.Lease - w.cfg.Lease/10)
+	leaseLost := false
 	needLookup := lookupFirst
 	inherited, own, keyTrouble := lookupFirst && !mutation.On("resume-known"), false, false
 	var lastErr error
 	b := w.newPGBackOff()
 	op := func() error {
+		if w.cfg.Now().After(deadline) {
+			leaseLost = true
+			return backoff.Permanent(errLeaseRunOut)
+		}
 		if needLookup {
 			p, err := w.cfg.PG.LookupPayment(ctx, bill.BillID)
 			switch {
@@ -312,7 +329,10 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 	if err == nil {
 		return out
 	}
-	if ctx.Err() != nil || inherited || own || keyTrouble {
+	if w.cfg.Now().After(deadline) {
+		leaseLost = true // a successor may hold the charge: we cannot know it was not placed
+	}
+	if ctx.Err() != nil || inherited || own || keyTrouble || leaseLost {
 		// A request may still land, or we never got to ask: the charge
 		// stays placing and the sweeper looks it up again once the lease
 		// has expired, when any request in flight has long landed or died.

@@ -575,3 +575,39 @@ func TestAPartialRefundThePGCannotDoIsNotSupported(t *testing.T) {
 		t.Fatalf("refund.succeeded = %v", ok)
 	}
 }
+
+// stallingPG is a PG whose answer takes longer than the lease: the caller's
+// clock moves on by a lease while it waits, and the answer is "refused".
+type stallingPG struct {
+	*fakePG
+	now *time.Time
+}
+
+func (p stallingPG) SendKakaoBill(context.Context, pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
+	p.mu.Lock()
+	p.calls["kakao_bill"]++
+	p.mu.Unlock()
+	*p.now = p.now.Add(2 * time.Minute)
+	return pgclient.Accepted{}, &pgclient.Error{Op: "kakao_bill", Kind: pgclient.KindTransient}
+}
+
+// A worker that stalled past its lease (found by the simulation: a
+// successor had looked the bill up and placed it meanwhile) sends nothing
+// more and concludes nothing: its lease may be another's.
+func TestADriveStopsWhenItsLeaseHasRunOut(t *testing.T) {
+	st := testdb.New(t)
+	now := time.Now()
+	pg := stallingPG{newFakePG(), &now}
+	w := worker.New(worker.Config{Store: st, PG: pg, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 10 * time.Minute, RetryInitial: time.Millisecond, Now: func() time.Time { return now }})
+	if err := w.Handle(context.Background(), chargeEvent("c1", "", 700)); err != nil {
+		t.Fatal(err)
+	}
+	if n := pg.count("kakao_bill"); n != 1 {
+		t.Fatalf("kakao_bill calls = %d, want 1: no request after the lease ran out", n)
+	}
+	c, _ := st.ChargeByKey(context.Background(), "m1", "c1")
+	if c.State != payflow.StatePlacing {
+		t.Fatalf("state %s, want placing: a worker whose lease ran out concludes nothing", c.State)
+	}
+}
