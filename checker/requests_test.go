@@ -121,7 +121,7 @@ func TestRequestsOfACleanRunHaveNoViolations(t *testing.T) {
 	if !rep.OK() {
 		t.Fatalf("violations:\n%s", strings.Join(rep.Violations, "\n"))
 	}
-	if rep.Requests[events.TypeRefundRequested] != 3 || rep.Outcomes["cancel cancelled"] != 1 || rep.Outcomes["repay processed"] != 1 ||
+	if rep.Requests[events.TypeRefundRequested] != 4 || rep.Outcomes["cancel cancelled"] != 1 || rep.Outcomes["repay processed"] != 1 ||
 		rep.Outcomes["repay rejected:invalid_state"] != 1 || rep.Outcomes["refund "+events.TypeRefundSucceeded] != 2 {
 		t.Errorf("counts: %v %v", rep.Requests, rep.Outcomes)
 	}
