@@ -12,7 +12,7 @@ import (
 )
 
 var (
-	seeds = flag.Int("sim.seeds", 40, "how many seeds TestSeeds runs")
+	seeds = flag.Int("sim.seeds", 200, "how many seeds TestSeeds runs")
 	first = flag.Uint64("sim.first", 1, "the first seed TestSeeds runs")
 	steps = flag.Int("sim.steps", 150, "steps with faults per seed")
 )
