@@ -115,8 +115,9 @@ func (e result) before(o result) bool { return e.partition == o.partition && e.o
 //     amount of the charge's bills at the PG and never goes below zero;
 //     money moved for a bill that no published event names is reported.
 //
-// A merchant refund id of the form "repay:<x>" is indistinguishable here
-// from re-payment x's refund step; the checked workloads do not use one.
+// A re-payment's refund step is published as refund "repay:<x>"; merchants'
+// refund ids may not start with "repay:" (payflow rejects them), so the two
+// are never confused here.
 func CheckRequests(reqs []Request, ledger []LedgerEntry, published []kafka.Message) RequestReport {
 	r := RequestReport{Requests: map[string]int{}, Outcomes: map[string]int{}}
 
