@@ -43,6 +43,22 @@ func (e *env) expireLeases() {
 	}
 }
 
+// abandoned handles a charge whose every attempt meets a PG that did not
+// act, so it is given up (place_failed, its bill abandoned), and returns it.
+func (e *env) abandoned(charge string, amount int64) store.Charge {
+	e.t.Helper()
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	e.handle(chargeEvent(charge, "", amount))
+	e.clearFaults()
+	c, err := e.st.ChargeByKey(context.Background(), "m1", charge)
+	if err != nil || c.State != payflow.StatePlaceFailed {
+		e.t.Fatalf("state %s, %v; want place_failed", c.State, err)
+	}
+	return c
+}
+
 // refundsDue lets the wait before a refund's next attempt pass.
 func (e *env) refundsDue() {
 	e.t.Helper()
@@ -181,14 +197,7 @@ func TestAResumedDriveThatCannotLookUpIsNotAFailure(t *testing.T) {
 func TestALatePaymentOfAnAbandonedBillIsFound(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
-	for i := 0; i < 10000; i++ {
-		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
-	}
-	e.handle(chargeEvent("c1", "", 700))
-	c, _ := e.st.ChargeByKey(ctx, "m1", "c1")
-	if c.State != payflow.StatePlaceFailed {
-		t.Fatalf("state %s, want place_failed", c.State)
-	}
+	c := e.abandoned("c1", 700)
 	e.setPG(c.Bill.BillID, func(p *pgclient.Payment) {
 		*p = pgclient.Payment{BillID: c.Bill.BillID, Status: pgclient.StatusPaid, Amount: 700, PGTxID: "tx-late"}
 	})
@@ -532,11 +541,7 @@ func TestAResentRejectedRefundIsNotJudgedAgain(t *testing.T) {
 func TestAnAbandonedBillOpenAtThePGIsDestroyed(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
-	for i := 0; i < 10000; i++ {
-		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
-	}
-	e.handle(chargeEvent("c1", "", 700))
-	c, _ := e.st.ChargeByKey(ctx, "m1", "c1")
+	c := e.abandoned("c1", 700)
 	e.setPG(c.Bill.BillID, func(p *pgclient.Payment) {
 		*p = pgclient.Payment{BillID: c.Bill.BillID, Status: pgclient.StatusRequested, Amount: 700}
 	})
