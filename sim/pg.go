@@ -31,6 +31,9 @@ type PG struct {
 	// end (a liveness bug), and the run must still come to an end.
 	calls, maxCalls int
 	runaway         bool
+	// faulty, when set, says whether faults are on (an outage ends with
+	// them).
+	faulty func() bool
 	// log, when set, is told of every operation the PG executes.
 	log func(format string, a ...any)
 	// after, when set, runs once a request has left its caller: the
@@ -126,7 +129,7 @@ func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
 	if over {
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "sim: too many calls"}
 	}
-	if c.outage > 0 {
+	if c.outage > 0 && (c.pg.faulty == nil || c.pg.faulty()) {
 		c.outage--
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: "unreachable (simulated outage)"}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/payflow"
@@ -146,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
 	w.pg.log = w.logf
+	w.pg.faulty = func() bool { return w.faults }
 	w.pg.maxCalls = 20 * (w.cfg.Steps + 100)
 	w.pg.after = w.park
 	w.clock.wait = w.park
@@ -815,6 +817,26 @@ func (w *World) atRest(ctx context.Context) (bool, string, error) {
 	}
 	if n := w.pg.pendingWebhooks(); n > 0 {
 		why = append(why, fmt.Sprintf("%d webhooks pending", n))
+	}
+	// Reconciliation has caught up: no bill is open or given up on here
+	// that the PG holds final.
+	rows, err := w.db.Pool.Query(ctx, `SELECT bill_id FROM bills WHERE status IN ('requested', 'abandoned') ORDER BY bill_id`)
+	if err != nil {
+		return false, "", err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return false, "", err
+	}
+	pgBills := w.pg.Bills()
+	behind := 0
+	for _, id := range ids {
+		if p, ok := pgBills[id]; ok && p.Status != pgclient.StatusRequested {
+			behind++
+		}
+	}
+	if behind > 0 {
+		why = append(why, fmt.Sprintf("%d bills final at the PG, not yet here", behind))
 	}
 	if n := w.pg.inFlight(); n > 0 {
 		why = append(why, fmt.Sprintf("%d PG requests in flight", n))
