@@ -23,6 +23,7 @@ import (
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/producer"
+	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/worker"
 )
@@ -54,6 +55,9 @@ type Config struct {
 	VaultKey       string // PAYFLOW_VAULT_KEY
 	PlatformToken  string
 	MerchantTokens map[string]string
+	// RequestKeys are the merchants whose requests must be signed
+	// (PAYFLOW_MERCHANT_KEYS, parsed by reqsig.ParseKeys); nil: none.
+	RequestKeys *reqsig.Keys
 
 	Roles      Roles
 	Partitions int    // of the topics payflow creates when they are missing
@@ -174,8 +178,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
-		Observer:  metrics,
+		Observer:  metrics, RequestKeys: cfg.RequestKeys,
 	})
+	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
+		log.Info("signed requests required", "merchants", m)
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)

@@ -113,6 +113,9 @@ const (
 	// RejectNotSupported: the configured PG cannot do it (a partial refund
 	// where the PG cancels only in full).
 	RejectNotSupported = "not_supported"
+	// RejectUnauthenticated: the request's merchant signs its requests
+	// (PAYFLOW_MERCHANT_KEYS) and this one carries no valid signature.
+	RejectUnauthenticated = "unauthenticated"
 )
 
 // Rejected is the data of payment.request.rejected.

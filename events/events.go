@@ -62,8 +62,21 @@ type Envelope struct {
 	Type    string
 	Subject string
 	Time    time.Time
-	Data    json.RawMessage
+	// Data is the exact bytes of the `data` member as they appear in the
+	// message (the decoded bytes when the producer used data_base64): what
+	// a request signature covers, and what the worker executes.
+	Data json.RawMessage
+	// TimeText is the time attribute as the producer wrote it ("" when
+	// absent): a signature covers the text, not a re-formatted time.
+	TimeText string
+	// Signature is the payflowsig extension attribute as sent, "" when
+	// absent or not a string (see package reqsig).
+	Signature string
 }
+
+// SignatureExtension names the extension attribute Envelope.Signature
+// holds.
+const SignatureExtension = "payflowsig"
 
 // ErrUnparseable marks input that is not a CloudEvent payflow knows: it goes
 // to the dead-letter topic, not to a rejection event.
@@ -84,8 +97,14 @@ func Decode(value []byte) (Envelope, error) {
 	// One meaning only: an attribute given twice could be read one way by a
 	// producer's validator and another way here. (A key given twice inside
 	// data makes a request invalid, not unparseable: the worker rejects it.)
-	if name, dup := duplicateAttribute(value); dup {
+	raw, name, dup := scanMembers(value)
+	if dup {
 		return Envelope{}, fmt.Errorf("%w: attribute %q appears twice", ErrUnparseable, name)
+	}
+	// The spec allows one or the other; a parser that took the last of the
+	// two could execute other bytes than a signature covers.
+	if raw.data != nil && raw.dataBase64 != nil {
+		return Envelope{}, fmt.Errorf("%w: data and data_base64 both present", ErrUnparseable)
 	}
 	var e cloudevents.Event
 	if err := json.Unmarshal(value, &e); err != nil {
@@ -105,40 +124,66 @@ func Decode(value []byte) (Envelope, error) {
 	if ct := e.DataContentType(); ct != "" && ct != "application/json" && ct != "text/json" {
 		return Envelope{}, fmt.Errorf("%w: datacontenttype is not JSON", ErrUnparseable)
 	}
-	data := e.Data()
+	data := json.RawMessage(e.Data())
+	if raw.data != nil {
+		data = raw.data // the bytes as sent, not as the SDK captured them
+	}
 	if len(bytes.TrimSpace(data)) == 0 || !json.Valid(data) {
 		return Envelope{}, fmt.Errorf("%w: data is missing or not JSON", ErrUnparseable)
 	}
-	return Envelope{ID: e.ID(), Source: e.Source(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: data}, nil
+	env := Envelope{ID: e.ID(), Source: e.Source(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: data}
+	// Not strings: left empty, which no signature verifies.
+	_ = json.Unmarshal(raw.time, &env.TimeText)
+	_ = json.Unmarshal(raw.sig, &env.Signature)
+	return env, nil
 }
 
-// duplicateAttribute reports the first top-level key of a JSON object that
-// appears twice. Anything that is not an object is left to the decoder.
-func duplicateAttribute(value []byte) (string, bool) {
+// members are the raw values of the top-level members Decode reads itself
+// rather than through the SDK: nil when absent.
+type members struct {
+	time, data, dataBase64, sig json.RawMessage
+}
+
+// scanMembers reads the top-level members of a JSON object, keeping the
+// raw bytes of those in members, and reports the first key that appears
+// twice. Anything that is not an object is left to the decoder (the
+// members found so far are returned, and a signature missing for that
+// reason verifies nothing).
+func scanMembers(value []byte) (m members, dupName string, dup bool) {
 	dec := json.NewDecoder(bytes.NewReader(value))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", false
+		return m, "", false
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return "", false
+			return m, "", false
 		}
 		name, _ := t.(string)
 		if seen[name] {
 			if len(name) > 32 {
 				name = name[:32]
 			}
-			return name, true
+			return m, name, true
 		}
 		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return "", false
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return m, "", false
+		}
+		switch name {
+		case "time":
+			m.time = v
+		case "data":
+			m.data = v
+		case "data_base64":
+			m.dataBase64 = v
+		case SignatureExtension:
+			m.sig = v
 		}
 	}
-	return "", false
+	return m, "", false
 }
 
 // wire is the JSON structured-mode layout of an output event.

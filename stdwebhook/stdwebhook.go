@@ -106,7 +106,15 @@ func NewSecret() string {
 
 // Sign returns the "v1,<base64>" signature of a message sent at ts.
 func Sign(secret Secret, msgID string, ts time.Time, body []byte) string {
-	return "v1," + base64.StdEncoding.EncodeToString(mac(secret, msgID, strconv.FormatInt(ts.Unix(), 10), body))
+	return SignText(secret, msgID, strconv.FormatInt(ts.Unix(), 10), body)
+}
+
+// SignText returns the "v1,<base64>" signature of a message whose
+// timestamp is written as ts. Schemes that sign the same construction over
+// a timestamp of another form (payflow's signed requests sign a CloudEvent's
+// RFC 3339 time) use it and Match rather than a copy of them.
+func SignText(secret Secret, msgID, ts string, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(mac(secret, msgID, ts, body))
 }
 
 // mac signs the timestamp as it appears in the header, so a verifier never
@@ -169,6 +177,17 @@ func (v *Verifier) Verify(h http.Header, body []byte) (string, error) {
 	if d := now().Unix() - sec; d > int64(tol/time.Second) || d < -int64(tol/time.Second) {
 		return "", ErrStaleTimestamp
 	}
+	if Match(v.Secrets, id, ts, body, sigs) {
+		return id, nil
+	}
+	return "", ErrNoMatchingSignature
+}
+
+// Match reports whether one of the space-separated signatures in sigs is
+// the v1 signature of (msgID, ts, body) under one of secrets. Signatures
+// of other versions and malformed ones are ignored; each comparison takes
+// constant time.
+func Match(secrets []Secret, msgID, ts string, body []byte, sigs string) bool {
 	var candidates [][]byte
 	for _, s := range strings.Fields(sigs) {
 		version, sig, ok := strings.Cut(s, ",")
@@ -179,15 +198,15 @@ func (v *Verifier) Verify(h http.Header, body []byte) (string, error) {
 			candidates = append(candidates, got)
 		}
 	}
-	for _, secret := range v.Secrets {
-		want := mac(secret, id, ts, body)
+	for _, secret := range secrets {
+		want := mac(secret, msgID, ts, body)
 		for _, got := range candidates {
 			if hmac.Equal(got, want) {
-				return id, nil
+				return true
 			}
 		}
 	}
-	return "", ErrNoMatchingSignature
+	return false
 }
 
 // String hides the secrets if a Verifier is ever printed.

@@ -7,6 +7,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/store"
 )
 
@@ -66,6 +69,11 @@ type Config struct {
 	Timer func() backoff.Timer
 	// Observer is told of results and retries, for metrics.
 	Observer Observer
+	// RequestKeys, when set, are the merchants whose requests must be
+	// signed (PAYFLOW_MERCHANT_KEYS): their requests without a valid
+	// payflowsig are rejected as unauthenticated before anything else is
+	// judged. nil: no request needs a signature.
+	RequestKeys *reqsig.Keys
 }
 
 // Observer hears what the worker did. Result is called once a result event
@@ -135,6 +143,11 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
+	if merchant, ok := w.signs(env.Data); ok {
+		if err := w.cfg.RequestKeys.Verify(merchant, env.ID, env.TimeText, env.Data, env.Signature); err != nil {
+			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
+		}
+	}
 	switch env.Type {
 	case events.TypeChargeRequested:
 		return w.charge(ctx, env)
@@ -147,6 +160,63 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	}
 	// Decode admits only the types above.
 	return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
+}
+
+// signs returns the request's merchant when that merchant signs its
+// requests. The merchant is read both the way the request's handler reads
+// it (strictly) and leniently, and a keyed merchant under either reading
+// needs a signature: data that cannot be read strictly is rejected as
+// invalid anyway, but not before its signature is checked.
+func (w *Worker) signs(data json.RawMessage) (string, bool) {
+	if w.cfg.RequestKeys == nil {
+		return "", false
+	}
+	var strict struct {
+		MerchantID string `json:"merchant_id"`
+	}
+	if strictjson.Decode(data, &strict) == nil && w.cfg.RequestKeys.Has(strict.MerchantID) {
+		return strict.MerchantID, true
+	}
+	var lenient struct {
+		MerchantID string `json:"merchant_id"`
+	}
+	if json.Unmarshal(data, &lenient) == nil && w.cfg.RequestKeys.Has(lenient.MerchantID) {
+		return lenient.MerchantID, true
+	}
+	return "", false
+}
+
+// rejectUnauthenticated writes the rejection of a request whose signature
+// does not verify. Nothing of it is executed or judged. The rejection is
+// recorded under the digest of the message rather than its event id: a
+// forged message must not pre-empt the genuine request with that id, which
+// would find "its" rejection and be dropped. A redelivery of the same
+// message is the same digest and writes nothing again. The detail says
+// what was wrong, never what was expected.
+func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope, value []byte, merchant string, why error) error {
+	sum := sha256.Sum256(value)
+	digest := hex.EncodeToString(sum[:])
+	who := idsOf(env.Data)
+	who.MerchantID = merchant
+	msg, err := w.message(events.TypeRejected, who.ChargeID, []string{"rejected", env.Source, env.ID, events.RejectUnauthenticated, digest}, events.Rejected{
+		MerchantID:     who.MerchantID,
+		ChargeID:       who.ChargeID,
+		Reason:         events.RejectUnauthenticated,
+		Detail:         why.Error(),
+		RequestEventID: env.ID,
+	})
+	if err != nil {
+		return err
+	}
+	rq := store.Request{Source: env.Source, EventID: events.RejectUnauthenticated + "/" + digest}
+	if err := w.cfg.Store.Reject(ctx, store.Rejection{Request: rq, Reason: events.RejectUnauthenticated, Event: msg}); err != nil {
+		return fmt.Errorf("worker: reject: %w", err)
+	}
+	w.cfg.Committed()
+	w.cfg.Observer.Result(events.TypeRejected, events.RejectUnauthenticated)
+	w.log.Warn("request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
+		"merchant_id", who.MerchantID, "charge_id", who.ChargeID, "detail", why.Error())
+	return nil
 }
 
 // ids are the identifiers a rejection names, read as best as the data

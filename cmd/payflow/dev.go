@@ -20,6 +20,7 @@ import (
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/pgsim"
+	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/vault"
 )
@@ -121,6 +122,12 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	if err != nil {
 		return nil, err
 	}
+	// Never generated: signed requests are off unless the environment
+	// turns them on, since the demo's requests are not signed.
+	keys, err := reqsig.ParseKeys(os.Getenv(reqsig.EnvVar))
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
 	d := &devEnv{PlatformToken: sec.platform, MerchantTokens: merchants, done: make(chan error, 1), secrets: sec}
 	fail := func(err error) (*devEnv, error) { d.Close(); return nil, err }
 
@@ -171,7 +178,7 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 		d.done <- app.Run(runCtx, app.Config{
 			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, PG: pgclient.NewHTTPClient(d.PGSim),
 			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
-			PlatformToken: sec.platform, MerchantTokens: merchants, Logger: log,
+			PlatformToken: sec.platform, MerchantTokens: merchants, RequestKeys: keys, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
 			MaxInFlight: maxInFlight, Roles: r,
 			Ready: func() { close(ready) },

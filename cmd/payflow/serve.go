@@ -14,6 +14,7 @@ import (
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/pgsim"
+	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/store"
 )
 
@@ -55,11 +56,16 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Environment only: a flag would show keys in ps and --help.
+			keys, err := reqsig.ParseKeys(os.Getenv(reqsig.EnvVar))
+			if err != nil {
+				return usagef("%v", err)
+			}
 			return app.Run(cmd.Context(), app.Config{
 				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, HTTPAddr: httpAddr,
 				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
-				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants,
+				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants, RequestKeys: keys,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
 				Topics: topics, GroupID: group, SkipTopicCreation: !createTopics, SkipMigration: !migrate,
 				MaxInFlight: maxInFlight, RetryBudget: retryBudget, Lease: lease, Logger: log,
