@@ -60,22 +60,39 @@ func New(cfg Config) http.Handler {
 	}
 	s := &server{Config: cfg, auth: newAuthenticator(cfg.PlatformToken, cfg.MerchantTokens, cfg.Logger)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/members/{member_id}/payment-methods", s.platform(s.addMethod))
-	mux.HandleFunc("GET /v1/members/{member_id}/payment-methods", s.platform(s.listMethods))
-	mux.HandleFunc("DELETE /v1/members/{member_id}/payment-methods/{id}", s.platform(s.deleteMethod))
-	mux.HandleFunc("GET /v1/charges/{charge_id}", s.merchant(s.getCharge))
-	mux.HandleFunc("GET /v1/charges/{charge_id}/bill-url", s.merchant(s.billURL))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
-	}
-	if cfg.Webhooks != nil {
-		mux.Handle("POST /webhooks/pg/{provider}", cfg.Webhooks)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, rt.h)
 	}
 	return s.serve(mux)
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// routes are the API's endpoints; api/openapi.json documents each of them
+// (a test holds the two together).
+func (s *server) routes() []route {
+	rs := []route{
+		{"POST /v1/members/{member_id}/payment-methods", s.platform(s.addMethod)},
+		{"GET /v1/members/{member_id}/payment-methods", s.platform(s.listMethods)},
+		{"DELETE /v1/members/{member_id}/payment-methods/{id}", s.platform(s.deleteMethod)},
+		{"GET /v1/charges/{charge_id}", s.merchant(s.getCharge)},
+		{"GET /v1/charges/{charge_id}/bill-url", s.merchant(s.billURL)},
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})},
+		{"GET /readyz", http.HandlerFunc(s.readyz)},
+		{"GET /openapi.json", http.HandlerFunc(serveOpenAPI)},
+	}
+	if s.Metrics != nil {
+		rs = append(rs, route{"GET /metrics", s.Metrics})
+	}
+	if s.Webhooks != nil {
+		rs = append(rs, route{"POST /webhooks/pg/{provider}", s.Webhooks})
+	}
+	return rs
 }
 
 // ParseMerchantTokens reads PAYFLOW_MERCHANT_TOKENS: "m1:tok1,m2:tok2".

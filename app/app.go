@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cons = consumer.New(consumer.Config{
 			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: cfg.Topics.Requests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
-				err := wk.Handle(ctx, m.Value)
+				err := wk.HandleMessage(ctx, m.Value, headersOf(m))
 				if errors.Is(err, events.ErrUnparseable) {
 					return consumer.DeadLetter(err)
 				}
@@ -350,4 +350,14 @@ func sampleGauges(ctx context.Context, st *store.Store, reconcileAge time.Durati
 	metrics.outboxBacklog.Set(float64(backlog))
 	metrics.stuck.WithLabelValues("placing").Set(float64(placing))
 	metrics.stuck.WithLabelValues("requested").Set(float64(awaiting))
+}
+
+// headersOf returns a message's headers as events reads them (structured
+// or binary content mode).
+func headersOf(m kafka.Message) []events.Header {
+	hs := make([]events.Header, len(m.Headers))
+	for i, h := range m.Headers {
+		hs[i] = events.Header(h)
+	}
+	return hs
 }

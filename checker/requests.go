@@ -29,7 +29,11 @@ type Request struct {
 func ParseRequests(msgs []kafka.Message) []Request {
 	var out []Request
 	for _, m := range msgs {
-		env, err := events.Decode(m.Value)
+		headers := make([]events.Header, len(m.Headers))
+		for i, h := range m.Headers {
+			headers[i] = events.Header(h)
+		}
+		env, err := events.DecodeMessage(m.Value, headers) // either content mode, as payflow reads it
 		if err != nil {
 			continue
 		}

@@ -240,3 +240,14 @@ func TestParseRequestsSkipsWhatIsNoRequest(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+func TestParseRequestsReadsBinaryMode(t *testing.T) {
+	m := kafka.Message{Value: []byte(`{"merchant_id":"m","charge_id":"c","amount":100}`), Headers: []kafka.Header{
+		{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte("e2")}, {Key: "ce_source", Value: []byte("s")},
+		{Key: "ce_type", Value: []byte(events.TypeChargeRequested)}, {Key: "content-type", Value: []byte("application/json")},
+	}}
+	got := checker.ParseRequests([]kafka.Message{m})
+	if len(got) != 1 || got[0].EventID != "e2" || got[0].Type != events.TypeChargeRequested || got[0].ChargeID != "c" || got[0].Amount != 100 {
+		t.Fatalf("%+v", got)
+	}
+}

@@ -121,7 +121,7 @@ func Decode(value []byte) (Envelope, error) {
 	default:
 		return Envelope{}, fmt.Errorf("%w: type is not a request type", ErrUnparseable)
 	}
-	if ct := e.DataContentType(); ct != "" && ct != "application/json" && ct != "text/json" {
+	if !jsonContentType(e.DataContentType()) {
 		return Envelope{}, fmt.Errorf("%w: datacontenttype is not JSON", ErrUnparseable)
 	}
 	data := json.RawMessage(e.Data())
