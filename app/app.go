@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/consumer"
@@ -87,6 +88,9 @@ type Config struct {
 	Ready func()
 
 	ping func(context.Context) error // Kafka's readiness, with the security above
+	// gather is what /metrics serves: the process's metrics and this
+	// run's cluster gauges.
+	gather prometheus.Gatherer
 }
 
 func (c *Config) defaults() {
@@ -177,6 +181,16 @@ func Run(ctx context.Context, cfg Config) error {
 		Observer:  metrics,
 	})
 
+	// Figures about the whole deployment come from the leading relay only;
+	// a process that runs no relay never reports them.
+	leading := func() bool { return false }
+	if cfg.Roles.Relay {
+		leading = relay.Leading
+	}
+	local := prometheus.NewRegistry()
+	local.MustRegister(newClusterGauges(st.Pool, leading, cfg.ReconcileAge))
+	cfg.gather = prometheus.Gatherers{metrics.registry, local}
+
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -239,7 +253,6 @@ func Run(ctx context.Context, cfg Config) error {
 						return
 					case <-t.C:
 						metrics.consumerLag.Set(float64(cons.Stats().Lag))
-						sampleGauges(sweepCtx, st, cfg.ReconcileAge)
 					}
 				}
 			}()
@@ -328,19 +341,4 @@ func retriable(err error) bool {
 func pgUnavailable(err error) bool {
 	var pgErr *pgclient.Error
 	return errors.As(err, &pgErr) && pgclient.Retriable(pgErr)
-}
-
-// sampleGauges reads the database-backed gauges: the outbox backlog and the
-// charges that should have moved on by now.
-func sampleGauges(ctx context.Context, st *store.Store, reconcileAge time.Duration) {
-	var backlog, placing, awaiting int64
-	if st.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-		(SELECT count(*) FROM charges WHERE state = 'placing' AND lease_until < now()),
-		(SELECT count(*) FROM charges WHERE state = 'requested' AND updated_at < now() - make_interval(secs => $1))`,
-		2*reconcileAge.Seconds()).Scan(&backlog, &placing, &awaiting) != nil {
-		return
-	}
-	metrics.outboxBacklog.Set(float64(backlog))
-	metrics.stuck.WithLabelValues("placing").Set(float64(placing))
-	metrics.stuck.WithLabelValues("requested").Set(float64(awaiting))
 }

@@ -14,19 +14,17 @@ import (
 // metrics are payflow's Prometheus metrics, in one registry per process
 // (not the global one, so tests can run several payflows side by side).
 type metricSet struct {
-	registry      *prometheus.Registry
-	handled       *prometheus.HistogramVec
-	webhooks      *prometheus.CounterVec
-	relayLag      prometheus.Histogram
-	consumerLag   prometheus.Gauge
-	pgCalls       *prometheus.HistogramVec
-	outboxBacklog prometheus.Gauge
-	results       *prometheus.CounterVec
-	decisions     *prometheus.CounterVec
-	retries       *prometheus.CounterVec
-	deadLetters   *prometheus.CounterVec
-	stuck         *prometheus.GaugeVec
-	reconcile     *prometheus.CounterVec
+	registry    *prometheus.Registry
+	handled     *prometheus.HistogramVec
+	webhooks    *prometheus.CounterVec
+	relayLag    prometheus.Histogram
+	consumerLag prometheus.Gauge
+	pgCalls     *prometheus.HistogramVec
+	results     *prometheus.CounterVec
+	decisions   *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	reconcile   *prometheus.CounterVec
 }
 
 // Result implements worker.Observer.
@@ -71,9 +69,6 @@ func newMetrics() *metricSet {
 		Name: "payflow_pg_call_seconds", Help: "PG calls by operation and outcome (ok, or the error kind: transient, unknown, declined, ...).",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 	}, []string{"operation", "outcome"})
-	m.outboxBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "payflow_outbox_backlog", Help: "Outbox rows committed but not yet published.",
-	})
 	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_results_total", Help: "Result events committed, by type and detail (method of a placed charge, reason of a rejection or failure, status of a settlement).",
 	}, []string{"type", "detail"})
@@ -89,14 +84,11 @@ func newMetrics() *metricSet {
 	for _, reason := range []string{"unparseable", "retries_exhausted"} {
 		m.deadLetters.WithLabelValues(reason) // both series exist from the start, at 0
 	}
-	m.stuck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "payflow_charges_stuck", Help: "Charges placing past their lease, or awaiting settlement past twice the reconcile age.",
-	}, []string{"state"})
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
 	}, []string{"outcome"})
-	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
-		m.results, m.decisions, m.retries, m.deadLetters, m.stuck,
+	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls,
+		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
