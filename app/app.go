@@ -188,7 +188,11 @@ func Run(ctx context.Context, cfg Config) error {
 		leading = relay.Leading
 	}
 	local := prometheus.NewRegistry()
-	local.MustRegister(newClusterGauges(st.Pool, leading, cfg.ReconcileAge))
+	lagClient := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 5 * time.Second, Transport: dial.Transport()}
+	groupLag := func(ctx context.Context) (map[int]int64, error) {
+		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
+	}
+	local.MustRegister(newClusterGauges(st.Pool, leading, cfg.ReconcileAge, groupLag))
 	cfg.gather = prometheus.Gatherers{metrics.registry, local}
 
 	var wg sync.WaitGroup
@@ -238,24 +242,10 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() {
 			defer close(workerDone)
 			var sw sync.WaitGroup
-			sw.Add(1)
 			sweepCtx, stopSweep := context.WithCancel(ctx)
 			sw.Add(2)
 			go func() { defer sw.Done(); wk.RunSweeper(sweepCtx, cfg.SweepInterval) }()
 			go func() { defer sw.Done(); wk.RunReconciler(sweepCtx, cfg.ReconcileInterval, cfg.ReconcileAge) }()
-			go func() {
-				defer sw.Done()
-				t := time.NewTicker(5 * time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-sweepCtx.Done():
-						return
-					case <-t.C:
-						metrics.consumerLag.Set(float64(cons.Stats().Lag))
-					}
-				}
-			}()
 			if err := cons.Run(ctx); err != nil {
 				errs <- err
 			}

@@ -264,3 +264,19 @@ func TestNoDatabaseGaugesWithoutTheRelay(t *testing.T) {
 		t.Fatal("a process without the relay exports the database gauges")
 	}
 }
+
+// Requests fetched but not finished are still lag: the group has not
+// committed them. The lag is exported per partition from the group's
+// committed offsets, not from what the reader last fetched.
+func TestConsumerLagCountsRequestsNotCommitted(t *testing.T) {
+	pg := &stuckPG{release: make(chan struct{})}
+	p := start(t, pg, nil)
+	p.publish(t, charge("c-1", "010-1234-5678"), charge("c-2", "010-1234-5678"), charge("c-3", "010-1234-5678"))
+	eventually(t, "the lag of partition 0 to show the 3 stuck requests", func() bool {
+		return strings.Contains(p.metricsText(t), "\npayflow_consumer_lag_messages{partition=\"0\"} 3\n")
+	})
+	close(pg.release)
+	eventually(t, "the lag to drop to 0", func() bool {
+		return strings.Contains(p.metricsText(t), "\npayflow_consumer_lag_messages{partition=\"0\"} 0\n")
+	})
+}

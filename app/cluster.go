@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,13 +21,19 @@ type clusterGauges struct {
 	pool         *pgxpool.Pool
 	leading      func() bool
 	reconcileAge time.Duration
+	// groupLag is the consumer group's lag by partition (consumer.GroupLag).
+	groupLag func(context.Context) (map[int]int64, error)
 
-	backlog, stuck *prometheus.Desc
+	backlog, stuck, lag *prometheus.Desc
 }
 
-func newClusterGauges(pool *pgxpool.Pool, leading func() bool, reconcileAge time.Duration) *clusterGauges {
+func newClusterGauges(pool *pgxpool.Pool, leading func() bool, reconcileAge time.Duration, groupLag func(context.Context) (map[int]int64, error)) *clusterGauges {
 	return &clusterGauges{
-		pool: pool, leading: leading, reconcileAge: reconcileAge,
+		pool: pool, leading: leading, reconcileAge: reconcileAge, groupLag: groupLag,
+		lag: prometheus.NewDesc("payflow_consumer_lag_messages",
+			"Requests in each partition of payment.requests not yet committed by the consumer group (the partition's last offset minus the group's committed offset). "+
+				"One series per partition; sum them for the total. Reported only by the process whose outbox relay leads.",
+			[]string{"partition"}, nil),
 		backlog: prometheus.NewDesc("payflow_outbox_backlog",
 			"Outbox rows committed but not yet published. Reported only by the process whose outbox relay leads.", nil, nil),
 		stuck: prometheus.NewDesc("payflow_charges_stuck",
@@ -39,6 +46,7 @@ func newClusterGauges(pool *pgxpool.Pool, leading func() bool, reconcileAge time
 func (g *clusterGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.backlog
 	ch <- g.stuck
+	ch <- g.lag
 }
 
 // Collect implements prometheus.Collector: nothing unless this process
@@ -49,6 +57,13 @@ func (g *clusterGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if g.groupLag != nil {
+		if lag, err := g.groupLag(ctx); err == nil {
+			for p, n := range lag {
+				ch <- prometheus.MustNewConstMetric(g.lag, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
+			}
+		}
+	}
 	var backlog, placing, awaiting int64
 	if g.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
 		(SELECT count(*) FROM charges WHERE state = 'placing' AND lease_until < now()),

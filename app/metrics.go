@@ -61,9 +61,6 @@ func newMetrics() *metricSet {
 			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from an outbox row's commit to its publication.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
-		consumerLag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "payflow_consumer_lag_messages", Help: "Messages in payment.requests not yet fetched by this consumer.",
-		}),
 	}
 	m.pgCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "payflow_pg_call_seconds", Help: "PG calls by operation and outcome (ok, or the error kind: transient, unknown, declined, ...).",
@@ -87,7 +84,7 @@ func newMetrics() *metricSet {
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
 	}, []string{"outcome"})
-	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls,
+	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.pgCalls,
 		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -36,7 +36,7 @@ func TestDeployAssetsUseExportedMetrics(t *testing.T) {
 	}
 	// The cluster gauges exist only in the leading process.
 	descs := make(chan *prometheus.Desc, 10)
-	newClusterGauges(nil, nil, 0).Describe(descs)
+	newClusterGauges(nil, nil, 0, nil).Describe(descs)
 	close(descs)
 	name := regexp.MustCompile(`fqName: "([a-z_]+)"`)
 	for d := range descs {
