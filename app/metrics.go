@@ -18,13 +18,13 @@ type metricSet struct {
 	handled     *prometheus.HistogramVec
 	webhooks    *prometheus.CounterVec
 	relayLag    prometheus.Histogram
-	consumerLag prometheus.Gauge
 	pgCalls     *prometheus.HistogramVec
 	results     *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	reconcile   *prometheus.CounterVec
+	buildInfo   *prometheus.GaugeVec
 }
 
 // Result implements worker.Observer.
@@ -33,10 +33,11 @@ func (m *metricSet) Result(eventType, detail string) {
 	case "payment.charge.processed", "payment.repay.processed":
 		// detail is method/fallback_reason: the decision path.
 		method, reason, _ := strings.Cut(detail, "/")
+		method, reason = boundedLabel(method), boundedLabel(reason)
 		m.decisions.WithLabelValues(method, reason).Inc()
 		detail = method
 	}
-	m.results.WithLabelValues(eventType, detail).Inc()
+	m.results.WithLabelValues(eventType, boundedLabel(detail)).Inc()
 }
 
 // Retry implements worker.Observer.
@@ -84,10 +85,36 @@ func newMetrics() *metricSet {
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
 	}, []string{"outcome"})
-	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.pgCalls,
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payflow_build_info", Help: "Always 1, labelled with the running build's version and Go release; absent when no payflow is scraped.",
+	}, []string{"version", "go_version"})
+	m.buildInfo.WithLabelValues(Version(), GoVersion()).Set(1)
+	m.registry.MustRegister(m.buildInfo, m.reconcile, m.handled, m.webhooks, m.relayLag, m.pgCalls,
 		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// boundedLabel keeps a label value from the worker to a small known set:
+// a reason with a detail after a colon ("pg_rejected: E1234", "declined:
+// limit_exceeded") keeps only what is before it, and anything that is not
+// a short snake_case word becomes "other". A PG's error codes and messages
+// would otherwise create a series each.
+func boundedLabel(v string) string {
+	v, _, _ = strings.Cut(v, ":")
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return v
+	}
+	if len(v) > 40 {
+		return "other"
+	}
+	for _, r := range v {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' && r != '.' {
+			return "other"
+		}
+	}
+	return v
 }
 
 func (m *metricSet) webhook(provider, result string) {

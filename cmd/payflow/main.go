@@ -16,23 +16,42 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/app"
 )
 
 func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCmd().ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "payflow:", err)
+	}
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// rootCmd is the payflow command with all its subcommands.
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "payflow",
 		Short:         "Event-driven payment worker: charges, bills, refunds and settlements from Kafka, exactly once",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := root.ExecuteContext(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "payflow:", err)
+	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd(), versionCmd())
+	return root
+}
+
+// versionCmd prints the build's version and Go release.
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print payflow's version (\"devel\" for a build that did not record one) and the Go release it was built with",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "payflow %s %s\n", app.Version(), app.GoVersion())
+			return nil
+		},
 	}
-	stop()
-	os.Exit(exitCode(err))
 }
 
 // usageError is a command line that cannot work as given; payflow exits 2
