@@ -26,6 +26,7 @@ func TestDeployAssetsUseExportedMetrics(t *testing.T) {
 	m.results.WithLabelValues("t", "d")
 	m.decisions.WithLabelValues("auto_pay", "none")
 	m.retries.WithLabelValues("auto_pay")
+	m.reconcile.WithLabelValues("late_paid")
 	fams, err := m.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
