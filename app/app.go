@@ -46,8 +46,11 @@ type Config struct {
 	// consumer, the writer, topic creation, readiness). Zero: plaintext.
 	KafkaSecurity kafkaconf.Security
 	DatabaseURL   string
-	PG            pgclient.Client
-	HTTPAddr      string
+	// DB tunes the Postgres pool: its size, the connect and statement
+	// timeouts (zero: the defaults of store.Options).
+	DB       store.Options
+	PG       pgclient.Client
+	HTTPAddr string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
 
@@ -145,10 +148,10 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.ping = func(ctx context.Context) error { return producer.Ping(ctx, cfg.Brokers, kopts...) }
 	if cfg.SkipMigration {
 		log.Info("schema migration skipped at start; run payflow migrate with each release")
-	} else if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	} else if err := store.MigrateWith(ctx, cfg.DatabaseURL, cfg.DB); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,43 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd(), versionCmd())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (see %s --help)", err, c.CommandPath())
+	})
+	refuseArgs(root)
 	return root
+}
+
+// refuseArgs makes every command refuse what it does not take as a usage
+// error (exit 2): arguments to a command that takes none, an unknown
+// subcommand. A command that only groups others shows its help.
+func refuseArgs(c *cobra.Command) {
+	if c.HasSubCommands() {
+		if !c.Runnable() {
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		if c.Args == nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+				}
+				return nil
+			}
+		}
+	}
+	if c.Args == nil {
+		c.Args = cobra.NoArgs
+	}
+	args := c.Args
+	c.Args = func(cmd *cobra.Command, a []string) error {
+		if err := args(cmd, a); err != nil {
+			return usagef("%v (see %s --help)", err, cmd.CommandPath())
+		}
+		return nil
+	}
+	for _, sub := range c.Commands() {
+		refuseArgs(sub)
+	}
 }
 
 // versionCmd prints the build's version and Go release.
