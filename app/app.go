@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/consumer"
@@ -46,8 +47,11 @@ type Config struct {
 	// consumer, the writer, topic creation, readiness). Zero: plaintext.
 	KafkaSecurity kafkaconf.Security
 	DatabaseURL   string
-	PG            pgclient.Client
-	HTTPAddr      string
+	// DB tunes the Postgres pool: its size, the connect and statement
+	// timeouts (zero: the defaults of store.Options).
+	DB       store.Options
+	PG       pgclient.Client
+	HTTPAddr string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
 
@@ -91,6 +95,9 @@ type Config struct {
 	Ready func()
 
 	ping func(context.Context) error // Kafka's readiness, with the security above
+	// gather is what /metrics serves: the process's metrics and this
+	// run's cluster gauges.
+	gather prometheus.Gatherer
 }
 
 func (c *Config) defaults() {
@@ -145,10 +152,10 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.ping = func(ctx context.Context) error { return producer.Ping(ctx, cfg.Brokers, kopts...) }
 	if cfg.SkipMigration {
 		log.Info("schema migration skipped at start; run payflow migrate with each release")
-	} else if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	} else if err := store.MigrateWith(ctx, cfg.DatabaseURL, cfg.DB); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return err
 	}
@@ -183,6 +190,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
 		log.Info("signed requests required", "merchants", m)
 	}
+
+	// Figures about the whole deployment come from the leading relay only;
+	// a process that runs no relay never reports them.
+	leading := func() bool { return false }
+	if cfg.Roles.Relay {
+		leading = relay.Leading
+	}
+	local := prometheus.NewRegistry()
+	lagClient := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 5 * time.Second, Transport: dial.Transport()}
+	groupLag := func(ctx context.Context) (map[int]int64, error) {
+		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
+	}
+	local.MustRegister(newClusterGauges(st.Pool, leading, cfg.ReconcileAge, groupLag))
+	cfg.gather = prometheus.Gatherers{metrics.registry, local}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -231,25 +252,10 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() {
 			defer close(workerDone)
 			var sw sync.WaitGroup
-			sw.Add(1)
 			sweepCtx, stopSweep := context.WithCancel(ctx)
 			sw.Add(2)
 			go func() { defer sw.Done(); wk.RunSweeper(sweepCtx, cfg.SweepInterval) }()
 			go func() { defer sw.Done(); wk.RunReconciler(sweepCtx, cfg.ReconcileInterval, cfg.ReconcileAge) }()
-			go func() {
-				defer sw.Done()
-				t := time.NewTicker(5 * time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-sweepCtx.Done():
-						return
-					case <-t.C:
-						metrics.consumerLag.Set(float64(cons.Stats().Lag))
-						sampleGauges(sweepCtx, st, cfg.ReconcileAge)
-					}
-				}
-			}()
 			if err := cons.Run(ctx); err != nil {
 				errs <- err
 			}
@@ -335,21 +341,6 @@ func retriable(err error) bool {
 func pgUnavailable(err error) bool {
 	var pgErr *pgclient.Error
 	return errors.As(err, &pgErr) && pgclient.Retriable(pgErr)
-}
-
-// sampleGauges reads the database-backed gauges: the outbox backlog and the
-// charges that should have moved on by now.
-func sampleGauges(ctx context.Context, st *store.Store, reconcileAge time.Duration) {
-	var backlog, placing, awaiting int64
-	if st.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-		(SELECT count(*) FROM charges WHERE state = 'placing' AND lease_until < now()),
-		(SELECT count(*) FROM charges WHERE state = 'requested' AND updated_at < now() - make_interval(secs => $1))`,
-		2*reconcileAge.Seconds()).Scan(&backlog, &placing, &awaiting) != nil {
-		return
-	}
-	metrics.outboxBacklog.Set(float64(backlog))
-	metrics.stuck.WithLabelValues("placing").Set(float64(placing))
-	metrics.stuck.WithLabelValues("requested").Set(float64(awaiting))
 }
 
 // headersOf returns a message's headers as events reads them (structured

@@ -206,3 +206,77 @@ func TestDeadLettersAndLogsCarryNoPersonalData(t *testing.T) {
 		t.Fatalf("the log quotes a request:\n%s", out)
 	}
 }
+
+// metricsText is the process's /metrics page.
+func (p *payflow) metricsText(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// Two instances on one database: the database-wide gauges come from the
+// instance whose relay leads, and the other has no such series at all, so
+// that a sum over replicas counts the backlog once.
+func TestOnlyTheLeadingRelayExportsDatabaseGauges(t *testing.T) {
+	k, err := devenv.StartKafka("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	dsn := testdb.NewDSN(t)
+	shared := func(c *app.Config) { c.DatabaseURL = dsn }
+	a := startOn(t, k.Addr(), acceptingPG(), shared)
+	b := startOn(t, k.Addr(), acceptingPG(), shared)
+	exporting := func() (n int, which string) {
+		for name, p := range map[string]*payflow{"a": a, "b": b} {
+			text := p.metricsText(t)
+			has := strings.Contains(text, "\npayflow_outbox_backlog ")
+			if has != strings.Contains(text, "\npayflow_charges_stuck{") {
+				t.Fatalf("%s exports one database gauge without the other:\n%s", name, text)
+			}
+			if has {
+				n++
+				which = name
+			}
+		}
+		return n, which
+	}
+	eventually(t, "one instance to export the database gauges", func() bool { n, _ := exporting(); return n == 1 })
+	_, leader := exporting()
+	for range 10 {
+		if n, which := exporting(); n != 1 || which != leader {
+			t.Fatalf("%d instances export the database gauges (last %s, leader was %s)", n, which, leader)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Without the relay role a process never exports the database gauges.
+func TestNoDatabaseGaugesWithoutTheRelay(t *testing.T) {
+	p := start(t, acceptingPG(), func(c *app.Config) { c.Roles = app.Roles{Worker: true, HTTP: true} })
+	time.Sleep(time.Second)
+	if text := p.metricsText(t); strings.Contains(text, "payflow_outbox_backlog") || strings.Contains(text, "payflow_charges_stuck") {
+		t.Fatal("a process without the relay exports the database gauges")
+	}
+}
+
+// Requests fetched but not finished are still lag: the group has not
+// committed them. The lag is exported per partition from the group's
+// committed offsets, not from what the reader last fetched.
+func TestConsumerLagCountsRequestsNotCommitted(t *testing.T) {
+	pg := &stuckPG{release: make(chan struct{})}
+	p := start(t, pg, nil)
+	p.publish(t, charge("c-1", "010-1234-5678"), charge("c-2", "010-1234-5678"), charge("c-3", "010-1234-5678"))
+	eventually(t, "the lag of partition 0 to show the 3 stuck requests", func() bool {
+		return strings.Contains(p.metricsText(t), "\npayflow_consumer_lag_messages{partition=\"0\"} 3\n")
+	})
+	close(pg.release)
+	eventually(t, "the lag to drop to 0", func() bool {
+		return strings.Contains(p.metricsText(t), "\npayflow_consumer_lag_messages{partition=\"0\"} 0\n")
+	})
+}

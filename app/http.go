@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/payflow/payflow/api"
@@ -25,7 +26,7 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
-		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}),
+		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(cfg.gatherer(), promhttp.HandlerOpts{}),
 		Webhooks: receiver,
 		Ready: func(ctx context.Context) error {
 			if err := st.Pool.Ping(ctx); err != nil {
@@ -42,6 +43,14 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 			return nil
 		},
 	}), nil
+}
+
+// gatherer is what /metrics serves.
+func (c Config) gatherer() prometheus.Gatherer {
+	if c.gather != nil {
+		return c.gather
+	}
+	return metrics.registry
 }
 
 // webhookReceiver is the PG callback endpoint, counting its results in m.

@@ -14,19 +14,17 @@ import (
 // metrics are payflow's Prometheus metrics, in one registry per process
 // (not the global one, so tests can run several payflows side by side).
 type metricSet struct {
-	registry      *prometheus.Registry
-	handled       *prometheus.HistogramVec
-	webhooks      *prometheus.CounterVec
-	relayLag      prometheus.Histogram
-	consumerLag   prometheus.Gauge
-	pgCalls       *prometheus.HistogramVec
-	outboxBacklog prometheus.Gauge
-	results       *prometheus.CounterVec
-	decisions     *prometheus.CounterVec
-	retries       *prometheus.CounterVec
-	deadLetters   *prometheus.CounterVec
-	stuck         *prometheus.GaugeVec
-	reconcile     *prometheus.CounterVec
+	registry    *prometheus.Registry
+	handled     *prometheus.HistogramVec
+	webhooks    *prometheus.CounterVec
+	relayLag    prometheus.Histogram
+	pgCalls     *prometheus.HistogramVec
+	results     *prometheus.CounterVec
+	decisions   *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	reconcile   *prometheus.CounterVec
+	buildInfo   *prometheus.GaugeVec
 }
 
 // Result implements worker.Observer.
@@ -35,10 +33,11 @@ func (m *metricSet) Result(eventType, detail string) {
 	case "payment.charge.processed", "payment.repay.processed":
 		// detail is method/fallback_reason: the decision path.
 		method, reason, _ := strings.Cut(detail, "/")
+		method, reason = boundedLabel(method), boundedLabel(reason)
 		m.decisions.WithLabelValues(method, reason).Inc()
 		detail = method
 	}
-	m.results.WithLabelValues(eventType, detail).Inc()
+	m.results.WithLabelValues(eventType, boundedLabel(detail)).Inc()
 }
 
 // Retry implements worker.Observer.
@@ -63,17 +62,11 @@ func newMetrics() *metricSet {
 			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from an outbox row's commit to its publication.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
-		consumerLag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "payflow_consumer_lag_messages", Help: "Messages in payment.requests not yet fetched by this consumer.",
-		}),
 	}
 	m.pgCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "payflow_pg_call_seconds", Help: "PG calls by operation and outcome (ok, or the error kind: transient, unknown, declined, ...).",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 	}, []string{"operation", "outcome"})
-	m.outboxBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "payflow_outbox_backlog", Help: "Outbox rows committed but not yet published.",
-	})
 	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_results_total", Help: "Result events committed, by type and detail (method of a placed charge, reason of a rejection or failure, status of a settlement).",
 	}, []string{"type", "detail"})
@@ -89,16 +82,39 @@ func newMetrics() *metricSet {
 	for _, reason := range []string{"unparseable", "retries_exhausted"} {
 		m.deadLetters.WithLabelValues(reason) // both series exist from the start, at 0
 	}
-	m.stuck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "payflow_charges_stuck", Help: "Charges placing past their lease, or awaiting settlement past twice the reconcile age.",
-	}, []string{"state"})
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
 	}, []string{"outcome"})
-	m.registry.MustRegister(m.reconcile, m.handled, m.webhooks, m.relayLag, m.consumerLag, m.pgCalls, m.outboxBacklog,
-		m.results, m.decisions, m.retries, m.deadLetters, m.stuck,
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "payflow_build_info", Help: "Always 1, labelled with the running build's version and Go release; absent when no payflow is scraped.",
+	}, []string{"version", "go_version"})
+	m.buildInfo.WithLabelValues(Version(), GoVersion()).Set(1)
+	m.registry.MustRegister(m.buildInfo, m.reconcile, m.handled, m.webhooks, m.relayLag, m.pgCalls,
+		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// boundedLabel keeps a label value from the worker to a small known set:
+// a reason with a detail after a colon ("pg_rejected: E1234", "declined:
+// limit_exceeded") keeps only what is before it, and anything that is not
+// a short snake_case word becomes "other". A PG's error codes and messages
+// would otherwise create a series each.
+func boundedLabel(v string) string {
+	v, _, _ = strings.Cut(v, ":")
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return v
+	}
+	if len(v) > 40 {
+		return "other"
+	}
+	for _, r := range v {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' && r != '.' {
+			return "other"
+		}
+	}
+	return v
 }
 
 func (m *metricSet) webhook(provider, result string) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/payflow/payflow/api"
 )
 
@@ -24,7 +26,7 @@ func TestDeployAssetsUseExportedMetrics(t *testing.T) {
 	m.results.WithLabelValues("t", "d")
 	m.decisions.WithLabelValues("auto_pay", "none")
 	m.retries.WithLabelValues("auto_pay")
-	m.stuck.WithLabelValues("placing")
+	m.reconcile.WithLabelValues("late_paid")
 	fams, err := m.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +34,14 @@ func TestDeployAssetsUseExportedMetrics(t *testing.T) {
 	exported := map[string]bool{}
 	for _, f := range fams {
 		exported[f.GetName()] = true
+	}
+	// The cluster gauges exist only in the leading process.
+	descs := make(chan *prometheus.Desc, 10)
+	newClusterGauges(nil, nil, 0, nil).Describe(descs)
+	close(descs)
+	name := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range descs {
+		exported[name.FindStringSubmatch(d.String())[1]] = true
 	}
 	used := regexp.MustCompile(`payflow_[a-z_]+`)
 	for _, file := range []string{"../deploy/prometheus/alerts.yml", "../deploy/grafana/dashboards/payflow.json"} {

@@ -14,7 +14,7 @@ type instrumentedPG struct{ next pgclient.Client }
 func (p instrumentedPG) observe(op string, start time.Time, err error) {
 	outcome := "ok"
 	if err != nil {
-		outcome = string(pgclient.KindOf(err))
+		outcome = pgOutcome(pgclient.KindOf(err))
 	}
 	metrics.pgCalls.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
 }
@@ -59,4 +59,16 @@ func (p instrumentedPG) DestroyBill(ctx context.Context, id string) error {
 	err := p.next.DestroyBill(ctx, id)
 	p.observe("destroy", start, err)
 	return err
+}
+
+// pgOutcome is the kind as a label value: an adapter may set any Kind, and
+// the label takes only the known ones ("other" for the rest), never a PG's
+// own code.
+func pgOutcome(k pgclient.Kind) string {
+	switch k {
+	case pgclient.KindTransient, pgclient.KindUnknown, pgclient.KindDeclined, pgclient.KindInvalid,
+		pgclient.KindNotFound, pgclient.KindDuplicate, pgclient.KindConflict:
+		return string(k)
+	}
+	return "other"
 }

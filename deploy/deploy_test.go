@@ -6,6 +6,7 @@ package deploy
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,5 +76,22 @@ func TestKubernetesManifests(t *testing.T) {
 	hpa := seen["HorizontalPodAutoscaler"].(*autoscalingv2.HorizontalPodAutoscaler)
 	if hpa.Spec.MaxReplicas > 12 {
 		t.Errorf("maxReplicas %d exceeds the 12 partitions of payment.requests", hpa.Spec.MaxReplicas)
+	}
+	// At the HPA's maximum, every pod's pool plus its relay's lock
+	// connection must fit Postgres's default max_connections (100) less
+	// superuser_reserved_connections (3).
+	maxConns := 32 // payflow's default
+	for _, e := range c.Env {
+		if e.Name == "PAYFLOW_DB_MAX_CONNS" {
+			n, err := strconv.Atoi(e.Value)
+			if err != nil || n <= 0 {
+				t.Fatalf("PAYFLOW_DB_MAX_CONNS = %q", e.Value)
+			}
+			maxConns = n
+		}
+	}
+	if need := int(hpa.Spec.MaxReplicas) * (maxConns + 1); need > 100-3 {
+		t.Errorf("%d replicas x (%d pooled + 1 relay) = %d connections exceed Postgres's default 97 for applications",
+			hpa.Spec.MaxReplicas, maxConns, need)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -46,7 +47,15 @@ type Relay struct {
 
 	lastPrune time.Time
 	wake      chan struct{}
+	leading   atomic.Bool
 }
+
+// Leading reports whether this relay holds the publisher lock now: true in
+// exactly one process among those sharing the database (none while the lock
+// changes hands). Figures about the whole database, the same from every
+// process (the outbox backlog, stuck charges), are reported by the leader
+// only, so that they are not counted once per instance.
+func (r *Relay) Leading() bool { return r.leading.Load() }
 
 func (r *Relay) defaults() {
 	if r.BatchSize <= 0 {
@@ -128,6 +137,8 @@ func (r *Relay) lead(ctx context.Context) error {
 	if _, err := raw.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
+	r.leading.Store(true)
+	defer r.leading.Store(false)
 	r.Logger.Info("outbox relay publishing")
 	for {
 		n, err := r.PublishBatch(ctx)

@@ -156,6 +156,46 @@ func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
 	if len(pubA.ids()) != 1 || len(pubB.ids()) != 0 {
 		t.Fatalf("leader published %d, standby %d; want 1 and 0", len(pubA.ids()), len(pubB.ids()))
 	}
+	if !a.Leading() || b.Leading() {
+		t.Fatalf("Leading: a %v, b %v; want true, false", a.Leading(), b.Leading())
+	}
+}
+
+// Leadership moves when the leader stops, and Leading follows it: the
+// process that reports the database-wide gauges changes with it.
+func TestLeadingFollowsTheLock(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	actx, stopA := context.WithCancel(ctx)
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	a := &outbox.Relay{Pool: db, Publisher: &recorder{}, PollInterval: 50 * time.Millisecond}
+	b := &outbox.Relay{Pool: db, Publisher: &recorder{}, PollInterval: 50 * time.Millisecond}
+	aDone := make(chan struct{})
+	go func() { defer close(aDone); _ = a.Run(actx) }()
+	waitFor(t, "a to lead", a.Leading)
+	go b.Run(bctx)
+	time.Sleep(300 * time.Millisecond)
+	if b.Leading() {
+		t.Fatal("both relays lead")
+	}
+	stopA()
+	<-aDone
+	if a.Leading() {
+		t.Fatal("a stopped and still reports leading")
+	}
+	waitFor(t, "b to take over", b.Leading)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestPruneDeletesOnlyOldPublishedRows(t *testing.T) {

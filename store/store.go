@@ -7,11 +7,15 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
@@ -24,26 +28,93 @@ type Store struct {
 	Pool *pgxpool.Pool
 }
 
-// Open connects to dsn. It does not migrate: call Migrate first.
-func Open(ctx context.Context, dsn string) (*Store, error) {
+// Options tune the connection to Postgres. The zero value is the defaults.
+type Options struct {
+	// MaxConns is the size of the pool: 0 takes pool_max_conns from the
+	// DSN, else DefaultMaxConns. The relay holds one more connection, out
+	// of the pool, for its lock.
+	MaxConns int32
+	// ConnectTimeout bounds opening a connection, from the TCP dial to the
+	// end of authentication: a server that accepts the connection and never
+	// answers fails the start instead of hanging it. 0: the DSN's
+	// connect_timeout, else DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// StatementTimeout is the server's statement_timeout for the pool's
+	// connections: a statement running longer is cancelled. It must exceed
+	// any legitimate statement. 0: the DSN's statement_timeout, else
+	// DefaultStatementTimeout; negative: none is set (the server's own
+	// setting applies), e.g. behind a PgBouncer that refuses the parameter.
+	StatementTimeout time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxConns         = 32
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultStatementTimeout = 30 * time.Second
+)
+
+// Open connects to dsn with the default Options. It does not migrate:
+// call Migrate first.
+func Open(ctx context.Context, dsn string) (*Store, error) { return OpenWith(ctx, dsn, Options{}) }
+
+// OpenWith connects to dsn and checks that the server answers within the
+// connect timeout. It does not migrate: call Migrate first.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse DATABASE_URL: %w", err)
 	}
 	// pgxpool's default (max(4, cores)) starves a worker that keeps
 	// hundreds of charges in flight; a DSN's pool_max_conns still wins.
-	if !strings.Contains(dsn, "pool_max_conns") {
-		cfg.MaxConns = 32
+	switch {
+	case opts.MaxConns > 0:
+		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(dsn, "pool_max_conns"):
+		cfg.MaxConns = DefaultMaxConns
+	}
+	timeout := connectTimeout(cfg.ConnConfig.ConnectTimeout, opts)
+	cfg.ConnConfig.ConnectTimeout = timeout
+	switch {
+	case opts.StatementTimeout > 0:
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+	case opts.StatementTimeout < 0:
+		delete(cfg.ConnConfig.RuntimeParams, "statement_timeout")
+	case cfg.ConnConfig.RuntimeParams["statement_timeout"] == "":
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(DefaultStatementTimeout.Milliseconds(), 10)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	// The connect timeout bounds each attempt; bound them together too
+	// (sslmode=prefer, several hosts), so the start fails within it.
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("store: ping: %w", err)
+		return nil, connectError(ctx, cfg.ConnConfig.Host, cfg.ConnConfig.Port, timeout, err)
 	}
 	return &Store{Pool: pool}, nil
+}
+
+func connectTimeout(fromDSN time.Duration, opts Options) time.Duration {
+	switch {
+	case opts.ConnectTimeout > 0:
+		return opts.ConnectTimeout
+	case fromDSN > 0:
+		return fromDSN
+	}
+	return DefaultConnectTimeout
+}
+
+// connectError says which server did not answer and which setting bounds
+// the wait, when the connect timeout (not the caller) ended it.
+func connectError(ctx context.Context, host string, port uint16, timeout time.Duration, err error) error {
+	if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)) {
+		return fmt.Errorf("store: Postgres at %s:%d did not answer within %s (the connect timeout, PAYFLOW_DB_CONNECT_TIMEOUT): %w", host, port, timeout, err)
+	}
+	return fmt.Errorf("store: connect to Postgres at %s:%d: %w", host, port, err)
 }
 
 // Close releases the pool.
@@ -51,13 +122,27 @@ func (s *Store) Close() { s.Pool.Close() }
 
 // Migrate applies the embedded schema migrations that dsn's database lacks.
 // tern takes an advisory lock, so instances starting together are safe.
-func Migrate(ctx context.Context, dsn string) error { return migrateTo(ctx, dsn, -1) }
+func Migrate(ctx context.Context, dsn string) error { return migrateTo(ctx, dsn, Options{}, -1) }
+
+// MigrateWith is Migrate with opts' connect timeout. Migrations run without
+// a statement timeout: they may wait for the lock and build indexes.
+func MigrateWith(ctx context.Context, dsn string, opts Options) error {
+	return migrateTo(ctx, dsn, opts, -1)
+}
 
 // migrateTo applies migrations up to version (all of them when negative).
-func migrateTo(ctx context.Context, dsn string, version int32) error {
-	conn, err := pgx.Connect(ctx, dsn)
+func migrateTo(ctx context.Context, dsn string, opts Options, version int32) error {
+	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("store: migrate: connect: %w", err)
+		return fmt.Errorf("store: migrate: parse DATABASE_URL: %w", err)
+	}
+	timeout := connectTimeout(cc.ConnectTimeout, opts)
+	cc.ConnectTimeout = timeout
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	conn, err := pgx.ConnectConfig(cctx, cc)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", connectError(ctx, cc.Host, cc.Port, timeout, err))
 	}
 	defer conn.Close(ctx)
 	m, err := migrate.NewMigrator(ctx, conn, "public.payflow_schema_version")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,7 +24,7 @@ func checkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			if brokers == "" || dsn == "" || pgURL == "" {
-				return errors.New("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
+				return usagef("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
 			}
 			rep, err := runCheck(cmd.Context(), splitList(brokers), dsn, pgURL, requests)
 			if err != nil {

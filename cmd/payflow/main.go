@@ -16,23 +16,78 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/payflow/payflow/app"
 )
 
 func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCmd().ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "payflow:", err)
+	}
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// rootCmd is the payflow command with all its subcommands.
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "payflow",
 		Short:         "Event-driven payment worker: charges, bills, refunds and settlements from Kafka, exactly once",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := root.ExecuteContext(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "payflow:", err)
+	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd(), versionCmd())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (see %s --help)", err, c.CommandPath())
+	})
+	refuseArgs(root)
+	return root
+}
+
+// refuseArgs makes every command refuse what it does not take as a usage
+// error (exit 2): arguments to a command that takes none, an unknown
+// subcommand. A command that only groups others shows its help.
+func refuseArgs(c *cobra.Command) {
+	if c.HasSubCommands() {
+		if !c.Runnable() {
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		if c.Args == nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+				}
+				return nil
+			}
+		}
 	}
-	stop()
-	os.Exit(exitCode(err))
+	if c.Args == nil {
+		c.Args = cobra.NoArgs
+	}
+	args := c.Args
+	c.Args = func(cmd *cobra.Command, a []string) error {
+		if err := args(cmd, a); err != nil {
+			return usagef("%v (see %s --help)", err, cmd.CommandPath())
+		}
+		return nil
+	}
+	for _, sub := range c.Commands() {
+		refuseArgs(sub)
+	}
+}
+
+// versionCmd prints the build's version and Go release.
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print payflow's version (\"devel\" for a build that did not record one) and the Go release it was built with",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "payflow %s %s\n", app.Version(), app.GoVersion())
+			return nil
+		},
+	}
 }
 
 // usageError is a command line that cannot work as given; payflow exits 2

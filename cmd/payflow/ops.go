@@ -71,7 +71,7 @@ did not take the message whole) is not replayed; its source topic, partition
 and offset are printed. --dry-run lists what would be replayed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if kf.brokers == "" {
-				return errors.New("dlq replay needs PAYFLOW_KAFKA_BROKERS or --brokers")
+				return usagef("dlq replay needs PAYFLOW_KAFKA_BROKERS or --brokers")
 			}
 			sec, err := kf.security()
 			if err != nil {

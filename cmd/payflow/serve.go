@@ -21,6 +21,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		kf                                      kafkaFlags
+		db                                      dbFlags
 		dsn, pgURL, httpAddr, logFormat         string
 		worker, relay, httpOn                   bool
 		createTopics, migrate                   bool
@@ -38,6 +39,10 @@ func serveCmd() *cobra.Command {
 			if err := checkLease(lease, retryBudget, pgTimeout); err != nil {
 				return err
 			}
+			dbOpts, err := db.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
 			sec, err := kf.security()
 			if err != nil {
 				return err
@@ -50,7 +55,7 @@ func serveCmd() *cobra.Command {
 				return usagef("%v", err)
 			}
 			if kf.brokers == "" || dsn == "" || pgURL == "" {
-				return errors.New("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
+				return usagef("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
 			}
 			merchants, err := api.ParseMerchantTokens(os.Getenv("PAYFLOW_MERCHANT_TOKENS"))
 			if err != nil {
@@ -62,7 +67,7 @@ func serveCmd() *cobra.Command {
 				return usagef("%v", err)
 			}
 			return app.Run(cmd.Context(), app.Config{
-				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, HTTPAddr: httpAddr,
+				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, DB: dbOpts, HTTPAddr: httpAddr,
 				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants, RequestKeys: keys,
@@ -77,6 +82,7 @@ func serveCmd() *cobra.Command {
 	fl := cmd.Flags()
 	addKafkaFlags(fl, &kf)
 	fl.StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
+	addDBFlags(fl, &db, true)
 	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL")
 	fl.StringVar(&httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", ":8080"), "HTTP listen address")
 	fl.StringVar(&logFormat, "log-format", "json", "json or text")
@@ -116,16 +122,23 @@ func checkLease(lease, retryBudget, pgTimeout time.Duration) error {
 }
 
 func migrateCmd() *cobra.Command {
-	var dsn string
+	var (
+		dsn string
+		db  dbFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply payflow's schema migrations to DATABASE_URL",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
 			if dsn == "" {
-				return errors.New("migrate needs DATABASE_URL or --database-url")
+				return usagef("migrate needs DATABASE_URL or --database-url")
 			}
-			if err := store.Migrate(cmd.Context(), dsn); err != nil {
+			opts, err := db.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			if err := store.MigrateWith(cmd.Context(), dsn, opts); err != nil {
 				return err
 			}
 			cmd.Println("schema is up to date")
@@ -133,6 +146,7 @@ func migrateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
+	addDBFlags(cmd.Flags(), &db, false)
 	return cmd
 }
 
@@ -146,7 +160,7 @@ func pgsimCmd() *cobra.Command {
 			fromEnv(cmd.Flags(), "api-key", "PAYFLOW_PG_API_KEY", &cfg.APIKey)
 			cfg.WebhookSecret = firstField(os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"))
 			if cfg.CallbackURL != "" && cfg.WebhookSecret == "" {
-				return errors.New("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
+				return usagef("pgsim with --callback-url needs PAYFLOW_PG_WEBHOOK_SECRET to sign webhooks")
 			}
 			cfg.Logger = newLogger("text", slog.LevelInfo)
 			sim, err := pgsim.New(cfg)

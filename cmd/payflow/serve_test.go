@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,50 @@ func TestExitCodes(t *testing.T) {
 	}
 	if c := exitCode(checkLease(time.Second, time.Second, time.Second)); c != 2 {
 		t.Fatalf("usage error: %d", c)
+	}
+}
+
+// A Postgres that accepts TCP and never answers stops serve within the
+// connect timeout, with an error that says so, instead of hanging it with
+// no output.
+func TestServeFailsFastOnAPostgresThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Setenv("PAYFLOW_MERCHANT_TOKENS", "")
+	t.Setenv("PAYFLOW_DB_CONNECT_TIMEOUT", "1s")
+	cmd := serveCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetArgs([]string{"--brokers", "127.0.0.1:1", "--database-url", "postgres://payflow@" + ln.Addr().String() + "/payflow",
+		"--pg-url", "http://127.0.0.1:1", "--log-format", "text"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = cmd.ExecuteContext(ctx)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("serve gave up after %s, want within the 1s connect timeout: %v", took, err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 1s") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("err = %v", err)
+	}
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
 	}
 }
