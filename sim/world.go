@@ -179,21 +179,24 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 
 // Close releases the world's connections.
 func (w *World) Close() {
+	// Tasks still parked (a run that failed mid-way) hold connections:
+	// let them end first.
+	w.faults = false
+	w.finishAll()
 	for _, in := range w.insts {
-		if !in.crashed {
-			in.st.Close()
-		}
+		in.st.Close()
 	}
 	w.db.Close()
 }
 
 func (w *World) spawn(ctx context.Context) (*instance, error) {
-	st, err := store.Open(ctx, w.cfg.DSN)
+	in := &instance{}
+	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}})
 	if err != nil {
 		return nil, err
 	}
 	w.spawned++
-	in := &instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}, inflight: map[int]bool{}}
+	*in = instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}, inflight: map[int]bool{}}
 	in.w = worker.New(worker.Config{
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
 		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
@@ -201,6 +204,32 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 	})
 	return in, nil
 }
+
+// statementTracer sits in front of every statement a process sends: a dead
+// process's statements fail, and a live one may park before a statement
+// (outside a transaction, so that it holds no lock while parked) and let
+// the world move on, as a process stalled between two statements would.
+type statementTracer struct {
+	w  *World
+	in *instance
+}
+
+func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	w := t.w
+	if !t.in.crashed && w.current != nil && w.current.in == t.in && w.faults && conn.PgConn().TxStatus() == 'I' &&
+		w.rng.Float64() < w.cfg.FaultRate/3 {
+		w.Stats["park_statement"]++
+		w.park()
+	}
+	if t.in.crashed {
+		dead, cancel := context.WithCancelCause(ctx)
+		cancel(errCrashed)
+		return dead
+	}
+	return ctx
+}
+
+func (t *statementTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // traceHandler writes a process's log lines into the trace.
 type traceHandler struct {
@@ -267,8 +296,7 @@ func (w *World) crash(in *instance) {
 	if in.crashed {
 		return
 	}
-	in.crashed = true
-	in.st.Close()
+	in.crashed = true // its statements fail from now on (statementTracer); its pool closes once its tasks have ended
 	w.logf("      %s crashes", in.name)
 }
 
@@ -286,6 +314,7 @@ func (w *World) replaceCrashed(ctx context.Context) error {
 				w.finish(t)
 			}
 		}
+		in.st.Close()
 		next, err := w.spawn(ctx)
 		if err != nil {
 			return err

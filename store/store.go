@@ -45,6 +45,9 @@ type Options struct {
 	// DefaultStatementTimeout; negative: none is set (the server's own
 	// setting applies), e.g. behind a PgBouncer that refuses the parameter.
 	StatementTimeout time.Duration
+	// Tracer, when set, hears every statement (the simulation parks a
+	// process there).
+	Tracer pgx.QueryTracer
 }
 
 // Defaults of Options.
@@ -75,6 +78,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	timeout := connectTimeout(cfg.ConnConfig.ConnectTimeout, opts)
 	cfg.ConnConfig.ConnectTimeout = timeout
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
+	}
 	switch {
 	case opts.StatementTimeout > 0:
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
