@@ -25,7 +25,9 @@ func TestGroupLagIsPerPartitionFromCommittedOffsets(t *testing.T) {
 	// 5, 3 and 1 messages in partitions 0, 1 and 2.
 	counts := map[int]int{0: 5, 1: 3, 2: 1}
 	for p, n := range counts {
-		w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "in", BatchTimeout: time.Millisecond,
+		// RequireAll: WriteMessages returns once the broker holds the
+		// message, so the offsets read next include it.
+		w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "in", BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll,
 			Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return p })}
 		for i := range n {
 			if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(fmt.Sprint(p, i)), Value: []byte("v")}); err != nil {
@@ -69,7 +71,7 @@ func TestGroupLagIsPerPartitionFromCommittedOffsets(t *testing.T) {
 	}
 
 	// Two more in partition 1 only: the lag says where.
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "in", BatchTimeout: time.Millisecond,
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "in", BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll,
 		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 1 })}
 	defer w.Close()
 	if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("a")}, kafka.Message{Value: []byte("b")}); err != nil {

@@ -416,7 +416,11 @@ func TestConnectionsAreReusedUnderConcurrency(t *testing.T) {
 	// a tuned one dials a handful at most.
 	time.Sleep(200 * time.Millisecond)
 	wave()
-	if extra := dials.Load() - first; extra > n/4 {
+	// A wave reaches only as many calls at once as the machine lets start
+	// within one answer's latency: a busy machine's first wave may open
+	// fewer connections than the second needs. Those few more are fine;
+	// what is not is dialling again for connections the pool should keep.
+	if extra := dials.Load() - first; extra > max(0, n-first)+n/10 {
 		t.Fatalf("the second wave of %d calls opened %d new connections (first wave: %d)", n, extra, first)
 	}
 }
