@@ -116,12 +116,14 @@ func (s *Sim) psAuth(apiKey, member, store string) *apiError {
 	return nil
 }
 
-func psDecode[T any](body []byte) (payssam.Envelope[T], *apiError) {
+// psRequest decodes a request's envelope and authenticates its partner:
+// the prelude every PaySSam operation shares.
+func psRequest[T any](s *Sim, body []byte) (payssam.Envelope[T], *apiError) {
 	var env payssam.Envelope[T]
 	if err := json.Unmarshal(body, &env); err != nil {
 		return env, psErr("VALIDATION_001", "요청 형식이 올바르지 않습니다.")
 	}
-	return env, nil
+	return env, s.psAuth(env.APIKey, env.Member, env.Merchant)
 }
 
 func validPSBillID(id string) bool {
@@ -167,11 +169,8 @@ func (s *Sim) psInvalid(op, billID string, e *apiError) *apiError {
 }
 
 func (s *Sim) psBill(r *http.Request, body []byte) (any, *apiError) {
-	env, aerr := psDecode[payssam.BillRequest](body)
+	env, aerr := psRequest[payssam.BillRequest](s, body)
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.psAuth(env.APIKey, env.Member, env.Merchant); aerr != nil {
 		return nil, aerr
 	}
 	b := env.Bill
@@ -229,11 +228,8 @@ func psApprNum(b *bill, salt string) string {
 }
 
 func (s *Sim) psRead(_ *http.Request, body []byte) (any, *apiError) {
-	env, aerr := psDecode[payssam.BillRef](body)
+	env, aerr := psRequest[payssam.BillRef](s, body)
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.psAuth(env.APIKey, env.Member, env.Merchant); aerr != nil {
 		return nil, aerr
 	}
 	id := env.Bill.BillID
@@ -258,11 +254,8 @@ func (s *Sim) psRead(_ *http.Request, body []byte) (any, *apiError) {
 }
 
 func (s *Sim) psCancel(_ *http.Request, body []byte) (any, *apiError) {
-	env, aerr := psDecode[payssam.CancelRequest](body)
+	env, aerr := psRequest[payssam.CancelRequest](s, body)
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.psAuth(env.APIKey, env.Member, env.Merchant); aerr != nil {
 		return nil, aerr
 	}
 	c := env.Bill
@@ -305,11 +298,8 @@ func (s *Sim) psCancel(_ *http.Request, body []byte) (any, *apiError) {
 var kst = time.FixedZone("KST", 9*60*60)
 
 func (s *Sim) psDestroy(_ *http.Request, body []byte) (any, *apiError) {
-	env, aerr := psDecode[payssam.DestroyRequest](body)
+	env, aerr := psRequest[payssam.DestroyRequest](s, body)
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.psAuth(env.APIKey, env.Member, env.Merchant); aerr != nil {
 		return nil, aerr
 	}
 	d := env.Bill
@@ -351,11 +341,8 @@ func (s *Sim) psDestroy(_ *http.Request, body []byte) (any, *apiError) {
 // psRP charges a stored method. The request's shape is pgclient/payssam's
 // assumption (RPBill): the simulator mirrors it, it does not confirm it.
 func (s *Sim) psRP(_ *http.Request, body []byte) (any, *apiError) {
-	env, aerr := psDecode[payssam.RPBill](body)
+	env, aerr := psRequest[payssam.RPBill](s, body)
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.psAuth(env.APIKey, env.Member, env.Merchant); aerr != nil {
 		return nil, aerr
 	}
 	b := env.Bill
