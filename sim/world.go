@@ -191,7 +191,7 @@ func (w *World) Close() {
 
 func (w *World) spawn(ctx context.Context) (*instance, error) {
 	in := &instance{}
-	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}})
+	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -534,13 +534,8 @@ func (w *World) stepCrash(context.Context) error {
 // every lease expires.
 func (w *World) stepLeasesExpire(ctx context.Context) error {
 	n := w.pg.Land()
-	w.clock.Advance(lease)
-	// The store reads Postgres's clock for leases and waits: the time that
-	// passes here passes there too.
-	if _, err := w.db.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL;
-		UPDATE refunds SET retry_after = NULL WHERE retry_after IS NOT NULL`); err != nil {
-		return err
-	}
+	// The store measures leases and waits by the same clock.
+	w.clock.Advance(lease + time.Second)
 	w.logf("a lease's time passes (%d requests in flight landed)", n)
 	return nil
 }
@@ -565,9 +560,16 @@ func (w *World) stepReconcile(ctx context.Context) error {
 		return nil
 	}
 	in := alive[w.pick(len(alive))]
-	// Reconciliation's own waits (age, per-bill backoff) pass.
-	if _, err := w.db.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = NULL`); err != nil {
+	// Reconciliation's own waits (age, per-bill backoff) pass: the clock
+	// moves to the first bill's next look-up.
+	var next *time.Time
+	if err := w.db.Pool.QueryRow(ctx, `SELECT min(reconcile_after) FROM bills
+		WHERE status IN ('requested', 'abandoned')`).Scan(&next); err != nil {
 		return err
+	}
+	w.clock.Advance(time.Second)
+	if next != nil && next.After(w.clock.Now()) {
+		w.clock.Advance(next.Sub(w.clock.Now()) + time.Second)
 	}
 	w.spawnTask(in, "reconcile", func() {
 		n, err := in.w.Reconcile(ctx, 0, 100)

@@ -65,18 +65,18 @@ func (s *Store) CreateCharge(ctx context.Context, c NewCharge) (pk int64, create
 	err = s.Pool.QueryRow(ctx, `
 WITH c AS (
 	INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name,
-	                     member_id, phone, customer_name, state, current_bill_id, lease_owner, lease_until)
-	VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, 'placing', $10, $11, now() + $12::interval)
+	                     member_id, phone, customer_name, state, current_bill_id, lease_owner, lease_until, created_at, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, 'placing', $10, $11, coalesce($16::timestamptz, now()) + $12::interval, coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()))
 	ON CONFLICT (merchant_id, charge_id) DO NOTHING
 	RETURNING id
 ), b AS (
-	INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status)
-	SELECT $10, c.id, $13, nullif($14, '')::uuid, nullif($15, ''), $5, 'pending' FROM c
+	INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, created_at, updated_at)
+	SELECT $10, c.id, $13, nullif($14, '')::uuid, nullif($15, ''), $5, 'pending', coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()) FROM c
 )
 SELECT id FROM c`,
 		r.MerchantID, r.ChargeID, c.RequestHash, c.RequestEventID, r.Amount, r.OrderName,
 		r.Customer.MemberID, r.Customer.Phone, r.Customer.Name, c.Bill.BillID, c.LeaseOwner, c.Lease,
-		string(c.Bill.Method), c.Bill.MethodID, string(c.Bill.FallbackReason),
+		string(c.Bill.Method), c.Bill.MethodID, string(c.Bill.FallbackReason), s.now(),
 	).Scan(&pk)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
@@ -136,9 +136,9 @@ var ErrBusy = errors.New("store: charge busy")
 // of the holder's may still be in flight. It reports whether the caller now
 // holds the charge.
 func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = now() + $3::interval, updated_at = now()
-		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < now() OR ($4 AND lease_owner = $2))`,
-		pk, owner, lease, mutation.On("own-lease"))
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval, updated_at = coalesce($5::timestamptz, now())
+		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < coalesce($5::timestamptz, now()) OR ($4 AND lease_owner = $2))`,
+		pk, owner, lease, mutation.On("own-lease"), s.now())
 	if err != nil {
 		return false, fmt.Errorf("store: claim charge: %w", err)
 	}
@@ -150,10 +150,10 @@ func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease t
 // when anyone holds the charge, it is placing a bill, or a refund of it is
 // pending: the request must wait for what came before it.
 func (s *Store) AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) error {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = now() + $3::interval
-		WHERE id = $1 AND ($4 OR (state <> 'placing' AND (lease_until IS NULL OR lease_until < now())
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval
+		WHERE id = $1 AND ($4 OR (state <> 'placing' AND (lease_until IS NULL OR lease_until < coalesce($5::timestamptz, now()))
 		  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')))`,
-		pk, owner, lease, mutation.On("no-wait"))
+		pk, owner, lease, mutation.On("no-wait"), s.now())
 	if err != nil {
 		return fmt.Errorf("store: acquire charge: %w", err)
 	}
@@ -178,7 +178,7 @@ func (s *Store) ReleaseCharge(ctx context.Context, pk int64, owner string) error
 // of a worker that crashed or gave up, whose outcome must still be settled.
 func (s *Store) ExpiredPlacing(ctx context.Context, limit int) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT id FROM charges
-		WHERE state = 'placing' AND lease_until < now() ORDER BY lease_until LIMIT $1`, limit)
+		WHERE state = 'placing' AND lease_until < coalesce($2::timestamptz, now()) ORDER BY lease_until LIMIT $1`, limit, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -214,20 +214,20 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
-	args = append(args, r.Owner, mutation.On("no-fence"))
+	args = append(args, r.Owner, mutation.On("no-fence"), s.now())
 	var n int
 	err := s.Pool.QueryRow(ctx, `
 WITH c AS (
 	UPDATE charges SET state = $3, failure_reason = nullif($6, ''), attempts = $7,
-	       lease_owner = NULL, lease_until = NULL, updated_at = now()
+	       lease_owner = NULL, lease_until = NULL, updated_at = coalesce($15::timestamptz, now())
 	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $13 OR $14)
 	RETURNING id
 ), b AS (
-	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = now()
+	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = coalesce($15::timestamptz, now())
 	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
 ), rp AS (
 	UPDATE repays SET step = CASE WHEN $3 = 'requested' THEN 'done' ELSE 'failed' END,
-	       new_bill_id = $2, failure_reason = nullif($6, ''), updated_at = now()
+	       new_bill_id = $2, failure_reason = nullif($6, ''), updated_at = coalesce($15::timestamptz, now())
 	WHERE id = $8 AND step = 'placing' AND EXISTS (SELECT 1 FROM c)
 ), o AS (
 	INSERT INTO outbox (event_id, topic, key, value)
@@ -251,31 +251,32 @@ SELECT count(*) FROM c`,
 // the declined bill. The method's new status is stored too, so later charges
 // do not try an expired card again.
 func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, owner string, lease time.Duration) error {
+	now := s.now()
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = now() + $4::interval, updated_at = now()
+		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = coalesce($7::timestamptz, now()) + $4::interval, updated_at = coalesce($7::timestamptz, now())
 			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $5 OR $6)`,
-			pk, declined.BillID, next.BillID, lease, owner, mutation.On("no-fence"))
+			pk, declined.BillID, next.BillID, lease, owner, mutation.On("no-fence"), now)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
 			return ErrStale
 		}
-		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'declined', decline_code = $2, updated_at = now()
-			WHERE bill_id = $1 AND status = 'pending'`, declined.BillID, string(code)); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'declined', decline_code = $2, updated_at = coalesce($3::timestamptz, now())
+			WHERE bill_id = $1 AND status = 'pending'`, declined.BillID, string(code), now); err != nil {
 			return err
 		}
 		if declined.MethodID != "" && methodStatus != payflow.MethodActive {
 			// It stays the default: the next charge then reports
 			// method_expired rather than a misleading no_method.
-			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = now()
-				WHERE id = $1 AND status = 'active'`, declined.MethodID, string(methodStatus)); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = coalesce($3::timestamptz, now())
+				WHERE id = $1 AND status = 'active'`, declined.MethodID, string(methodStatus), now); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status, repay_pk)
-			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending', nullif($6, 0))`,
-			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK)
+		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status, repay_pk, created_at, updated_at)
+			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending', nullif($6, 0), coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now()))`,
+			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK, now)
 		return err
 	})
 }

@@ -69,14 +69,14 @@ func (s *Store) AddMethod(ctx context.Context, m Method) (Method, error) {
 			m.Default = !usable
 		}
 		if m.Default {
-			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET is_default = false, updated_at = now()
-				WHERE member_id = $1 AND is_default`, m.MemberID); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET is_default = false, updated_at = coalesce($2::timestamptz, now())
+				WHERE member_id = $1 AND is_default`, m.MemberID, s.now()); err != nil {
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `INSERT INTO payment_methods (id, member_id, label, billing_key_enc, is_default)
-			VALUES ($1, $2, $3, $4, $5) RETURNING status, created_at, updated_at`,
-			m.ID, m.MemberID, m.Label, m.BillingKeyEnc, m.Default).Scan(&m.Status, &m.CreatedAt, &m.UpdatedAt)
+		return tx.QueryRow(ctx, `INSERT INTO payment_methods (id, member_id, label, billing_key_enc, is_default, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()), coalesce($6::timestamptz, now())) RETURNING status, created_at, updated_at`,
+			m.ID, m.MemberID, m.Label, m.BillingKeyEnc, m.Default, s.now()).Scan(&m.Status, &m.CreatedAt, &m.UpdatedAt)
 	})
 	if err != nil {
 		return Method{}, fmt.Errorf("store: add method: %w", err)
@@ -133,15 +133,15 @@ func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = 'deleted', is_default = false,
-			billing_key_enc = '\x'::bytea, updated_at = now() WHERE id = $1`, id); err != nil {
+			billing_key_enc = '\x'::bytea, updated_at = coalesce($2::timestamptz, now()) WHERE id = $1`, id, s.now()); err != nil {
 			return err
 		}
 		if !wasDefault {
 			return nil
 		}
-		_, err = tx.Exec(ctx, `UPDATE payment_methods SET is_default = true, updated_at = now() WHERE id = (
+		_, err = tx.Exec(ctx, `UPDATE payment_methods SET is_default = true, updated_at = coalesce($2::timestamptz, now()) WHERE id = (
 			SELECT id FROM payment_methods WHERE member_id = $1 AND status = 'active'
-			ORDER BY created_at DESC, id DESC LIMIT 1)`, memberID)
+			ORDER BY created_at DESC, id DESC LIMIT 1)`, memberID, s.now())
 		return err
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -180,8 +180,8 @@ func (s *Store) SetMethodStatus(ctx context.Context, id string, status payflow.M
 	if !isUUID(id) {
 		return ErrNotFound
 	}
-	tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = now()
-		WHERE id = $1 AND status <> 'deleted'`, id, string(status))
+	tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = coalesce($3::timestamptz, now())
+		WHERE id = $1 AND status <> 'deleted'`, id, string(status), s.now())
 	if err != nil {
 		return fmt.Errorf("store: set method status: %w", err)
 	}
@@ -236,8 +236,8 @@ func (s *Store) ResealMethods(ctx context.Context, reseal func(id string, sealed
 			continue
 		}
 		// Only if nobody changed it meanwhile.
-		tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET billing_key_enc = $2, updated_at = now()
-			WHERE id = $1 AND billing_key_enc = $3`, r.id, next, r.sealed)
+		tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET billing_key_enc = $2, updated_at = coalesce($4::timestamptz, now())
+			WHERE id = $1 AND billing_key_enc = $3`, r.id, next, r.sealed, s.now())
 		if err != nil {
 			return n, err
 		}

@@ -63,17 +63,17 @@ func (s *Store) CreateRefund(ctx context.Context, r NewRefund) (pk int64, create
 WITH existing AS (
 	SELECT id FROM refunds WHERE merchant_id = $1 AND kind = $3 AND refund_id = $2
 ), bill AS (
-	UPDATE bills SET refund_reserved = refund_reserved + $5, updated_at = now()
+	UPDATE bills SET refund_reserved = refund_reserved + $5, updated_at = coalesce($9::timestamptz, now())
 	WHERE bill_id = $4 AND status = 'paid' AND NOT EXISTS (SELECT 1 FROM existing)
 	  AND refunded_amount + refund_reserved + $5 <= paid_amount
 	RETURNING bill_id
 ), r AS (
-	INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status)
-	SELECT $1, $2, $3, $6, bill_id, $5, $7, $8, 'pending' FROM bill
+	INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status, created_at, updated_at)
+	SELECT $1, $2, $3, $6, bill_id, $5, $7, $8, 'pending', coalesce($9::timestamptz, now()), coalesce($9::timestamptz, now()) FROM bill
 	RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
-		r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash,
+		r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash, s.now(),
 	).Scan(&exists, &reserved)
 	if err != nil {
 		// A concurrent insert of the same refund id.
@@ -125,9 +125,9 @@ func (s *Store) RefundByPK(ctx context.Context, pk int64) (Refund, error) {
 // ClaimRefund takes the lease of a pending refund's charge, unless someone
 // holds it. It reports whether the caller now holds it.
 func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = now() + $3::interval
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($4::timestamptz, now()) + $3::interval
 		FROM refunds r WHERE r.id = $1 AND r.status = 'pending' AND c.id = r.charge_pk
-		  AND (c.lease_until IS NULL OR c.lease_until < now())`, pk, owner, lease)
+		  AND (c.lease_until IS NULL OR c.lease_until < coalesce($4::timestamptz, now()))`, pk, owner, lease, s.now())
 	if err != nil {
 		return false, fmt.Errorf("store: claim refund: %w", err)
 	}
@@ -140,9 +140,9 @@ func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease t
 // the others.
 func (s *Store) ExpiredRefunds(ctx context.Context, limit int) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT r.id FROM refunds r JOIN charges c ON c.id = r.charge_pk
-		WHERE r.status = 'pending' AND (c.lease_until IS NULL OR c.lease_until < now())
-		  AND (r.retry_after IS NULL OR r.retry_after < now())
-		ORDER BY coalesce(r.retry_after, r.created_at), r.id LIMIT $1`, limit)
+		WHERE r.status = 'pending' AND (c.lease_until IS NULL OR c.lease_until < coalesce($2::timestamptz, now()))
+		  AND (r.retry_after IS NULL OR r.retry_after < coalesce($2::timestamptz, now()))
+		ORDER BY coalesce(r.retry_after, r.created_at), r.id LIMIT $1`, limit, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (s *Store) ExpiredRefunds(ctx context.Context, limit int) ([]int64, error) 
 // RetryRefundLater puts off a pending refund's next attempt (its outcome
 // was unknown) by wait.
 func (s *Store) RetryRefundLater(ctx context.Context, pk int64, wait time.Duration) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE refunds SET retry_after = now() + $2::interval WHERE id = $1 AND status = 'pending'`, pk, wait)
+	_, err := s.Pool.Exec(ctx, `UPDATE refunds SET retry_after = coalesce($3::timestamptz, now()) + $2::interval WHERE id = $1 AND status = 'pending'`, pk, wait, s.now())
 	if err != nil {
 		return fmt.Errorf("store: retry refund later: %w", err)
 	}
@@ -177,6 +177,7 @@ type RefundResult struct {
 // customer is never left refunded without the new request.
 func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error), next *RepayNext) (int64, error) {
 	var total int64
+	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var chargePK, amount int64
 		var billID, kind, refundID, merchantID string
@@ -195,17 +196,17 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 			status, refunded = "succeeded", amount
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refunds SET status = $2, pg_tx_id = nullif($3, ''), failure_reason = nullif($4, ''),
-			updated_at = now() WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason); err != nil {
+			updated_at = coalesce($5::timestamptz, now()) WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason, now); err != nil {
 			return err
 		}
 		var paid int64
 		if err := tx.QueryRow(ctx, `UPDATE bills SET refund_reserved = refund_reserved - $2, refunded_amount = refunded_amount + $3,
-			updated_at = now() WHERE bill_id = $1 RETURNING refunded_amount, paid_amount`, billID, amount, refunded).Scan(&total, &paid); err != nil {
+			updated_at = coalesce($4::timestamptz, now()) WHERE bill_id = $1 RETURNING refunded_amount, paid_amount`, billID, amount, refunded, now).Scan(&total, &paid); err != nil {
 			return err
 		}
 		if res.Succeeded && total == paid {
-			if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'refunded', updated_at = now()
-				WHERE id = $1 AND current_bill_id = $2`, chargePK, billID); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'refunded', updated_at = coalesce($3::timestamptz, now())
+				WHERE id = $1 AND current_bill_id = $2`, chargePK, billID, now); err != nil {
 				return err
 			}
 		}
@@ -220,14 +221,14 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 			return nil
 		}
 		if !res.Succeeded {
-			_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', failure_reason = 'refund_failed', updated_at = now()
-				WHERE merchant_id = $1 AND repay_id = $2 AND step = 'refunding'`, merchantID, refundID)
+			_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', failure_reason = 'refund_failed', updated_at = coalesce($3::timestamptz, now())
+				WHERE merchant_id = $1 AND repay_id = $2 AND step = 'refunding'`, merchantID, refundID, now)
 			return err
 		}
 		if next == nil {
 			return errors.New("store: a re-payment's refund succeeded without its next bill")
 		}
-		return startRepayBill(ctx, tx, *next)
+		return startRepayBill(ctx, tx, *next, now)
 	})
 	return total, err
 }

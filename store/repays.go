@@ -49,6 +49,7 @@ type NewRepay struct {
 // created is false when the repay id exists. ErrNotPaid when the old bill
 // is not paid or no longer the charge's current bill.
 func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created bool, err error) {
+	now := s.now()
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var refundable int64
 		var status, current string
@@ -65,9 +66,9 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 			step = "placing"
 		}
 		var pk int64
-		err := tx.QueryRow(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step)
-			VALUES ($1, $2, $3, $4, $5, $6, 'refunding') ON CONFLICT (merchant_id, repay_id) DO NOTHING RETURNING id`,
-			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, r.Amount, r.RequestHash).Scan(&pk)
+		err := tx.QueryRow(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, 'refunding', coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now())) ON CONFLICT (merchant_id, repay_id) DO NOTHING RETURNING id`,
+			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, r.Amount, r.RequestHash, now).Scan(&pk)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -76,15 +77,15 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 		}
 		created = true
 		if step == "placing" {
-			return startRepayBill(ctx, tx, RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease})
+			return startRepayBill(ctx, tx, RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease}, now)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = now() WHERE bill_id = $1`,
-			r.OldBillID, refundable); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = coalesce($3::timestamptz, now()) WHERE bill_id = $1`,
+			r.OldBillID, refundable, now); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status)
-			VALUES ($1, $2, 'repay', $3, $4, $5, 're-payment', $6, 'pending')`,
-			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, refundable, r.RequestHash)
+		_, err = tx.Exec(ctx, `INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, reason, request_hash, status, created_at, updated_at)
+			VALUES ($1, $2, 'repay', $3, $4, $5, 're-payment', $6, 'pending', coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now()))`,
+			r.MerchantID, r.RepayID, r.ChargePK, r.OldBillID, refundable, r.RequestHash, now)
 		return err
 	})
 	if err != nil {
@@ -140,11 +141,11 @@ type RepayNext struct {
 // current bill: only a re-payment of the bill the charge still stands on
 // may bill again. A re-payment that finds its charge moved on fails
 // (superseded) instead of placing a second live bill.
-func startRepayBill(ctx context.Context, tx pgx.Tx, n RepayNext) error {
+func startRepayBill(ctx context.Context, tx pgx.Tx, n RepayNext, now any) error {
 	var chargePK int64
 	var oldBill string
-	err := tx.QueryRow(ctx, `UPDATE repays SET step = 'placing', new_bill_id = $2, updated_at = now()
-		WHERE id = $1 AND step = 'refunding' RETURNING charge_pk, old_bill_id`, n.RepayPK, n.Bill.BillID).Scan(&chargePK, &oldBill)
+	err := tx.QueryRow(ctx, `UPDATE repays SET step = 'placing', new_bill_id = $2, updated_at = coalesce($3::timestamptz, now())
+		WHERE id = $1 AND step = 'refunding' RETURNING charge_pk, old_bill_id`, n.RepayPK, n.Bill.BillID, now).Scan(&chargePK, &oldBill)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
@@ -152,18 +153,18 @@ func startRepayBill(ctx context.Context, tx pgx.Tx, n RepayNext) error {
 		return err
 	}
 	tag, err := tx.Exec(ctx, `UPDATE charges SET state = 'placing', current_bill_id = $3, lease_owner = $4,
-		lease_until = now() + $5::interval, updated_at = now()
-		WHERE id = $1 AND current_bill_id = $2 AND state IN ('paid', 'refunded')`, chargePK, oldBill, n.Bill.BillID, n.Owner, n.Lease)
+		lease_until = coalesce($6::timestamptz, now()) + $5::interval, updated_at = coalesce($6::timestamptz, now())
+		WHERE id = $1 AND current_bill_id = $2 AND state IN ('paid', 'refunded')`, chargePK, oldBill, n.Bill.BillID, n.Owner, n.Lease, now)
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', new_bill_id = NULL, failure_reason = 'superseded', updated_at = now()
-			WHERE id = $1`, n.RepayPK)
+		_, err := tx.Exec(ctx, `UPDATE repays SET step = 'failed', new_bill_id = NULL, failure_reason = 'superseded', updated_at = coalesce($2::timestamptz, now())
+			WHERE id = $1`, n.RepayPK, now)
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, repay_pk)
-		VALUES ($1, $2, $3, nullif($4, '')::uuid, nullif($5, ''), $6, 'pending', $7)`,
-		n.Bill.BillID, chargePK, string(n.Bill.Method), n.Bill.MethodID, string(n.Bill.FallbackReason), n.Bill.Amount, n.RepayPK)
+	_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, repay_pk, created_at, updated_at)
+		VALUES ($1, $2, $3, nullif($4, '')::uuid, nullif($5, ''), $6, 'pending', $7, coalesce($8::timestamptz, now()), coalesce($8::timestamptz, now()))`,
+		n.Bill.BillID, chargePK, string(n.Bill.Method), n.Bill.MethodID, string(n.Bill.FallbackReason), n.Bill.Amount, n.RepayPK, now)
 	return err
 }

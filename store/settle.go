@@ -54,6 +54,7 @@ type SettledBill struct {
 // events; they are written in the same transaction.
 func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBill) ([]outbox.Message, error)) (SettleOutcome, error) {
 	var outcome SettleOutcome
+	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		outcome = ""
 		var (
@@ -110,15 +111,15 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 			st.PGTxID = txID
 		}
 		if _, err := tx.Exec(ctx, `UPDATE bills SET status = $2, paid_amount = $3, pg_tx_id = nullif($4, ''),
-				settled_at = now(), updated_at = now() WHERE bill_id = $1`,
-			st.BillID, string(st.Status), paid, st.PGTxID); err != nil {
+				settled_at = coalesce($5::timestamptz, now()), updated_at = coalesce($5::timestamptz, now()) WHERE bill_id = $1`,
+			st.BillID, string(st.Status), paid, st.PGTxID, now); err != nil {
 			return err
 		}
 		// The charge follows its current bill. A late payment of an
 		// abandoned bill also makes the charge paid: the money is there.
 		if currentBill == st.BillID {
-			if _, err := tx.Exec(ctx, `UPDATE charges SET state = $2, updated_at = now() WHERE id = $1`,
-				pk, string(st.Status.ChargeState())); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE charges SET state = $2, updated_at = coalesce($3::timestamptz, now()) WHERE id = $1`,
+				pk, string(st.Status.ChargeState()), now); err != nil {
 				return err
 			}
 		}
@@ -153,10 +154,10 @@ const AbandonedWatch = 7 * 24 * time.Hour
 // last look-up failed waits out its own backoff; the others go first.
 func (s *Store) AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]Awaiting, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT bill_id, status, reconcile_attempts FROM bills
-		WHERE status IN ('requested', 'abandoned') AND updated_at < now() - $1::interval
-		  AND (status = 'requested' OR updated_at > now() - $3::interval)
-		  AND (reconcile_after IS NULL OR reconcile_after < now())
-		ORDER BY coalesce(reconcile_after, updated_at) LIMIT $2`, age, limit, AbandonedWatch)
+		WHERE status IN ('requested', 'abandoned') AND updated_at < coalesce($4::timestamptz, now()) - $1::interval
+		  AND (status = 'requested' OR updated_at > coalesce($4::timestamptz, now()) - $3::interval)
+		  AND (reconcile_after IS NULL OR reconcile_after < coalesce($4::timestamptz, now()))
+		ORDER BY coalesce(reconcile_after, updated_at) LIMIT $2`, age, limit, AbandonedWatch, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +182,9 @@ type Awaiting struct {
 // (reason names why, shown to operators, and counts towards its backoff):
 // it is looked at again after wait, and not before.
 func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = now() + $2::interval,
+	_, err := s.Pool.Exec(ctx, `UPDATE bills SET reconcile_after = coalesce($4::timestamptz, now()) + $2::interval,
 		reconcile_attempts = CASE WHEN $3 = '' THEN 0 ELSE reconcile_attempts + 1 END, reconcile_error = nullif($3, '')
-		WHERE bill_id = $1`, billID, wait, reason)
+		WHERE bill_id = $1`, billID, wait, reason, s.now())
 	if err != nil {
 		return fmt.Errorf("store: reconcile later: %w", err)
 	}
@@ -194,16 +195,17 @@ func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Dur
 // charge become cancelled (if the PG's own webhook has not already said so)
 // and msgs are written, in one transaction.
 func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID string, msgs []outbox.Message) error {
+	now := s.now()
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR NO KEY UPDATE`, chargePK); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = now(), updated_at = now()
-			WHERE bill_id = $1 AND status IN ('requested')`, billID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = coalesce($2::timestamptz, now()), updated_at = coalesce($2::timestamptz, now())
+			WHERE bill_id = $1 AND status IN ('requested')`, billID, now); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'cancelled', updated_at = now()
-			WHERE id = $1 AND current_bill_id = $2 AND state = 'requested'`, chargePK, billID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'cancelled', updated_at = coalesce($3::timestamptz, now())
+			WHERE id = $1 AND current_bill_id = $2 AND state = 'requested'`, chargePK, billID, now); err != nil {
 			return err
 		}
 		return outbox.Insert(ctx, tx, msgs...)

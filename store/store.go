@@ -25,7 +25,18 @@ var migrations embed.FS
 
 // Store is payflow's database.
 type Store struct {
-	Pool *pgxpool.Pool
+	Pool  *pgxpool.Pool
+	clock func() time.Time
+}
+
+// now is the time a statement takes as "now", passed as its last argument
+// and read in SQL as coalesce($n::timestamptz, now()): nil, so the
+// database's clock, unless Options.Clock is set.
+func (s *Store) now() any {
+	if s.clock == nil {
+		return nil
+	}
+	return s.clock()
 }
 
 // Options tune the connection to Postgres. The zero value is the defaults.
@@ -48,6 +59,11 @@ type Options struct {
 	// Tracer, when set, hears every statement (the simulation parks a
 	// process there).
 	Tracer pgx.QueryTracer
+	// Clock, when set, is the time every lease, wait and timestamp is
+	// measured by (the simulation's virtual clock). Nil: the database's
+	// clock, one clock that every instance shares, so a lease does not
+	// depend on how far the hosts' clocks drift apart.
+	Clock func() time.Time
 }
 
 // Defaults of Options.
@@ -101,7 +117,7 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, connectError(ctx, cfg.ConnConfig.Host, cfg.ConnConfig.Port, timeout, err)
 	}
-	return &Store{Pool: pool}, nil
+	return &Store{Pool: pool, clock: opts.Clock}, nil
 }
 
 func connectTimeout(fromDSN time.Duration, opts Options) time.Duration {
