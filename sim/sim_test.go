@@ -40,4 +40,13 @@ func TestSeeds(t *testing.T) {
 		}
 	}
 	t.Logf("%d seeds clean; %v", *seeds, faults)
+	// A fault the run never injected is a fault it does not test: each
+	// kind must have happened (with the default seeds, each many times).
+	if *seeds >= 100 {
+		for _, kind := range sim.FaultKinds {
+			if faults[kind] == 0 {
+				t.Errorf("no seed injected %s", kind)
+			}
+		}
+	}
 }

@@ -87,6 +87,7 @@ type World struct {
 	tasks   []*task
 	current *task
 	spawned int
+	bills   int
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
 	model *model
@@ -201,6 +202,7 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
 		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
 		Logger: slog.New(&traceHandler{w: w, name: fmt.Sprintf("w%d", w.spawned)}), Now: w.clock.Now, Timer: w.clock.Timer,
+		Jitter: w.rng.Float64, NewBillID: w.newBillID,
 	})
 	return in, nil
 }
@@ -209,15 +211,25 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 // process's statements fail, and a live one may park before a statement
 // (outside a transaction, so that it holds no lock while parked) and let
 // the world move on, as a process stalled between two statements would.
+// It also breaks connections, as a network or a database restart does:
+// inside a transaction the connection drops before the statement (the
+// server rolls the transaction back); at a commit, or a statement outside
+// a transaction, the statement runs and commits and then the connection
+// drops before its answer arrives, so the process cannot know it did.
 type statementTracer struct {
-	w  *World
-	in *instance
+	w    *World
+	in   *instance
+	self bool // the tracer is running a statement of its own
 }
 
-func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	w := t.w
-	if !t.in.crashed && w.current != nil && w.current.in == t.in && w.faults && conn.PgConn().TxStatus() == 'I' &&
-		w.rng.Float64() < w.cfg.FaultRate/3 {
+	if t.self {
+		return ctx
+	}
+	mine := !t.in.crashed && w.current != nil && w.current.in == t.in && w.faults
+	inTx := conn.PgConn().TxStatus() != 'I'
+	if mine && !inTx && w.rng.Float64() < w.cfg.FaultRate/3 {
 		w.Stats["park_statement"]++
 		w.park()
 	}
@@ -225,6 +237,31 @@ func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, _
 		dead, cancel := context.WithCancelCause(ctx)
 		cancel(errCrashed)
 		return dead
+	}
+	if mine && w.rng.Float64() < w.cfg.FaultRate/20 {
+		stmt := strings.Fields(data.SQL)
+		first := ""
+		if len(stmt) > 0 {
+			first = strings.ToLower(stmt[0])
+		}
+		switch {
+		case inTx && first != "commit":
+			w.Stats["fault_db_drop"]++
+			w.logf("      %s's database connection drops inside a transaction (before %s)", t.in.name, first)
+		default:
+			// The statement (or the commit) takes effect; its answer is lost.
+			t.self = true
+			if first == "commit" {
+				err := conn.PgConn().Exec(ctx, "commit").Close()
+				w.logf("      %s's commit lands (%v), its answer is lost", t.in.name, err)
+			} else {
+				_, err := conn.Exec(ctx, data.SQL, data.Args...)
+				w.logf("      %s's statement (%s) lands (%v), its answer is lost", t.in.name, first, err)
+			}
+			t.self = false
+			w.Stats["fault_db_answer_lost"]++
+		}
+		_ = conn.PgConn().Conn().Close()
 	}
 	return ctx
 }
@@ -706,6 +743,13 @@ func (w *World) requestsFor(merchant, charge string) []request {
 		}
 	}
 	return out
+}
+
+// newBillID names bills by the seed and their number, so a run replays
+// with the same names (and the PG lists its bills in the same order).
+func (w *World) newBillID() string {
+	w.bills++
+	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "sim-%d-bill-%d", w.cfg.Seed, w.bills)).String()
 }
 
 func (w *World) newEventID() string {

@@ -49,7 +49,7 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 		}
 	}
 	dec := payflow.Decide(req.Customer, method)
-	bill := store.Bill{BillID: newBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
+	bill := store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
 	pk, created, err := w.cfg.Store.CreateCharge(ctx, store.NewCharge{
 		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
 	})
@@ -176,7 +176,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 				FailureReason: failedDecline(out.decline), Attempts: attempts})
 		case out.decline != "":
 			reason, methodStatus := payflow.AfterDecline(out.decline)
-			next := store.Bill{BillID: newBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
+			next := store.Bill{BillID: w.cfg.NewBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
 				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
 			// Decline also renews the lease: the next bill's placement must
 			// have a whole lease (retry budget plus a call timeout) too.

@@ -146,7 +146,7 @@ func (w *Worker) repayBill(ctx context.Context, c store.Charge, amount int64) (s
 		}
 	}
 	dec := payflow.Decide(payflow.Customer{MemberID: c.MemberID}, method)
-	return store.Bill{BillID: newBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason,
+	return store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason,
 		Amount: amount, Status: payflow.BillPending}, nil
 }
 

@@ -16,9 +16,10 @@ import (
 // that said it is overloaded.
 type pgBackOff struct {
 	backoff.BackOff
-	now   func() time.Time
-	after time.Duration // the PG's Retry-After from the last failure
-	stop  time.Time     // the budget's end
+	now    func() time.Time
+	jitter func() float64
+	after  time.Duration // the PG's Retry-After from the last failure
+	stop   time.Time     // the budget's end
 }
 
 func (w *Worker) newPGBackOff() *pgBackOff {
@@ -27,9 +28,17 @@ func (w *Worker) newPGBackOff() *pgBackOff {
 	b.MaxInterval = 2 * time.Second
 	b.MaxElapsedTime = w.cfg.RetryBudget
 	b.Clock = clockFunc(w.cfg.Now)
+	// The jitter is applied here, from the worker's source, so a seeded
+	// run waits the same every time.
+	b.RandomizationFactor = 0
 	b.Reset() // start the budget on the worker's clock
-	return &pgBackOff{BackOff: b, now: w.cfg.Now, stop: w.cfg.Now().Add(w.cfg.RetryBudget)}
+	return &pgBackOff{BackOff: b, now: w.cfg.Now, jitter: w.cfg.Jitter, stop: w.cfg.Now().Add(w.cfg.RetryBudget)}
 }
+
+// jitterFactor spreads each wait over ±50% of the interval, as backoff's
+// default randomization does, so workers that failed together do not all
+// retry at once.
+const jitterFactor = 0.5
 
 // retry runs op with b's schedule, waiting on the worker's timer.
 func (w *Worker) retry(ctx context.Context, op backoff.Operation, b backoff.BackOff, notify backoff.Notify) error {
@@ -55,6 +64,12 @@ func (p *pgBackOff) saw(err error) {
 
 func (p *pgBackOff) NextBackOff() time.Duration {
 	next := p.BackOff.NextBackOff()
+	if next != backoff.Stop {
+		next = time.Duration(float64(next) * (1 - jitterFactor + 2*jitterFactor*p.jitter()))
+		if p.now().Add(next).After(p.stop) {
+			return backoff.Stop
+		}
+	}
 	if next == backoff.Stop || p.after <= next {
 		return next
 	}

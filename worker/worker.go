@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -67,6 +68,13 @@ type Config struct {
 	// Timer, when set, makes the timers retries wait on (the simulation's
 	// virtual time); nil waits in real time.
 	Timer func() backoff.Timer
+	// Jitter, when set, is the source of the retry waits' randomness, a
+	// number in [0, 1) (the simulation's seed, so a run replays exactly);
+	// nil: math/rand.
+	Jitter func() float64
+	// NewBillID, when set, names new bills (the simulation's seed, so a
+	// run replays exactly); nil: UUIDv7, unique and in creation order.
+	NewBillID func() string
 	// Observer is told of results and retries, for metrics.
 	Observer Observer
 	// RequestKeys, when set, are the merchants whose requests must be
@@ -124,6 +132,12 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	if cfg.NewBillID == nil {
+		cfg.NewBillID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
 	if cfg.Committed == nil {
 		cfg.Committed = func() {}
@@ -329,5 +343,3 @@ func decodeData(data json.RawMessage, v any) error {
 	}
 	return nil
 }
-
-func newBillID() string { return uuid.Must(uuid.NewV7()).String() }
