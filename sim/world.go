@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"time"
@@ -16,9 +19,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/events"
-	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/webhook"
 	"github.com/payflow/payflow/worker"
 )
 
@@ -88,6 +92,8 @@ type World struct {
 	current *task
 	spawned int
 	bills   int
+	// secret signs the PG's webhooks.
+	secret stdwebhook.Secret
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
 	model *model
@@ -117,6 +123,7 @@ type instance struct {
 	cursor   map[int]int
 	until    map[int]int
 	inflight map[int]bool // partitions with a message being handled
+	recv     *webhook.Receiver
 }
 
 // request is a request event the workload published.
@@ -144,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		return nil, fmt.Errorf("sim: empty the database: %w", err)
 	}
 	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
-		db: db, methods: newMethodBook(), faults: true, Stats: map[string]int{}}
+		db: db, methods: newMethodBook(), faults: true, secret: stdwebhook.Secret(fmt.Appendf(nil, "sim-webhook-secret-%032d", cfg.Seed)), Stats: map[string]int{}}
 	w.model = newModel(w)
 	w.pg.fault = w.pgFault
 	w.pg.log = w.logf
@@ -204,6 +211,11 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 		Logger: slog.New(&traceHandler{w: w, name: fmt.Sprintf("w%d", w.spawned)}), Now: w.clock.Now, Timer: w.clock.Timer,
 		Jitter: w.rng.Float64, NewBillID: w.newBillID,
 	})
+	in.recv = &webhook.Receiver{
+		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: []stdwebhook.Secret{w.secret}, Now: w.clock.Now}},
+		Settler:   in.w,
+		Logger:    slog.New(&traceHandler{w: w, name: in.name}),
+	}
 	return in, nil
 }
 
@@ -635,8 +647,11 @@ func (w *World) stepCustomer(context.Context) error {
 	return nil
 }
 
-// stepWebhook delivers a pending webhook: as it is, twice, with a wrong
-// amount, or not at all (lost: reconciliation must find the result).
+// stepWebhook delivers a pending webhook through the real receiver, signed
+// as the PG signs them: as it is, twice, with a wrong amount, or not at
+// all (lost: reconciliation must find the result); and among them forged
+// ones, which must change nothing: signed with another secret, altered
+// after signing, or replayed long after their time.
 func (w *World) stepWebhook(ctx context.Context) error {
 	n := w.pg.pendingWebhooks()
 	alive := w.alive()
@@ -647,7 +662,7 @@ func (w *World) stepWebhook(ctx context.Context) error {
 	in := alive[w.pick(len(alive))]
 	mode := "delivered"
 	if w.faults {
-		switch w.rng.IntN(10) {
+		switch w.rng.IntN(14) {
 		case 0:
 			w.logf("webhook %s for bill %s (%s) lost", wh.ID, wh.BillID, wh.Status)
 			return nil
@@ -657,32 +672,69 @@ func (w *World) stepWebhook(ctx context.Context) error {
 		case 2:
 			bad := wh
 			bad.Amount++
-			w.settle(ctx, in, bad, "with a wrong amount")
+			w.post(ctx, in, bad, "with a wrong amount", w.secret, 0)
+			w.pg.requeueWebhook(wh)
+			return nil
+		case 3:
+			w.Stats["webhook_forged"]++
+			forged := wh
+			forged.Status = pgclient.StatusPaid
+			w.post(ctx, in, forged, "forged (another secret)", []byte("not-the-pgs-secret-0123456789abcd"), 0)
+			w.pg.requeueWebhook(wh)
+			return nil
+		case 4:
+			w.Stats["webhook_forged"]++
+			w.post(ctx, in, wh, "altered after signing", w.secret, 0, func(body []byte) []byte {
+				return []byte(strings.Replace(string(body), `"status":"`+string(wh.Status)+`"`, `"status":"paid"`, 1))
+			})
+			w.pg.requeueWebhook(wh)
+			return nil
+		case 5:
+			w.Stats["webhook_forged"]++
+			w.post(ctx, in, wh, "replayed after its time", w.secret, -10*time.Minute)
 			w.pg.requeueWebhook(wh)
 			return nil
 		}
 	}
-	if out := w.settle(ctx, in, wh, mode); out == "retry" {
+	if out := w.post(ctx, in, wh, mode, w.secret, 0); out == "retry" {
 		w.pg.requeueWebhook(wh)
 	}
 	return nil
 }
 
-func (w *World) settle(ctx context.Context, in *instance, wh Webhook, mode string) string {
-	status, _ := payflow.ParseSettleStatus(string(wh.Status))
-	out, err := in.w.Settle(ctx, store.Settlement{BillID: wh.BillID, Status: status, Amount: wh.Amount, PGTxID: wh.PGTxID,
-		Provider: "sim", WebhookID: wh.ID})
-	res := string(out)
-	switch {
-	case errors.Is(err, store.ErrNotPlacedYet), errors.Is(err, store.ErrNotFound) && !in.crashed:
-		res = "retry" // 409 / 404: the PG sends it again
-	case err != nil && !errors.Is(err, store.ErrAmountMismatch):
-		res = "retry"
-	case err != nil:
-		res = "refused: " + err.Error()
+// post sends a webhook to in's receiver, signed with secret at the clock's
+// time plus skew, its body passed through alter after signing; it reports
+// what the receiver did, "retry" when the PG must send it again.
+func (w *World) post(ctx context.Context, in *instance, wh Webhook, mode string, secret stdwebhook.Secret, skew time.Duration, alter ...func([]byte) []byte) string {
+	body, _ := json.Marshal(map[string]any{"bill_id": wh.BillID, "status": string(wh.Status), "amount": wh.Amount,
+		"pg_tx_id": wh.PGTxID, "occurred_at": w.clock.Now().UTC().Format(time.RFC3339Nano)})
+	h := stdwebhook.Headers(secret, wh.ID, w.clock.Now().Add(skew), body)
+	for _, f := range alter {
+		body = f(body)
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/webhooks/pg/sim", bytes.NewReader(body))
+	req.SetPathValue("provider", "sim")
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	in.recv.ServeHTTP(rec, req)
+	var answer struct {
+		Result string `json:"result"`
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &answer)
+	res := fmt.Sprintf("%d %s", rec.Code, answer.Result)
+	if rec.Code == http.StatusNotFound && in.crashed {
+		res = "refused: died"
+	}
+	out := res
+	switch rec.Code {
+	case http.StatusOK, http.StatusUnauthorized, http.StatusUnprocessableEntity, http.StatusBadRequest:
+	default: // 404 (not stored yet), 409 (still placing), 5xx: the PG sends it again
+		out = "retry"
 	}
 	w.logf("webhook %s bill %s %s %s to %s: %s", wh.ID, wh.BillID, wh.Status, mode, in.name, res)
-	return res
+	return out
 }
 
 // stepMethod deletes a member's card, or registers one again.
@@ -845,7 +897,7 @@ func (w *World) Drain(ctx context.Context) (bool, error) {
 		alive := w.alive()
 		for n := w.pg.pendingWebhooks(); n > 0; n-- {
 			wh := w.pg.takeWebhook(0)
-			if w.settle(ctx, alive[0], wh, "delivered") == "retry" {
+			if w.post(ctx, alive[0], wh, "delivered", w.secret, 0) == "retry" {
 				w.pg.requeueWebhook(wh)
 			}
 		}

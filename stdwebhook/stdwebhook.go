@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/payflow/payflow/internal/mutation"
 )
 
 // Header names of the spec.
@@ -177,7 +179,7 @@ func (v *Verifier) Verify(h http.Header, body []byte) (string, error) {
 	if d := now().Unix() - sec; d > int64(tol/time.Second) || d < -int64(tol/time.Second) {
 		return "", ErrStaleTimestamp
 	}
-	if Match(v.Secrets, id, ts, body, sigs) {
+	if Match(v.Secrets, id, ts, body, sigs) || mutation.On("unsigned") {
 		return id, nil
 	}
 	return "", ErrNoMatchingSignature

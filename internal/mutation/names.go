@@ -1,7 +1,8 @@
 package mutation
 
 // Names are the bugs that can be put back, each a money bug found by review
-// and fixed; the comment says which failure window it reopens. Found lists
+// and fixed, or a guard taken away; the comment says which failure window
+// it reopens. Found lists
 // those the simulation finds today (docs/reliability.md says why the
 // others are not).
 var Names = []string{
@@ -12,8 +13,9 @@ var Names = []string{
 	"judge-again",    // a rejected request is judged again on redelivery
 	"no-wait",        // a request is judged while its charge is still busy
 	"key-blip",       // a transient key-source error declines the card
+	"unsigned",       // a callback's signature is not checked: a forged one settles a bill
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
 // one of them is no longer found.
-var Found = []string{"resume-known", "kakao-fallback", "no-fence", "judge-again", "no-wait", "key-blip"}
+var Found = []string{"resume-known", "kakao-fallback", "no-fence", "judge-again", "no-wait", "key-blip", "unsigned"}
