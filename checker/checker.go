@@ -59,9 +59,18 @@ func (r *Report) violate(format string, a ...any) {
 }
 
 // ReadTopic reads every message of a topic from the beginning to its current
-// end, across all partitions.
+// end, across all partitions, over a plaintext connection.
 func ReadTopic(ctx context.Context, brokers []string, topic string) ([]kafka.Message, error) {
-	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	return ReadTopicWith(ctx, kafka.DefaultDialer, brokers, topic)
+}
+
+// ReadTopicWith is ReadTopic through dialer, which carries the connection's
+// TLS and SASL (kafkaconf.Dial.Dialer).
+func ReadTopicWith(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string) ([]kafka.Message, error) {
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("checker: no brokers")
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", brokers[0])
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +81,7 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]kafka.Mes
 	}
 	var out []kafka.Message
 	for _, p := range parts {
-		pc, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, p.ID)
+		pc, err := dialer.DialLeader(ctx, "tcp", brokers[0], topic, p.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +93,7 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]kafka.Mes
 		if last == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dialer, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
 		for {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			m, err := r.ReadMessage(rctx)

@@ -1,3 +1,5 @@
+//go:build !production
+
 package main
 
 import (
@@ -80,7 +82,7 @@ the Postgres ceiling measured in the same run.`,
 				rep.PeakRSSMB, rep.RSSOf = procPeakRSSMB(child.Process.Pid), "the payflow serve process running worker and relay"
 			}
 			rep.Print(out)
-			inv, err := runCheck(ctx, []string{d.Kafka}, d.DatabaseURL, d.PGSim, false)
+			inv, err := runCheck(ctx, kafkaSource{brokers: []string{d.Kafka}}, d.DatabaseURL, d.PGSim, false)
 			if err != nil {
 				return err
 			}

@@ -12,21 +12,38 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/payflow/payflow/checker"
-	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/kafkaconf"
 )
 
 func checkCmd() *cobra.Command {
-	var brokers, dsn, pgURL string
-	var requests bool
+	var (
+		kf       kafkaFlags
+		dsn      string
+		pgURL    string
+		requests bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Verify the money invariants from the database, the PG simulator's ledger and the result topic",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
-			if brokers == "" || dsn == "" || pgURL == "" {
+			sec, err := kf.security()
+			if err != nil {
+				return err
+			}
+			topics, err := kf.topicNames()
+			if err != nil {
+				return err
+			}
+			if kf.brokers == "" || dsn == "" || pgURL == "" {
 				return usagef("check needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (the simulator)")
 			}
-			rep, err := runCheck(cmd.Context(), splitList(brokers), dsn, pgURL, requests)
+			dial, err := sec.Dial()
+			if err != nil {
+				return usagef("%v", err)
+			}
+			defer dial.Close()
+			rep, err := runCheck(cmd.Context(), kafkaSource{brokers: splitList(kf.brokers), dial: dial, topics: topics}, dsn, pgURL, requests)
 			if err != nil {
 				return err
 			}
@@ -37,15 +54,30 @@ func checkCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers")
-	cmd.Flags().StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
-	cmd.Flags().StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG simulator's base URL (its /sim/ledger is read)")
-	cmd.Flags().BoolVar(&requests, "requests", false, "also read payment.requests and check that every request has its one result "+
+	fl := cmd.Flags()
+	addKafkaFlags(fl, &kf)
+	fl.StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
+	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG simulator's base URL (its /sim/ledger is read)")
+	fl.BoolVar(&requests, "requests", false, "also read the request topic and check that every request has its one result "+
 		"and moved no money twice (run it once every request has been handled)")
 	return cmd
 }
 
-func runCheck(ctx context.Context, brokers []string, dsn, pgURL string, requests bool) (checker.Report, error) {
+// kafkaSource is where check reads the topics: the brokers, with serve's
+// TLS and SASL settings, and the configured topic names.
+type kafkaSource struct {
+	brokers []string
+	dial    *kafkaconf.Dial
+	topics  kafkaconf.Topics
+}
+
+func runCheck(ctx context.Context, k kafkaSource, dsn, pgURL string, requests bool) (checker.Report, error) {
+	topics := k.topics.WithDefaults()
+	// One connection first, so a broker that refuses the credentials or
+	// the certificate is named as such, before anything is read.
+	if err := k.dial.Check(ctx, k.brokers); err != nil {
+		return checker.Report{}, err
+	}
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return checker.Report{}, err
@@ -55,17 +87,17 @@ func runCheck(ctx context.Context, brokers []string, dsn, pgURL string, requests
 	if err != nil {
 		return checker.Report{}, err
 	}
-	published, err := checker.ReadTopic(ctx, brokers, events.TopicEvents)
+	published, err := checker.ReadTopicWith(ctx, k.dial.Dialer(), k.brokers, topics.Events)
 	if err != nil {
-		return checker.Report{}, err
+		return checker.Report{}, kafkaconf.BrokerError(k.brokers[0], err)
 	}
 	rep, err := checker.Check(ctx, pool, ledger, published)
 	if err != nil || !requests {
 		return rep, err
 	}
-	msgs, err := checker.ReadTopic(ctx, brokers, events.TopicRequests)
+	msgs, err := checker.ReadTopicWith(ctx, k.dial.Dialer(), k.brokers, topics.Requests)
 	if err != nil {
-		return rep, err
+		return rep, kafkaconf.BrokerError(k.brokers[0], err)
 	}
 	rr := checker.CheckRequests(checker.ParseRequests(msgs), ledger, published)
 	rep.Violations = append(rep.Violations, rr.Violations...)
