@@ -147,6 +147,7 @@ func (m *model) step(ctx context.Context) ([]string, error) {
 			v = append(v, fmt.Sprintf("two results for the %s", key))
 		}
 	}
+	v = append(v, m.w.broken...)
 	bills, err := m.bills(ctx)
 	if err != nil {
 		return nil, err

@@ -261,8 +261,12 @@ func (c *pgConn) BillURL(_ context.Context, billID string) (pgclient.BillURL, er
 	v, err := c.call("bill_url", func() (any, error) {
 		c.pg.mu.Lock()
 		defer c.pg.mu.Unlock()
-		if _, ok := c.pg.bills[billID]; !ok {
+		b, ok := c.pg.bills[billID]
+		if !ok {
 			return nil, &pgclient.Error{Op: "bill_url", Kind: pgclient.KindNotFound}
+		}
+		if b.Status != pgclient.StatusRequested {
+			return nil, &pgclient.Error{Op: "bill_url", Kind: pgclient.KindConflict, Message: "bill is " + string(b.Status)}
 		}
 		return pgclient.BillURL{URL: "https://pg.invalid/pay/" + billID, ExpiresAt: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}, nil
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/stdwebhook"
@@ -94,6 +95,9 @@ type World struct {
 	bills   int
 	// secret signs the PG's webhooks.
 	secret stdwebhook.Secret
+	// broken are invariants a step saw broken as it happened (an answer
+	// the API must never give); the model reports them.
+	broken []string
 	// Stats counts steps and faults by kind.
 	Stats map[string]int
 	model *model
@@ -124,6 +128,7 @@ type instance struct {
 	until    map[int]int
 	inflight map[int]bool // partitions with a message being handled
 	recv     *webhook.Receiver
+	api      http.Handler
 }
 
 // request is a request event the workload published.
@@ -205,12 +210,15 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 	}
 	w.spawned++
 	*in = instance{name: fmt.Sprintf("w%d", w.spawned), st: st, cursor: map[int]int{}, until: map[int]int{}, inflight: map[int]bool{}}
+	pg := w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed })
 	in.w = worker.New(worker.Config{
 		Store: st, Methods: w.methods, Owner: in.name, Lease: lease, RetryBudget: retryBudget, RetryInitial: time.Second,
-		PG:     w.pg.Client(func() { w.crash(in) }, func() bool { return in.crashed }),
+		PG:     pg,
 		Logger: slog.New(&traceHandler{w: w, name: fmt.Sprintf("w%d", w.spawned)}), Now: w.clock.Now, Timer: w.clock.Timer,
 		Jitter: w.rng.Float64, NewBillID: w.newBillID,
 	})
+	in.api = api.New(api.Config{Store: st, PG: pg, MerchantTokens: map[string]string{"m1": "token-m1", "m2": "token-m2"},
+		Logger: slog.New(&traceHandler{w: w, name: in.name})})
 	in.recv = &webhook.Receiver{
 		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: []stdwebhook.Secret{w.secret}, Now: w.clock.Now}},
 		Settler:   in.w,
@@ -458,6 +466,7 @@ func (w *World) Step(ctx context.Context) error {
 		{3, "customer", w.stepCustomer},
 		{3, "webhook", w.stepWebhook},
 		{1, "method", w.stepMethod},
+		{2, "bill_url", w.stepBillURL},
 	}
 	total := 0
 	for _, a := range actions {
@@ -735,6 +744,47 @@ func (w *World) post(ctx context.Context, in *instance, wh Webhook, mode string,
 	}
 	w.logf("webhook %s bill %s %s %s to %s: %s", wh.ID, wh.BillID, wh.Status, mode, in.name, res)
 	return out
+}
+
+// stepBillURL has a merchant ask the API for a charge's pay URL, as its
+// checkout page would. The URL handed out must be of that merchant's
+// charge, and of a bill still open: a pay link to a bill given up on, paid
+// or cancelled invites a payment nobody will record.
+func (w *World) stepBillURL(ctx context.Context) error {
+	alive := w.alive()
+	if len(alive) == 0 {
+		return nil
+	}
+	merchant, charge := fmt.Sprint("m", w.pick(2)+1), fmt.Sprint("c", w.pick(w.cfg.Charges)+1)
+	in := alive[w.pick(len(alive))]
+	before, err := w.model.bills(ctx)
+	if err != nil {
+		return err
+	}
+	w.spawnTask(in, "bill-url", func() {
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/charges/"+charge+"/bill-url", nil)
+		req.Header.Set("Authorization", "Bearer token-"+merchant)
+		rec := httptest.NewRecorder()
+		in.api.ServeHTTP(rec, req)
+		var answer struct {
+			BillID string `json:"bill_id"`
+		}
+		_ = json.Unmarshal(rec.Body.Bytes(), &answer)
+		w.logf("bill url of %s/%s from %s: %d %s", merchant, charge, in.name, rec.Code, answer.BillID)
+		if rec.Code != http.StatusOK {
+			return
+		}
+		b, ok := before[answer.BillID]
+		switch {
+		case !ok:
+			w.broken = append(w.broken, fmt.Sprintf("the API handed %s/%s the URL of bill %s, which was not stored when asked", merchant, charge, answer.BillID))
+		case b.merchant != merchant || b.charge != charge:
+			w.broken = append(w.broken, fmt.Sprintf("the API handed %s/%s the URL of bill %s of %s/%s", merchant, charge, answer.BillID, b.merchant, b.charge))
+		case b.status != "requested" && b.status != "pending":
+			w.broken = append(w.broken, fmt.Sprintf("the API handed %s/%s the URL of bill %s, %s when asked", merchant, charge, answer.BillID, b.status))
+		}
+	})
+	return nil
 }
 
 // stepMethod deletes a member's card, or registers one again.
