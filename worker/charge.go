@@ -143,7 +143,7 @@ func (w *Worker) driveHeld(ctx context.Context, pk int64) error {
 type outcome struct {
 	accepted bool
 	pgTxID   string
-	url      pgclient.BillURL // the pay URL the PG gave at acceptance, if any
+	url      pgclient.BillURL    // the pay URL the PG gave at acceptance, if any
 	decline  payflow.DeclineCode // auto-pay refused: fall back
 	failed   string              // not placed, for this reason
 	unknown  bool                // the PG could not tell: leave it to the sweeper
