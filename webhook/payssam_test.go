@@ -105,7 +105,9 @@ type noMethods struct{}
 func (noMethods) Default(context.Context, string) (*payflow.StoredMethod, string, error) {
 	return nil, "", nil
 }
-func (noMethods) BillingKey(context.Context, string) (string, error) { return "", payflow.ErrMethodUnusable }
+func (noMethods) BillingKey(context.Context, string) (string, error) {
+	return "", payflow.ErrMethodUnusable
+}
 
 var psSeq atomic.Int64
 

@@ -40,8 +40,8 @@ type Receiver struct {
 	// Handlers serve the providers whose callbacks follow a protocol of
 	// their own (PaySSam's unsigned hints: see PaySSam), by provider name.
 	Handlers map[string]http.Handler
-	Settler   Settler
-	Logger    *slog.Logger
+	Settler  Settler
+	Logger   *slog.Logger
 	// OnResult, when set, is told each callback's result for metrics:
 	// accepted, duplicate, ignored, bad_signature, unknown_bill, ... Its
 	// provider is a key of Verifiers or UnknownProvider, never the path as
