@@ -24,6 +24,9 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 	if err != nil {
 		return nil, err
 	}
+	if cfg.PaySSam != nil {
+		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, metrics)}
+	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
 		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(cfg.gatherer(), promhttp.HandlerOpts{}),
