@@ -58,12 +58,17 @@ func (c Config) gatherer() prometheus.Gatherer {
 
 // webhookReceiver is the PG callback endpoint, counting its results in m.
 func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhook.Receiver, error) {
-	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
-	if err != nil {
-		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+	verifiers := map[string]webhook.Verifier{}
+	// With PaySSam as the PG the simulator's signed webhooks are optional.
+	if cfg.PaySSam == nil || cfg.WebhookSecrets != "" {
+		secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+		if err != nil {
+			return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+		}
+		verifiers["sim"] = &stdwebhook.Verifier{Secrets: secrets}
 	}
 	return &webhook.Receiver{
-		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
+		Verifiers: verifiers,
 		Settler:   settler,
 		Logger:    cfg.Logger.With("part", "webhook"),
 		OnResult:  m.webhook,

@@ -72,6 +72,23 @@ func (s *Store) BillsByPGTxID(ctx context.Context, pgTxID string) ([]Bill, error
 	if err != nil {
 		return nil, fmt.Errorf("store: bills by pg tx id: %w", err)
 	}
+	return collectBills(rows)
+}
+
+// PendingBillsWithPrefix returns pending bills (stored, their placement not
+// yet recorded) whose id starts with prefix, at most a few: for a callback
+// that arrives before its bill's placement is recorded.
+func (s *Store) PendingBillsWithPrefix(ctx context.Context, prefix string) ([]Bill, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT bill_id, charge_pk, method, coalesce(method_id::text, ''), coalesce(fallback_reason, ''),
+			amount, status, coalesce(pg_tx_id, ''), coalesce(repay_pk, 0)
+		FROM bills WHERE status = 'pending' AND bill_id COLLATE "C" >= $1 AND bill_id COLLATE "C" < $1 || '~' LIMIT 8`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending bills with prefix: %w", err)
+	}
+	return collectBills(rows)
+}
+
+func collectBills(rows pgx.Rows) ([]Bill, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Bill, error) {
 		var b Bill
 		var method, fb, status string

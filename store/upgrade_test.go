@@ -152,3 +152,24 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES 
 		t.Fatalf("store pg url of an unknown bill: %v", err)
 	}
 }
+
+// A pending bill is found by the start of its id; other bills are not.
+func TestPendingBillsWithPrefix(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.New(t)
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'placing', '0190a000-0000-7abc-8def-0123456789ab');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status) VALUES
+	('0190a000-0000-7abc-8def-0123456789ab', 1, 'kakao_bill', 10000, 'pending'),
+	('0190a000-0000-7abc-8def-0123456fffff', 1, 'kakao_bill', 10000, 'requested')`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123456")
+	if err != nil || len(got) != 1 || got[0].BillID != "0190a000-0000-7abc-8def-0123456789ab" || got[0].Amount != 10000 {
+		t.Fatalf("pending with prefix: %+v, %v", got, err)
+	}
+	if got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123457"); err != nil || len(got) != 0 {
+		t.Fatalf("another prefix: %+v, %v", got, err)
+	}
+}

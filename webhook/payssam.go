@@ -50,6 +50,11 @@ type PaySSam struct {
 	// Bills returns payflow's bills whose PG transaction id is the PaySSam
 	// bill id (store.BillsByPGTxID).
 	Bills func(ctx context.Context, pgTxID string) ([]store.Bill, error)
+	// Pending, when set, returns the pending bills whose id starts with a
+	// prefix (store.PendingBillsWithPrefix): a callback can arrive before
+	// its bill's placement is recorded (an auto-pay approved at once), and
+	// is then answered so that PaySSam sends it again.
+	Pending func(ctx context.Context, prefix string) ([]store.Bill, error)
 	// PG confirms a callback with LookupPayment.
 	PG      pgclient.Client
 	Settler Settler
@@ -284,10 +289,28 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	if prefix, ok := payssam.UUIDPrefix(cb.BillID); bill.BillID == "" && ok && h.Pending != nil {
+		pending, err := h.Pending(ctx, prefix)
+		if err != nil {
+			logger.Error("payssam callback: pending bill look-up in the database failed", "err", err)
+			retry("error")
+			return
+		}
+		for _, b := range pending {
+			if payssam.BillID(b.BillID) == cb.BillID {
+				// Settling now would publish payment.settled before
+				// charge.processed: PaySSam sends it again, and
+				// reconciliation settles it if it does not.
+				logger.Info("payssam callback for a bill whose placement is still being recorded; asked again later", "bill_id", b.BillID)
+				retry("not_ready")
+				return
+			}
+		}
+	}
 	switch {
 	case bill.BillID == "":
-		// Not ours, or its placement is still being recorded (then the
-		// sweeper and reconciliation settle it): nothing to settle now.
+		// Not ours: nothing to settle. (A bill of ours whose placement
+		// was recorded after this answer is settled by reconciliation.)
 		logger.Warn("payssam callback for an unknown bill; not settled")
 		ack("unknown_bill")
 		return

@@ -60,7 +60,7 @@ func newPSEnv(t *testing.T) *psEnv {
 	e.pg = e.client(srv.URL)
 	e.w = worker.New(worker.Config{Store: st, PG: e.pg, Methods: noMethods{}, Lease: time.Minute,
 		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
-	e.h = &webhook.PaySSam{Bills: st.BillsByPGTxID, PG: e.pg, Settler: e.w, APIKey: psKey,
+	e.h = &webhook.PaySSam{Bills: st.BillsByPGTxID, Pending: st.PendingBillsWithPrefix, PG: e.pg, Settler: e.w, APIKey: psKey,
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, nil)),
 		OnResult: func(provider, result string) {
 			if provider != webhook.ProviderPaySSam {
@@ -380,6 +380,30 @@ func TestPaySSamPartialRefundIsNotSupported(t *testing.T) {
 	}
 	if p, _ := e.sim.Payment(ps); p.Refunded != 5000 {
 		t.Fatalf("PaySSam bill %+v", p)
+	}
+}
+
+// A callback that overtakes its bill's placement record is asked again,
+// not dropped: it settles once the placement is recorded.
+func TestPaySSamCallbackBeforeThePlacementIsRecorded(t *testing.T) {
+	e := newPSEnv(t)
+	bill, ps := e.placed("c1", 5000)
+	if err := e.sim.Settle(ps, pgclient.StatusPaid); err != nil {
+		t.Fatal(err)
+	}
+	// As if the worker had not recorded the placement yet.
+	if _, err := e.st.Pool.Exec(context.Background(), `UPDATE bills SET status = 'pending', pg_tx_id = NULL WHERE bill_id = $1`, bill); err != nil {
+		t.Fatal(err)
+	}
+	if rec := e.post(v2(ps, 5000), ""); rec.Code != http.StatusServiceUnavailable || rec.Body.String() == webhook.PaySSamAck {
+		t.Fatalf("answered %d %s while the placement is being recorded", rec.Code, rec.Body.String())
+	}
+	if _, err := e.st.Pool.Exec(context.Background(), `UPDATE bills SET status = 'requested', pg_tx_id = $2 WHERE bill_id = $1`, bill, ps); err != nil {
+		t.Fatal(err)
+	}
+	wantAck(t, e.post(v2(ps, 5000), ""))
+	if n := len(e.outbox(events.TypeSettled)); n != 1 || e.result("not_ready") != 1 {
+		t.Fatalf("%d settled, results %v", n, e.results)
 	}
 }
 
