@@ -25,11 +25,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/checker"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/stdwebhook"
@@ -345,8 +347,27 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 	}
 
 	ledger := sim.Ledger()
+	// PaySSam's ledger names bills by PaySSam's ids: the checker speaks
+	// payflow's.
+	ours := map[string]string{}
+	if *pgProto == "payssam" {
+		rows, err := st.Pool.Query(ctx, `SELECT bill_id FROM bills`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			ours[payssam.BillID(id)] = id
+		}
+	}
 	entries := make([]checker.LedgerEntry, len(ledger))
 	for i, e := range ledger {
+		if id, ok := ours[e.BillID]; ok {
+			e.BillID = id
+		}
 		entries[i] = checker.LedgerEntry{Op: e.Op, BillID: e.BillID, RefundID: e.RefundID, Amount: e.Amount, Outcome: e.Outcome}
 	}
 	topic, err := checker.ReadTopic(ctx, brokers, events.TopicEvents)
