@@ -49,8 +49,12 @@ type Config struct {
 	DatabaseURL   string
 	// DB tunes the Postgres pool: its size, the connect and statement
 	// timeouts (zero: the defaults of store.Options).
-	DB       store.Options
-	PG       pgclient.Client
+	DB store.Options
+	PG pgclient.Client
+	// PaySSam, when set, makes PaySSam the PG: Run builds its adapter
+	// (PG is then ignored) and serves its callbacks at
+	// /webhooks/pg/payssam.
+	PaySSam  *PaySSamConfig
 	HTTPAddr string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
@@ -132,7 +136,6 @@ func (c *Config) defaults() {
 // and let in-flight requests finish, publish what they wrote, stop serving.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
-	cfg.PG = instrumentedPG{next: cfg.PG}
 	log := cfg.Logger
 	if err := cfg.Topics.Validate(); err != nil {
 		return err
@@ -160,6 +163,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	if cfg.PaySSam != nil {
+		pg, err := newPaySSam(cfg.PaySSam, st)
+		if err != nil {
+			return err
+		}
+		cfg.PG = pg
+	}
+	cfg.PG = instrumentedPG{next: cfg.PG}
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))

@@ -24,6 +24,9 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 	if err != nil {
 		return nil, err
 	}
+	if cfg.PaySSam != nil {
+		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, metrics)}
+	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
 		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(cfg.gatherer(), promhttp.HandlerOpts{}),
@@ -55,12 +58,17 @@ func (c Config) gatherer() prometheus.Gatherer {
 
 // webhookReceiver is the PG callback endpoint, counting its results in m.
 func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhook.Receiver, error) {
-	secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
-	if err != nil {
-		return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+	verifiers := map[string]webhook.Verifier{}
+	// With PaySSam as the PG the simulator's signed webhooks are optional.
+	if cfg.PaySSam == nil || cfg.WebhookSecrets != "" {
+		secrets, err := stdwebhook.ParseSecrets(cfg.WebhookSecrets)
+		if err != nil {
+			return nil, errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+		}
+		verifiers["sim"] = &stdwebhook.Verifier{Secrets: secrets}
 	}
 	return &webhook.Receiver{
-		Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: secrets}},
+		Verifiers: verifiers,
 		Settler:   settler,
 		Logger:    cfg.Logger.With("part", "webhook"),
 		OnResult:  m.webhook,

@@ -24,7 +24,10 @@ type metricSet struct {
 	retries     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	reconcile   *prometheus.CounterVec
-	buildInfo   *prometheus.GaugeVec
+	// pointsExhausted counts PG answers that the partner's prepaid points
+	// ran out (PaySSam's POINT_001), by operation: a human must top them up.
+	pointsExhausted *prometheus.CounterVec
+	buildInfo       *prometheus.GaugeVec
 }
 
 // Result implements worker.Observer.
@@ -85,11 +88,17 @@ func newMetrics() *metricSet {
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all: refund or keep).",
 	}, []string{"outcome"})
+	m.pointsExhausted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "payflow_pg_points_exhausted_total", Help: "PG calls refused because the partner's prepaid points ran out (PaySSam POINT_001), by operation; KakaoTalk bills fail until someone tops them up.",
+	}, []string{"operation"})
+	for _, op := range []string{"kakao_bill", "auto_pay"} {
+		m.pointsExhausted.WithLabelValues(op) // the series exist from the start, at 0
+	}
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "payflow_build_info", Help: "Always 1, labelled with the running build's version and Go release; absent when no payflow is scraped.",
 	}, []string{"version", "go_version"})
 	m.buildInfo.WithLabelValues(Version(), GoVersion()).Set(1)
-	m.registry.MustRegister(m.buildInfo, m.reconcile, m.handled, m.webhooks, m.relayLag, m.pgCalls,
+	m.registry.MustRegister(m.buildInfo, m.reconcile, m.pointsExhausted, m.handled, m.webhooks, m.relayLag, m.pgCalls,
 		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -5,16 +5,24 @@ import (
 	"time"
 
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/payssam"
 )
 
 // instrumentedPG records every PG call's latency and outcome (ok or the
 // error kind) without the worker knowing: a decorator around any adapter.
 type instrumentedPG struct{ next pgclient.Client }
 
+// Capabilities are the adapter's: the worker checks them before it calls.
+func (p instrumentedPG) Capabilities() pgclient.Capabilities { return pgclient.CapabilitiesOf(p.next) }
+
 func (p instrumentedPG) observe(op string, start time.Time, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = pgOutcome(pgclient.KindOf(err))
+	}
+	if payssam.PointsExhausted(err) {
+		// Every KakaoTalk bill fails until someone tops the points up.
+		metrics.pointsExhausted.WithLabelValues(op).Inc()
 	}
 	metrics.pgCalls.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
 }

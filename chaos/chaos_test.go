@@ -25,11 +25,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/checker"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/stdwebhook"
@@ -41,6 +43,7 @@ var (
 	kills   = flag.Int("chaos.kills", 20, "SIGKILLs to deliver at least")
 	charges = flag.Int("chaos.charges", 1500, "charges to publish")
 	keep    = flag.String("chaos.keep", "", "directory to copy the workers' logs into at the end")
+	pgProto = flag.String("chaos.pg", "sim", "the PG protocol: sim, or payssam (the PaySSam adapter against the simulator in PaySSam mode)")
 )
 
 // worker is one `payflow serve` process slot.
@@ -142,9 +145,16 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 
 	// A PG that fails: 5 % outages, 3 % timeouts after charging, 20 % of
 	// its webhooks lost (reconciliation must settle those bills).
-	sim, err := pgsim.New(pgsim.Config{Latency: 5 * time.Millisecond, ErrorRate: 0.05, TimeoutRate: 0.03,
+	simCfg := pgsim.Config{Latency: 5 * time.Millisecond, ErrorRate: 0.05, TimeoutRate: 0.03,
 		TimeoutHold: 3 * time.Second, SettleDelay: 300 * time.Millisecond, KakaoPayDelay: 600 * time.Millisecond,
-		CallbackURL: proxy.URL + "/webhooks/pg/sim", WebhookSecret: secret, WebhookDropRate: 0.2, WebhookMaxElapsed: 20 * time.Second})
+		CallbackURL: proxy.URL + "/webhooks/pg/sim", WebhookSecret: secret, WebhookDropRate: 0.2, WebhookMaxElapsed: 20 * time.Second}
+	if *pgProto == "payssam" {
+		// PaySSam's unsigned callbacks, paid bills only; partial refunds
+		// are refused not_supported.
+		simCfg.Protocol, simCfg.CallbackURL = pgsim.ProtocolPaySSam, proxy.URL+"/webhooks/pg/payssam"
+		simCfg.APIKey, simCfg.PaySSamMember, simCfg.PaySSamStores = "ps_chaos_key", "chaosmember", []string{"CHAOSSTORE"}
+	}
+	sim, err := pgsim.New(simCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +179,11 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 
 	env := append(os.Environ(), "PAYFLOW_PG_WEBHOOK_SECRET="+secret, "PAYFLOW_VAULT_KEY="+vaultKey,
 		"PAYFLOW_API_TOKEN=p", "PAYFLOW_MERCHANT_TOKENS=m:t")
+	if *pgProto == "payssam" {
+		env = append(env, "PAYFLOW_PG_PROVIDER=payssam", "PAYFLOW_PAYSSAM_URL="+simSrv.URL, "PAYFLOW_PAYSSAM_API_KEY=ps_chaos_key",
+			"PAYFLOW_PAYSSAM_MEMBER=chaosmember", "PAYFLOW_PAYSSAM_MERCHANTS=m:CHAOSSTORE",
+			"PAYFLOW_PAYSSAM_CALLBACK_URL="+proxy.URL+"/webhooks/pg/payssam")
+	}
 	workers := make([]*worker, 3)
 	for i := range workers {
 		f, _ := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)))
@@ -332,8 +347,27 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 	}
 
 	ledger := sim.Ledger()
+	// PaySSam's ledger names bills by PaySSam's ids: the checker speaks
+	// payflow's.
+	ours := map[string]string{}
+	if *pgProto == "payssam" {
+		rows, err := st.Pool.Query(ctx, `SELECT bill_id FROM bills`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			ours[payssam.BillID(id)] = id
+		}
+	}
 	entries := make([]checker.LedgerEntry, len(ledger))
 	for i, e := range ledger {
+		if id, ok := ours[e.BillID]; ok {
+			e.BillID = id
+		}
 		entries[i] = checker.LedgerEntry{Op: e.Op, BillID: e.BillID, RefundID: e.RefundID, Amount: e.Amount, Outcome: e.Outcome}
 	}
 	topic, err := checker.ReadTopic(ctx, brokers, events.TopicEvents)

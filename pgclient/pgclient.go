@@ -62,6 +62,9 @@ type Accepted struct {
 	// that offers no way to ask for it later (BillURL may then answer only
 	// from what was stored): store it with the bill. Empty otherwise.
 	URL string `json:"url,omitempty"`
+	// URLExpiresAt is when URL stops being payable, when the PG says so;
+	// zero otherwise. Not part of payflow's own protocol.
+	URLExpiresAt time.Time `json:"-"`
 }
 
 // BillURL is where the customer pays a bill, valid until ExpiresAt.

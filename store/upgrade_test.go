@@ -99,3 +99,77 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 		t.Fatalf("due %v after the first failed again, want %d", due, pks[1])
 	}
 }
+
+// Bills placed before the upgrade are found by their PG id and have no
+// stored PG URL; a URL stored once stays.
+func TestUpgradeAddsPGURLsAndFindsBillsByPGTxID(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.MigrateTo(ctx, dsn, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested', 'b1');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES ('b1', 1, 'kakao_bill', 10000, 'requested', 'PS1')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	bills, err := st.BillsByPGTxID(ctx, "PS1")
+	if err != nil || len(bills) != 1 || bills[0].BillID != "b1" || bills[0].Amount != 10000 || bills[0].ChargePK != 1 {
+		t.Fatalf("by pg tx id: %+v, %v", bills, err)
+	}
+	if none, err := st.BillsByPGTxID(ctx, "nope"); err != nil || len(none) != 0 {
+		t.Fatalf("unknown pg tx id: %+v, %v", none, err)
+	}
+	if m, err := st.MerchantOf(ctx, "b1"); err != nil || m != "m1" {
+		t.Fatalf("merchant of b1: %q, %v", m, err)
+	}
+	if _, err := st.MerchantOf(ctx, "nope"); err != store.ErrNotFound {
+		t.Fatalf("merchant of an unknown bill: %v", err)
+	}
+	if u, _, err := st.PGURL(ctx, "b1"); err != nil || u != "" {
+		t.Fatalf("pg url before any was stored: %q, %v", u, err)
+	}
+	exp := time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
+	if err := st.StorePGURL(ctx, "b1", "https://pay.example/1", exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.StorePGURL(ctx, "b1", "https://pay.example/2", exp.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if u, e, err := st.PGURL(ctx, "b1"); err != nil || u != "https://pay.example/1" || !e.Equal(exp) {
+		t.Fatalf("pg url: %q %v, %v; want the first one stored", u, e, err)
+	}
+	if err := st.StorePGURL(ctx, "nope", "u", exp); err != store.ErrNotFound {
+		t.Fatalf("store pg url of an unknown bill: %v", err)
+	}
+}
+
+// A pending bill is found by the start of its id; other bills are not.
+func TestPendingBillsWithPrefix(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.New(t)
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'placing', '0190a000-0000-7abc-8def-0123456789ab');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status) VALUES
+	('0190a000-0000-7abc-8def-0123456789ab', 1, 'kakao_bill', 10000, 'pending'),
+	('0190a000-0000-7abc-8def-0123456fffff', 1, 'kakao_bill', 10000, 'requested')`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123456")
+	if err != nil || len(got) != 1 || got[0].BillID != "0190a000-0000-7abc-8def-0123456789ab" || got[0].Amount != 10000 {
+		t.Fatalf("pending with prefix: %+v, %v", got, err)
+	}
+	if got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123457"); err != nil || len(got) != 0 {
+		t.Fatalf("another prefix: %+v, %v", got, err)
+	}
+}

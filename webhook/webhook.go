@@ -37,8 +37,11 @@ const MaxBody = 64 << 10
 // Receiver is the callback endpoint.
 type Receiver struct {
 	Verifiers map[string]Verifier // by provider name, e.g. "sim"
-	Settler   Settler
-	Logger    *slog.Logger
+	// Handlers serve the providers whose callbacks follow a protocol of
+	// their own (PaySSam's unsigned hints: see PaySSam), by provider name.
+	Handlers map[string]http.Handler
+	Settler  Settler
+	Logger   *slog.Logger
 	// OnResult, when set, is told each callback's result for metrics:
 	// accepted, duplicate, ignored, bad_signature, unknown_bill, ... Its
 	// provider is a key of Verifiers or UnknownProvider, never the path as
@@ -92,6 +95,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = slog.Default()
 	}
 	provider := r.PathValue("provider")
+	if h, ok := rc.Handlers[provider]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
 	v, ok := rc.Verifiers[provider]
 	if !ok {
 		// The path is the sender's choice: it must not become a label.

@@ -143,6 +143,7 @@ func (w *Worker) driveHeld(ctx context.Context, pk int64) error {
 type outcome struct {
 	accepted bool
 	pgTxID   string
+	url      pgclient.BillURL    // the pay URL the PG gave at acceptance, if any
 	decline  payflow.DeclineCode // auto-pay refused: fall back
 	failed   string              // not placed, for this reason
 	unknown  bool                // the PG could not tell: leave it to the sweeper
@@ -168,6 +169,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		attempts += out.attempts
 		switch {
 		case out.accepted:
+			w.storePGURL(ctx, bill, out.url)
 			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
 		case out.decline != "" && bill.Method != payflow.MethodAutoPay && !mutation.On("kakao-fallback"):
 			// Fallback is auto-pay's alone: a refused KakaoTalk bill ends
@@ -199,6 +201,20 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 			w.log.Warn("charge outcome unknown; the sweeper will look it up when the lease expires", "charge_id", c.ChargeID, "bill_id", bill.BillID)
 			return ctx.Err()
 		}
+	}
+}
+
+// storePGURL keeps the pay URL a PG gave when it accepted the bill, for a
+// PG that cannot be asked for it again (PaySSam), before the bill is
+// reported placed, so that a merchant who asks for it on charge.processed
+// finds it. It is best effort: the money path does not wait on it, and a
+// bill without it only has no pay URL to show.
+func (w *Worker) storePGURL(ctx context.Context, bill store.Bill, u pgclient.BillURL) {
+	if u.URL == "" {
+		return
+	}
+	if err := w.cfg.Store.StorePGURL(context.WithoutCancel(ctx), bill.BillID, u.URL, u.ExpiresAt); err != nil {
+		w.log.Warn("could not store the bill's pay URL; it cannot be shown later", "bill_id", bill.BillID, "err", err)
 	}
 }
 
@@ -306,6 +322,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 		b.saw(err)
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
+			out.url = pgclient.BillURL{URL: acc.URL, ExpiresAt: acc.URLExpiresAt}
 			return nil
 		}
 		lastErr = err

@@ -149,6 +149,10 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 			want:  []expect{{events.TypeRejected, map[string]any{"reason": "unknown_charge"}}}},
 	}
 
+	if d.Provider == providerPaySSam {
+		sc = paySSamScenarios(sc, processed, paid)
+	}
+
 	w := &kafka.Writer{Addr: kafka.TCP(d.Kafka), Topic: events.TopicRequests, Balancer: &kafka.Hash{}, BatchTimeout: 2 * time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{d.Kafka}, GroupID: "payflow-demo-" + run, Topic: events.TopicEvents, MaxWait: 100 * time.Millisecond})
@@ -224,6 +228,24 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 			return report(out, sc, got, sent, time.Since(start), ctx.Err())
 		}
 	}
+}
+
+// paySSamScenarios adapts the script to what PaySSam does: it cancels a
+// payment only in full, so a partial refund is rejected not_supported; and
+// no PaySSam code is known to mean a refused card, so the simulator in
+// PaySSam mode charges the "declined" card like any other.
+func paySSamScenarios(sc []scenario, processed func(method, reason string) expect, paid expect) []scenario {
+	for i := range sc {
+		switch sc[i].name {
+		case "declined card falls back":
+			sc[i].name = "stored card (PaySSam declines none)"
+			sc[i].want = []expect{processed("auto_pay", ""), paid}
+		case "partial refund":
+			sc[i].name = "partial refund (PaySSam: full only)"
+			sc[i].want = []expect{{events.TypeRejected, map[string]any{"reason": "not_supported"}}}
+		}
+	}
+	return sc
 }
 
 // matched counts how many of s's expectations appear, in order, among the

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,7 @@ import (
 	"github.com/payflow/payflow/app"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/stdwebhook"
@@ -29,12 +32,16 @@ import (
 
 // devFlags are the fixed addresses of `dev` (and `demo`, `bench`).
 type devFlags struct {
+	// provider is the PG payflow speaks to the simulator with: sim or
+	// payssam (PAYFLOW_PG_PROVIDER / --pg-provider).
+	provider                       string
 	kafkaAddr, httpAddr, pgsimAddr string
 	pgLatency                      time.Duration
 	kakaoPayDelay, settleDelay     time.Duration
 }
 
 func (f *devFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.provider, "pg-provider", env("PAYFLOW_PG_PROVIDER", providerSim), "the PG protocol: sim, or payssam (the PaySSam adapter against the simulator in PaySSam mode)")
 	cmd.Flags().StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "address of the embedded Kafka broker")
 	cmd.Flags().StringVar(&f.httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", "127.0.0.1:8080"), "address of payflow's HTTP API")
 	cmd.Flags().StringVar(&f.pgsimAddr, "pgsim-addr", "127.0.0.1:8090", "address of the PG simulator")
@@ -51,10 +58,12 @@ type devEnv struct {
 	DatabaseURL    string
 	PlatformToken  string
 	MerchantTokens map[string]string
-	Sim            *pgsim.Sim
-	secrets        secrets
-	done           chan error
-	closers        []func()
+	// Provider is the PG protocol in use: sim or payssam.
+	Provider string
+	Sim      *pgsim.Sim
+	secrets  secrets
+	done     chan error
+	closers  []func()
 }
 
 func (d *devEnv) Close() {
@@ -130,6 +139,11 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
+	pgf := pgFlags{provider: f.provider}
+	usePaySSam, err := pgf.usesPaySSam()
+	if err != nil {
+		return nil, err
+	}
 	d := &devEnv{PlatformToken: sec.platform, MerchantTokens: merchants, done: make(chan error, 1), secrets: sec}
 	fail := func(err error) (*devEnv, error) { d.Close(); return nil, err }
 
@@ -161,10 +175,26 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	if _, err := stdwebhook.ParseSecrets(sec.webhook); err != nil {
 		return fail(err)
 	}
-	sim, err := pgsim.New(pgsim.Config{
+	simCfg := pgsim.Config{
 		Latency: f.pgLatency, CallbackURL: d.HTTP + "/webhooks/pg/sim", WebhookSecret: firstField(sec.webhook),
 		SettleDelay: f.settleDelay, KakaoPayDelay: f.kakaoPayDelay, PublicURL: d.PGSim, Logger: log.With("part", "pgsim"),
-	})
+	}
+	var pgc pgclient.Client = pgclient.NewHTTPClient(d.PGSim)
+	var ps *app.PaySSamConfig
+	d.Provider = providerSim
+	if usePaySSam {
+		d.Provider = providerPaySSam
+		if ps, err = devPaySSam(&sec, merchants, d.PGSim, d.HTTP); err != nil {
+			return fail(err)
+		}
+		simCfg.Protocol, simCfg.CallbackURL = pgsim.ProtocolPaySSam, d.HTTP+"/webhooks/pg/payssam"
+		simCfg.APIKey, simCfg.PaySSamMember = ps.Adapter.APIKey, ps.Adapter.Member
+		for _, code := range ps.Adapter.Merchants {
+			simCfg.PaySSamStores = append(simCfg.PaySSamStores, code)
+		}
+		pgc = nil
+	}
+	sim, err := pgsim.New(simCfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -178,7 +208,7 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	d.closers = append(d.closers, func() { stop(); <-d.done; d.done <- nil })
 	go func() {
 		d.done <- app.Run(runCtx, app.Config{
-			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, PG: pgclient.NewHTTPClient(d.PGSim),
+			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, PG: pgc, PaySSam: ps,
 			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
 			PlatformToken: sec.platform, MerchantTokens: merchants, RequestKeys: keys, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
@@ -201,7 +231,8 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	fmt.Fprintf(out, "  kafka bootstrap   %s   (topics payment.requests, payment.events, payment.requests.dlq)\n", d.Kafka)
 	fmt.Fprintf(out, "  http api          %s\n", d.HTTP)
 	fmt.Fprintf(out, "  pg simulator      %s   (ledger: %s/sim/ledger)\n", d.PGSim, d.PGSim)
-	fmt.Fprintf(out, "  webhook url       %s/webhooks/pg/sim\n", d.HTTP)
+	fmt.Fprintf(out, "  pg provider       %s\n", d.Provider)
+	fmt.Fprintf(out, "  webhook url       %s/webhooks/pg/%s\n", d.HTTP, d.Provider)
 	fmt.Fprintf(out, "  platform token    %s\n", sec.platform)
 	for m, t := range merchants {
 		fmt.Fprintf(out, "  merchant token    %s  (merchant %s)\n", t, m)
@@ -210,6 +241,40 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 		fmt.Fprintf(out, "  generated         %s\n", g)
 	}
 	return d, nil
+}
+
+// devPaySSam is PaySSam's configuration in dev: values given in the
+// environment are used as they are, missing ones are generated (and
+// reported in sec) to fit the simulator at simURL, with a store code for
+// every merchant that has a token.
+func devPaySSam(sec *secrets, merchants map[string]string, simURL, httpURL string) (*app.PaySSamConfig, error) {
+	f := pgFlags{provider: providerPaySSam, psURL: os.Getenv("PAYFLOW_PAYSSAM_URL"), psMember: os.Getenv("PAYFLOW_PAYSSAM_MEMBER"),
+		psMerchants: os.Getenv("PAYFLOW_PAYSSAM_MERCHANTS"), psCallbackURL: os.Getenv("PAYFLOW_PAYSSAM_CALLBACK_URL"),
+		psAllowFrom: os.Getenv("PAYFLOW_PAYSSAM_ALLOW_FROM"), psBillValidity: payssam.DefaultBillValidity}
+	key := os.Getenv("PAYFLOW_PAYSSAM_API_KEY")
+	gen := func(name string, v *string, value string) {
+		if *v == "" {
+			*v = value
+			sec.generated = append(sec.generated, name+"="+value)
+		}
+	}
+	gen("PAYFLOW_PAYSSAM_API_KEY", &key, "ps_"+randomHex(12))
+	gen("PAYFLOW_PAYSSAM_MEMBER", &f.psMember, "payflowdev")
+	gen("PAYFLOW_PAYSSAM_URL", &f.psURL, simURL)
+	gen("PAYFLOW_PAYSSAM_CALLBACK_URL", &f.psCallbackURL, httpURL+"/webhooks/pg/payssam")
+	if f.psMerchants == "" {
+		ids := make([]string, 0, len(merchants))
+		for m := range merchants {
+			ids = append(ids, m)
+		}
+		sort.Strings(ids)
+		var pairs []string
+		for i, m := range ids {
+			pairs = append(pairs, fmt.Sprintf("%s:DEVSTORE%d", m, i+1))
+		}
+		gen("PAYFLOW_PAYSSAM_MERCHANTS", &f.psMerchants, strings.Join(pairs, ","))
+	}
+	return f.paySSam(key, 0)
 }
 
 func firstField(s string) string {

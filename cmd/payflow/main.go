@@ -38,7 +38,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd(), versionCmd())
+	root.AddCommand(devCmd(), demoCmd(), serveCmd(), migrateCmd(), pgsimCmd(), benchCmd(), simCmd(), checkCmd(), pgCmd(), healthcheckCmd(), rotateVaultKeyCmd(), dlqCmd(), versionCmd())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})

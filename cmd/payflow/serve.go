@@ -18,6 +18,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		kf                                      kafkaFlags
+		pgf                                     pgFlags
 		db                                      dbFlags
 		dsn, pgURL, httpAddr, logFormat         string
 		worker, relay, httpOn                   bool
@@ -51,8 +52,23 @@ func serveCmd() *cobra.Command {
 			if err := kafkaconf.ValidGroup(group); err != nil {
 				return usagef("%v", err)
 			}
+			usePaySSam, err := pgf.usesPaySSam()
+			if err != nil {
+				return err
+			}
+			var ps *app.PaySSamConfig
+			if usePaySSam {
+				if ps, err = pgf.paySSam(os.Getenv("PAYFLOW_PAYSSAM_API_KEY"), pgTimeout); err != nil {
+					return err
+				}
+				pgURL = "-" // not used: PaySSam's URL is PAYFLOW_PAYSSAM_URL
+			}
 			if kf.brokers == "" || dsn == "" || pgURL == "" {
 				return usagef("serve needs PAYFLOW_KAFKA_BROKERS, DATABASE_URL and PAYFLOW_PG_URL (or --brokers, --database-url, --pg-url)")
+			}
+			var pg pgclient.Client
+			if !usePaySSam {
+				pg = pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY")))
 			}
 			merchants, err := api.ParseMerchantTokens(os.Getenv("PAYFLOW_MERCHANT_TOKENS"))
 			if err != nil {
@@ -65,7 +81,7 @@ func serveCmd() *cobra.Command {
 			}
 			return app.Run(cmd.Context(), app.Config{
 				Brokers: splitList(kf.brokers), KafkaSecurity: sec, DatabaseURL: dsn, DB: dbOpts, HTTPAddr: httpAddr,
-				PG:             pgclient.NewHTTPClient(pgURL, pgclient.WithTimeout(pgTimeout), pgclient.WithAPIKey(os.Getenv("PAYFLOW_PG_API_KEY"))),
+				PG: pg, PaySSam: ps,
 				WebhookSecrets: os.Getenv("PAYFLOW_PG_WEBHOOK_SECRET"), VaultKey: os.Getenv("PAYFLOW_VAULT_KEY"),
 				PlatformToken: os.Getenv("PAYFLOW_API_TOKEN"), MerchantTokens: merchants, RequestKeys: keys,
 				Roles: app.Roles{Worker: worker, Relay: relay, HTTP: httpOn}, Partitions: partitions,
@@ -80,7 +96,8 @@ func serveCmd() *cobra.Command {
 	addKafkaFlags(fl, &kf)
 	fl.StringVar(&dsn, "database-url", "", "Postgres connection string (default $DATABASE_URL)")
 	addDBFlags(fl, &db, true)
-	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL")
+	pgf.register(fl)
+	fl.StringVar(&pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "the PG's base URL (--pg-provider sim)")
 	fl.StringVar(&httpAddr, "http-addr", env("PAYFLOW_HTTP_ADDR", ":8080"), "HTTP listen address")
 	fl.StringVar(&logFormat, "log-format", "json", "json or text")
 	fl.BoolVar(&worker, "worker", true, "run the consumer, worker, sweeper and reconciler")

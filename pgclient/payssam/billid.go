@@ -2,7 +2,9 @@ package payssam
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -88,4 +90,32 @@ func BillID(billID string) string {
 		out[i] = billIDAlphabet[m.Int64()]
 	}
 	return string(out)
+}
+
+// UUIDPrefix inverts BillID as far as it can for the UUIDv7 family: the
+// first 31 characters ("tttttttt-tttt-7aaa-vvvv-rrrrrrr") of every payflow
+// bill id whose BillID is psID; ok is false when psID is not such an
+// image (not 20 characters of 0-9A-Z, or of the hashed family). Those
+// characters hold the timestamp, rand_a and 42 of the 43 bits of rand_b the
+// image keeps: candidates that share them are told apart by BillID.
+func UUIDPrefix(psID string) (prefix string, ok bool) {
+	if len(psID) != BillIDLen {
+		return "", false
+	}
+	n := new(big.Int)
+	for i := 0; i < len(psID); i++ {
+		d := strings.IndexByte(billIDAlphabet, psID[i])
+		if d < 0 {
+			return "", false
+		}
+		n.Mul(n, base36)
+		n.Add(n, big.NewInt(int64(d)))
+	}
+	if n.Cmp(two103) >= 0 {
+		return "", false
+	}
+	top43 := new(big.Int).And(n, new(big.Int).SetUint64(mask43)).Uint64()
+	head := new(big.Int).Rsh(n, 43).Uint64() // ts<<12 | rand_a
+	ts, randA := head>>12, head&0x0fff
+	return fmt.Sprintf("%08x-%04x-7%03x-%04x-%07x", ts>>16, ts&0xffff, randA, 0x8000|top43>>29, (top43>>1)&0xfffffff), true
 }

@@ -231,7 +231,7 @@ func (c *Client) SendKakaoBill(ctx context.Context, req pgclient.KakaoBillReques
 	}
 	link := pgclient.BillURL{URL: out.ShortURL, ExpiresAt: day.AddDate(0, 0, 1)}
 	c.known.put(req.BillID, billInfo{store: store, amount: req.Amount, url: link})
-	return pgclient.Accepted{BillID: req.BillID, PGTxID: b.BillID, URL: out.ShortURL}, nil
+	return pgclient.Accepted{BillID: req.BillID, PGTxID: b.BillID, URL: out.ShortURL, URLExpiresAt: link.ExpiresAt}, nil
 }
 
 // AutoPay charges a stored method with /bill/rp. ASSUMPTION(rp): see

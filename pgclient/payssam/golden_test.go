@@ -105,7 +105,9 @@ func TestGoldenRequestsAndAnswers(t *testing.T) {
 
 	fake.answer(map[string]string{"/partner" + payssam.PathBill: "bill_response.json"})
 	acc, err := c.SendKakaoBill(bg, pgclient.KakaoBillRequest{BillID: goldenBill, MerchantID: "m1", Phone: "+82 10-1234-5678", Name: "Kim", Amount: 10000, OrderName: "order"})
-	if err != nil || acc != (pgclient.Accepted{BillID: goldenBill, PGTxID: pid, URL: "https://payssam.kr/s/AbCd1234"}) {
+	// expireDt is the 8th (KST): the link is payable until that day ends.
+	until := time.Date(2026, 5, 9, 0, 0, 0, 0, time.FixedZone("KST", 9*60*60))
+	if err != nil || acc.BillID != goldenBill || acc.PGTxID != pid || acc.URL != "https://payssam.kr/s/AbCd1234" || !acc.URLExpiresAt.Equal(until) {
 		t.Fatalf("accepted = %+v %v", acc, err)
 	}
 	fake.sent("bill_request.json")

@@ -142,3 +142,20 @@ func TestNormalizePhone(t *testing.T) {
 		}
 	}
 }
+
+// UUIDPrefix gives back the start of every UUIDv7 bill id, and nothing for
+// other images.
+func TestUUIDPrefixInvertsBillID(t *testing.T) {
+	for range 2000 {
+		id := uuid.Must(uuid.NewV7()).String()
+		p, ok := payssam.UUIDPrefix(payssam.BillID(id))
+		if !ok || len(p) != 31 || !strings.HasPrefix(id, p) {
+			t.Fatalf("prefix of %s: %q %v", id, p, ok)
+		}
+	}
+	for _, s := range []string{payssam.BillID("test-bill-1"), "", "abc", "T2026050100000000001x", "a2026050100000000001"} {
+		if p, ok := payssam.UUIDPrefix(s); ok {
+			t.Fatalf("prefix of %q: %q", s, p)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/payflow/payflow/payflow"
+)
+
+// StorePGURL records the pay URL the PG gave when it accepted a bill, for a
+// PG that cannot be asked for it again (pgclient.Accepted.URL). The first
+// URL stored stays: a bill has one link. ErrNotFound for an unknown bill.
+func (s *Store) StorePGURL(ctx context.Context, billID, url string, expiresAt time.Time) error {
+	var exp *time.Time
+	if !expiresAt.IsZero() {
+		exp = &expiresAt
+	}
+	tag, err := s.Pool.Exec(ctx, `UPDATE bills SET pg_url = coalesce(pg_url, $2), pg_url_expires_at = coalesce(pg_url_expires_at, $3)
+		WHERE bill_id = $1`, billID, url, exp)
+	if err != nil {
+		return fmt.Errorf("store: store pg url: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// PGURL returns the pay URL stored for a bill by StorePGURL: empty when
+// none was. ErrNotFound for an unknown bill.
+func (s *Store) PGURL(ctx context.Context, billID string) (url string, expiresAt time.Time, err error) {
+	var exp *time.Time
+	err = s.Pool.QueryRow(ctx, `SELECT coalesce(pg_url, ''), pg_url_expires_at FROM bills WHERE bill_id = $1`, billID).Scan(&url, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("store: pg url: %w", err)
+	}
+	if exp != nil {
+		expiresAt = *exp
+	}
+	return url, expiresAt, nil
+}
+
+// MerchantOf returns the merchant whose charge a bill belongs to.
+// ErrNotFound for an unknown bill.
+func (s *Store) MerchantOf(ctx context.Context, billID string) (string, error) {
+	var m string
+	err := s.Pool.QueryRow(ctx, `SELECT c.merchant_id FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1`, billID).Scan(&m)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: merchant of bill: %w", err)
+	}
+	return m, nil
+}
+
+// BillsByPGTxID returns the bills whose PG transaction id is pgTxID (at
+// most a few: the id is the PG's, and another PG's ids could repeat it),
+// for a callback that names a bill by the PG's id. The caller checks which
+// one the PG meant.
+func (s *Store) BillsByPGTxID(ctx context.Context, pgTxID string) ([]Bill, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT bill_id, charge_pk, method, coalesce(method_id::text, ''), coalesce(fallback_reason, ''),
+			amount, status, coalesce(pg_tx_id, ''), coalesce(repay_pk, 0)
+		FROM bills WHERE pg_tx_id = $1 LIMIT 8`, pgTxID)
+	if err != nil {
+		return nil, fmt.Errorf("store: bills by pg tx id: %w", err)
+	}
+	return collectBills(rows)
+}
+
+// PendingBillsWithPrefix returns pending bills (stored, their placement not
+// yet recorded) whose id starts with prefix, at most a few: for a callback
+// that arrives before its bill's placement is recorded.
+func (s *Store) PendingBillsWithPrefix(ctx context.Context, prefix string) ([]Bill, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT bill_id, charge_pk, method, coalesce(method_id::text, ''), coalesce(fallback_reason, ''),
+			amount, status, coalesce(pg_tx_id, ''), coalesce(repay_pk, 0)
+		FROM bills WHERE status = 'pending' AND bill_id COLLATE "C" >= $1 AND bill_id COLLATE "C" < $1 || '~' LIMIT 8`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending bills with prefix: %w", err)
+	}
+	return collectBills(rows)
+}
+
+func collectBills(rows pgx.Rows) ([]Bill, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Bill, error) {
+		var b Bill
+		var method, fb, status string
+		err := r.Scan(&b.BillID, &b.ChargePK, &method, &b.MethodID, &fb, &b.Amount, &status, &b.PGTxID, &b.RepayPK)
+		b.Method, b.FallbackReason, b.Status = payflow.Method(method), payflow.FallbackReason(fb), payflow.BillStatus(status)
+		return b, err
+	})
+}
