@@ -616,3 +616,43 @@ func TestADriveStopsWhenItsLeaseHasRunOut(t *testing.T) {
 		t.Fatalf("state %s, want placing: a worker whose lease ran out concludes nothing", c.State)
 	}
 }
+
+// A bill paid and then refunded outside payflow (a PG that reports a
+// cancelled payment as paid with the amount refunded, as PaySSam's C
+// state does; an operator's cancel in the PG's console) must not be
+// reported paid when reconciliation finds it: the merchant would deliver
+// for money the customer has back. A full return settles the bill
+// cancelled; a partial one is left for an operator.
+func TestAPaymentReturnedOutsidePayflowIsNotReportedPaid(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	full := e.placed("c-full", 700)
+	part := e.placed("c-part", 900)
+	e.setPG(full, func(p *pgclient.Payment) {
+		p.Status, p.Amount, p.Refunded = pgclient.StatusPaid, 700, 700
+	})
+	e.setPG(part, func(p *pgclient.Payment) {
+		p.Status, p.Amount, p.Refunded = pgclient.StatusPaid, 900, 100
+	})
+	if _, err := e.w.Reconcile(ctx, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range e.settledEvents() {
+		if data(ev)["status"] == "paid" {
+			t.Fatalf("settled %v: reported paid though the money went back", data(ev))
+		}
+	}
+	if s := e.chargeState("c-full"); s != payflow.StateCancelled {
+		t.Fatalf("fully returned: state %s, want cancelled", s)
+	}
+	if s := e.chargeState("c-part"); s != payflow.StateRequested {
+		t.Fatalf("partly returned: state %s, want requested (left for an operator)", s)
+	}
+	var reason string
+	if err := e.st.Pool.QueryRow(ctx, `SELECT coalesce(reconcile_error, '') FROM bills WHERE bill_id = $1`, part).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "refunded_outside" {
+		t.Fatalf("partly returned: reconcile_error %q, want refunded_outside", reason)
+	}
+}

@@ -88,6 +88,23 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 		}
 		p.Status = pgclient.StatusCancelled
 	}
+	if p.Status == pgclient.StatusPaid && p.Refunded > 0 {
+		// Nothing here refunded a bill not yet settled here: the money
+		// went back outside payflow (an operator's cancel at the PG; a PG
+		// that reports a cancelled payment as paid and refunded). Reported
+		// paid, it would have the merchant deliver for money the customer
+		// has back. All of it back: the bill is cancelled. Part of it: an
+		// operator decides.
+		w.cfg.Observer.Reconciled("refunded_outside")
+		if p.Refunded < p.Amount {
+			w.log.Error("reconcile: the PG reports this bill paid and partly refunded outside payflow; left for an operator",
+				"bill_id", b.BillID, "amount", p.Amount, "refunded", p.Refunded)
+			return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "refunded_outside")
+		}
+		w.log.Warn("reconcile: the PG reports this bill paid and refunded in full outside payflow; recorded as cancelled",
+			"bill_id", b.BillID, "amount", p.Amount)
+		p.Status = pgclient.StatusCancelled
+	}
 	status, final := payflow.ParseSettleStatus(string(p.Status))
 	if !final || p.Status == pgclient.StatusRequested {
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, age, "")
