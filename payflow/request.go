@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/payflow/payflow/internal/mutation"
 )
 
 // MaxAmount is the largest amount, in KRW, payflow accepts for one charge or
@@ -127,7 +129,7 @@ func (r *RefundRequest) Validate() error {
 			return err
 		}
 	}
-	if strings.HasPrefix(r.RefundID, RepayRefundPrefix) {
+	if strings.HasPrefix(r.RefundID, RepayRefundPrefix) && !mutation.On("repay-prefix") {
 		return &ValidationError{Field: "refund_id", Reason: "may not start with " + strconv.Quote(RepayRefundPrefix) + " (the refund ids of re-payments)"}
 	}
 	if err := ValidAmount("amount", r.Amount); err != nil {

@@ -14,8 +14,9 @@ var Names = []string{
 	"no-wait",        // a request is judged while its charge is still busy
 	"key-blip",       // a transient key-source error declines the card
 	"unsigned",       // a callback's signature is not checked: a forged one settles a bill
+	"repay-prefix",   // a merchant refund id may look like a re-payment's refund step's
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
 // one of them is no longer found.
-var Found = []string{"resume-known", "kakao-fallback", "no-fence", "judge-again", "no-wait", "key-blip", "unsigned"}
+var Found = []string{"resume-known", "kakao-fallback", "no-fence", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix"}
