@@ -251,6 +251,13 @@ func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d
 	inTx := conn.PgConn().TxStatus() != 'I'
 	if mine && !inTx && w.rng.Float64() < w.cfg.FaultRate/3 {
 		w.Stats["park_statement"]++
+		if w.rng.IntN(4) == 0 {
+			// A long stall (a GC pause, a starved CPU, a frozen VM): the
+			// process's lease runs out while it stands here.
+			w.Stats["stall_past_lease"]++
+			w.logf("      %s stalls past its lease", t.in.name)
+			_ = w.stepLeasesExpire(ctx)
+		}
 		w.park()
 	}
 	if t.in.crashed {

@@ -296,12 +296,28 @@ type Rejection struct {
 	Request
 	Reason string
 	Event  outbox.Message
+	// ChargePK and Owner, when set, fence the rejection: it was judged
+	// under Owner's lease of the charge, and is recorded only while Owner
+	// still holds it (ErrStale otherwise: another worker may have judged
+	// the request since, against the charge as it now is).
+	ChargePK int64
+	Owner    string
 }
 
 // Reject records a rejection with its request and writes its event, in one
 // transaction. A request rejected before is not recorded twice.
 func (s *Store) Reject(ctx context.Context, r Rejection) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if r.ChargePK != 0 {
+			var held bool
+			if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
+				r.ChargePK, r.Owner).Scan(&held); err != nil {
+				return err
+			}
+			if !held {
+				return ErrStale
+			}
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, request_key, request_hash, reason)
 			VALUES ($1, $2, nullif($3, ''), $4, $5) ON CONFLICT DO NOTHING`, r.Source, r.EventID, r.Key, r.Hash, r.Reason)
 		if err != nil || tag.RowsAffected() == 0 {

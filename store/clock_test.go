@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +145,48 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	}
 	if late != 0 {
 		t.Fatalf("%d rows carry a time from the database's clock, not the given one", late)
+	}
+}
+
+// A rejection judged under a charge's lease is recorded only while its
+// judge still holds that lease: a worker that stalled past it and lost it
+// to another, which may have judged the same request otherwise, records
+// nothing (ErrStale) and must judge again.
+func TestARejectionIsFencedByTheLeaseItWasJudgedUnder(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
+	st := openWithClock(t, clock)
+	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "o",
+		Customer: payflow.Customer{Phone: "+821012345678"}}
+	pk, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
+		Bill:       store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+		LeaseOwner: "w1", Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
+		BillStatus: payflow.BillRequested, Attempts: 1, Owner: "w1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AcquireCharge(ctx, pk, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// w1 stalls past its lease; w2 takes the charge.
+	clock.Advance(2 * time.Minute)
+	if err := st.AcquireCharge(ctx, pk, "w2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rej := func(owner, event string) error {
+		return st.Reject(ctx, store.Rejection{Request: store.Request{Source: "s", EventID: event}, Reason: "invalid_state",
+			Event: outbox.Message{EventID: uuid.NewString(), Topic: "t", Key: []byte("c1"), Value: []byte("{}")}, ChargePK: pk, Owner: owner})
+	}
+	if err := rej("w1", "e2"); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("rejection under a lost lease = %v, want ErrStale", err)
+	}
+	if ok, err := st.Rejected(ctx, store.Request{Source: "s", EventID: "e2"}); err != nil || ok {
+		t.Fatalf("the stale rejection was recorded: %v, %v", ok, err)
+	}
+	if err := rej("w2", "e2"); err != nil {
+		t.Fatalf("rejection under the held lease: %v", err)
 	}
 }

@@ -37,7 +37,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	return w.onCharge(ctx, c.PK, func() error {
+	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
 		if done, err := w.replayed(ctx, env, "", nil); done || err != nil {
 			return err
 		}

@@ -37,7 +37,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	return w.onCharge(ctx, c.PK, func() error {
+	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
 		// Another process may have decided this request meanwhile.
 		if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
 			return err

@@ -40,7 +40,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return err
 	}
-	return w.onCharge(ctx, c.PK, func() error {
+	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
 		if done, err := w.repayDecided(ctx, env, req, hash, true); done || err != nil {
 			return err
 		}

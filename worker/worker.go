@@ -275,7 +275,18 @@ func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key str
 		return err
 	}
 	rq := store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash}
-	if err := w.cfg.Store.Reject(ctx, store.Rejection{Request: rq, Reason: reason, Event: msg}); err != nil {
+	rj := store.Rejection{Request: rq, Reason: reason, Event: msg}
+	if pk, ok := ctx.Value(leaseKey{}).(int64); ok {
+		rj.ChargePK, rj.Owner = pk, w.cfg.Owner
+	}
+	err = w.cfg.Store.Reject(ctx, rj)
+	if errors.Is(err, store.ErrStale) {
+		// Judged under a lease that ran out (a stall) and passed to
+		// another worker, which may have judged the request otherwise:
+		// judge it again.
+		return fmt.Errorf("worker: lease of charge %d lost before the rejection was recorded: %w", rj.ChargePK, ErrBusy)
+	}
+	if err != nil {
 		return fmt.Errorf("worker: reject: %w", err)
 	}
 	w.cfg.Committed()
@@ -307,7 +318,7 @@ var ErrBusy = store.ErrBusy
 // request against the charge as it is under the lease. The lease is
 // released afterwards unless act left the charge placing a bill, whose
 // drive keeps it.
-func (w *Worker) onCharge(ctx context.Context, pk int64, act func() error) error {
+func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Context) error) error {
 	if err := w.cfg.Store.AcquireCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease); err != nil {
 		return fmt.Errorf("worker: charge %d: %w", pk, err)
 	}
@@ -316,8 +327,12 @@ func (w *Worker) onCharge(ctx context.Context, pk int64, act func() error) error
 			w.log.Warn("charge lease not released; it expires", "charge_pk", pk, "err", err)
 		}
 	}()
-	return act()
+	return act(context.WithValue(ctx, leaseKey{}, pk))
 }
+
+// leaseKey marks a context in which the worker holds a charge's lease (the
+// charge's pk): what is judged there is recorded only while it still does.
+type leaseKey struct{}
 
 // message builds an outbox message for a result event keyed by charge id.
 func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outbox.Message, error) {
