@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
@@ -110,7 +111,7 @@ func ParseMerchantTokens(s string) (map[string]string, error) {
 		if !ok || m == "" || tok == "" {
 			return nil, fmt.Errorf("api: PAYFLOW_MERCHANT_TOKENS entry %d is not merchant:token", i+1)
 		}
-		if err := validID(m); err != nil {
+		if err := payflow.ValidID(m); err != nil {
 			return nil, fmt.Errorf("api: PAYFLOW_MERCHANT_TOKENS entry %d: merchant id %w", i+1, err)
 		}
 		if strings.ContainsFunc(tok, isSpaceOrControl) {

@@ -102,7 +102,7 @@ func toChargeJSON(v store.View) chargeJSON {
 // cannot exist, so it is simply not found.
 func chargeID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("charge_id")
-	if validID(id) != nil {
+	if payflow.ValidID(id) != nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such charge")
 		return "", false
 	}

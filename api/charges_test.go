@@ -165,8 +165,10 @@ func TestChargesAreMerchantScoped(t *testing.T) {
 		}
 	}
 	// An id that breaks payflow's id rules cannot exist.
-	if rec, _ := e.do("GET", "/v1/charges/a%20b", m1Token, ""); rec.Code != 404 {
-		t.Fatalf("malformed id: %d", rec.Code)
+	for _, id := range []string{"a%20b", "a%C2%A0b", "%EC%A3%BC%EB%AC%B8", "a%7Fb"} {
+		if rec, _ := e.do("GET", "/v1/charges/"+id, m1Token, ""); rec.Code != 404 {
+			t.Fatalf("malformed id %s: %d", id, rec.Code)
+		}
 	}
 }
 

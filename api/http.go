@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -100,22 +98,6 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("unknown field %q", se.Field)
 	}
 	return fmt.Sprintf("field %q %s", se.Field, se.Reason)
-}
-
-// validID applies the rules payflow applies to every identifier in a
-// request (see package payflow): ids become database keys and log fields.
-func validID(v string) error {
-	switch {
-	case v == "":
-		return errors.New("is required")
-	case len(v) > 128:
-		return errors.New("is longer than 128 bytes")
-	case !utf8.ValidString(v):
-		return errors.New("is not valid UTF-8")
-	case strings.ContainsFunc(v, isSpaceOrControl):
-		return errors.New("contains spaces or control characters")
-	}
-	return nil
 }
 
 // maxRequestID bounds a client's X-Request-ID: a UUID, a W3C trace id or a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
 
@@ -49,7 +50,7 @@ func MaskedLabel(label, billingKey string) string {
 
 func (s *server) member(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("member_id")
-	if err := validID(id); err != nil {
+	if err := payflow.ValidID(id); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", "member_id "+err.Error())
 		return "", false
 	}

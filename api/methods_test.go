@@ -227,6 +227,8 @@ func TestPaymentMethodBadRequests(t *testing.T) {
 		{"body too large", call{body: big}, 413, "body_too_large", "", ""},
 		{"form body", call{body: `billing_key=x`, contentType: "application/x-www-form-urlencoded"}, 400, "invalid_request", "", ""},
 		{"bad member id", call{path: "/v1/members/a%20b/payment-methods", body: `{"billing_key":"bk_123456789"}`}, 400, "invalid_request", "member_id", ""},
+		{"member id with a no-break space", call{path: "/v1/members/a%C2%A0b/payment-methods", body: `{"billing_key":"bk_123456789"}`}, 400, "invalid_request", "member_id", ""},
+		{"member id not ASCII", call{path: "/v1/members/%ED%9A%8C%EC%9B%90/payment-methods", body: `{"billing_key":"bk_123456789"}`}, 400, "invalid_request", "member_id", ""},
 		{"member id too long", call{path: "/v1/members/" + strings.Repeat("m", 129) + "/payment-methods", body: `{"billing_key":"bk_123456789"}`}, 400, "invalid_request", "member_id", ""},
 	}
 	for _, c := range cases {

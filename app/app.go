@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg Config) error {
 	groupLag := func(ctx context.Context) (map[int]int64, error) {
 		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
 	}
-	local.MustRegister(newClusterGauges(st.Pool, leading, cfg.ReconcileAge, groupLag))
+	local.MustRegister(newClusterGauges(st, leading, cfg.ReconcileAge, groupLag))
 	cfg.gather = prometheus.Gatherers{metrics.registry, local}
 
 	var wg sync.WaitGroup

@@ -5,8 +5,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/payflow/payflow/store"
 )
 
 // clusterGauges are figures about the whole deployment rather than one
@@ -18,7 +19,7 @@ import (
 // read at scrape time, so a process that loses the lead stops reporting at
 // once instead of leaving a stale value behind.
 type clusterGauges struct {
-	pool         *pgxpool.Pool
+	st           backlogReader
 	leading      func() bool
 	reconcileAge time.Duration
 	// groupLag is the consumer group's lag by partition (consumer.GroupLag).
@@ -27,9 +28,14 @@ type clusterGauges struct {
 	backlog, stuck, lag *prometheus.Desc
 }
 
-func newClusterGauges(pool *pgxpool.Pool, leading func() bool, reconcileAge time.Duration, groupLag func(context.Context) (map[int]int64, error)) *clusterGauges {
+// backlogReader is what the gauges read from the store.
+type backlogReader interface {
+	Backlog(ctx context.Context, awaitingAge time.Duration) (store.Backlog, error)
+}
+
+func newClusterGauges(st backlogReader, leading func() bool, reconcileAge time.Duration, groupLag func(context.Context) (map[int]int64, error)) *clusterGauges {
 	return &clusterGauges{
-		pool: pool, leading: leading, reconcileAge: reconcileAge, groupLag: groupLag,
+		st: st, leading: leading, reconcileAge: reconcileAge, groupLag: groupLag,
 		lag: prometheus.NewDesc("payflow_consumer_lag_messages",
 			"Requests in each partition of payment.requests not yet committed by the consumer group (the partition's last offset minus the group's committed offset). "+
 				"One series per partition; sum them for the total. Reported only by the process whose outbox relay leads.",
@@ -64,14 +70,11 @@ func (g *clusterGauges) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	var backlog, placing, awaiting int64
-	if g.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-		(SELECT count(*) FROM charges WHERE state = 'placing' AND lease_until < now()),
-		(SELECT count(*) FROM charges WHERE state = 'requested' AND updated_at < now() - make_interval(secs => $1))`,
-		2*g.reconcileAge.Seconds()).Scan(&backlog, &placing, &awaiting) != nil {
+	b, err := g.st.Backlog(ctx, 2*g.reconcileAge)
+	if err != nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(g.backlog, prometheus.GaugeValue, float64(backlog))
-	ch <- prometheus.MustNewConstMetric(g.stuck, prometheus.GaugeValue, float64(placing), "placing")
-	ch <- prometheus.MustNewConstMetric(g.stuck, prometheus.GaugeValue, float64(awaiting), "requested")
+	ch <- prometheus.MustNewConstMetric(g.backlog, prometheus.GaugeValue, float64(b.Unpublished))
+	ch <- prometheus.MustNewConstMetric(g.stuck, prometheus.GaugeValue, float64(b.PlacingPastLease), "placing")
+	ch <- prometheus.MustNewConstMetric(g.stuck, prometheus.GaugeValue, float64(b.AwaitingSettlement), "requested")
 }

@@ -104,8 +104,21 @@ func TestFingerprintSeparatesContent(t *testing.T) {
 }
 
 func TestMaskPhone(t *testing.T) {
-	if got := payflow.MaskPhone("+821012345678"); got != "*********5678" {
-		t.Fatalf("MaskPhone = %s", got)
+	for _, c := range []struct{ in, want string }{
+		{"+821012345678", "+********5678"},
+		{"010-1234-5678", "***-****-5678"},
+		{"010 1234 5678", "*** **** 5678"},
+		{"12345", "*2345"},
+		{"1234", "****"}, // four digits or fewer: none shown
+		{"123", "***"},
+		{"", ""},
+		{"tel:010abc5678", "**********5678"}, // letters are hidden too
+		{"전화 01012345678", "** *******5678"},
+		{"\xff01012345678", "*" + "*******5678"},
+	} {
+		if got := payflow.MaskPhone(c.in); got != c.want {
+			t.Errorf("MaskPhone(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
 

@@ -36,10 +36,32 @@ func NormalizePhone(s string) (string, error) {
 	return "", invalid("customer.phone", "must be E.164 or a Korean 010 number")
 }
 
-// MaskPhone hides all but the last four digits, for logs and API answers.
+// MaskPhone hides a phone number for logs and API answers: it keeps the
+// last four digits, enough to tell customers apart and not enough to call
+// them, and the separators '+', '-' and ' ', so the number keeps its shape.
+// Every other character, any letter included, becomes '*'; a string with at
+// most four digits shows none of them. It takes any input (a phone not yet
+// validated, a configured one) and never returns invalid UTF-8.
 func MaskPhone(s string) string {
-	if len(s) <= 4 {
-		return "****"
+	digits := 0
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			digits++
+		}
 	}
-	return strings.Repeat("*", len(s)-4) + s[len(s)-4:]
+	keep := 0
+	if digits > 4 {
+		keep = 4
+	}
+	out := []rune(s)
+	for i := len(out) - 1; i >= 0; i-- {
+		switch c := out[i]; {
+		case c >= '0' && c <= '9' && keep > 0:
+			keep--
+		case c == '+' || c == '-' || c == ' ':
+		default:
+			out[i] = '*'
+		}
+	}
+	return string(out)
 }

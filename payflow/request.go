@@ -18,10 +18,6 @@ const MaxAmount int64 = 100_000_000
 // Currency is the only currency payflow settles.
 const Currency = "KRW"
 
-// maxIDLen bounds every identifier an upstream service gives us. Identifiers
-// become database keys and Kafka keys; unbounded ones are a denial of service.
-const maxIDLen = 128
-
 // maxTextLen bounds free text (order names, reasons, customer names).
 const maxTextLen = 512
 
@@ -176,18 +172,8 @@ func ValidAmount(field string, amount int64) error {
 }
 
 func validID(field, v string) error {
-	switch {
-	case v == "":
-		return invalid(field, "is required")
-	case len(v) > maxIDLen:
-		return invalid(field, fmt.Sprintf("is longer than %d bytes", maxIDLen))
-	case !utf8.ValidString(v):
-		return invalid(field, "is not valid UTF-8")
-	}
-	for _, c := range v {
-		if c < 0x21 || c == 0x7f {
-			return invalid(field, "contains spaces or control characters")
-		}
+	if err := ValidID(v); err != nil {
+		return invalid(field, err.Error())
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/stdwebhook"
 )
 
@@ -68,7 +69,7 @@ func ParseKeys(s string) (*Keys, error) {
 			return nil, fmt.Errorf("reqsig: %s entry %d is not merchant_id:whsec_<base64 key>", EnvVar, i+1)
 		}
 		m, text := strings.TrimSpace(entry[:at]), strings.TrimSpace(entry[at+1:])
-		if err := validMerchant(m); err != nil {
+		if err := payflow.ValidID(m); err != nil {
 			return nil, fmt.Errorf("reqsig: %s entry %d: merchant id %s", EnvVar, i+1, err)
 		}
 		key, err := stdwebhook.ParseSecret(text)
@@ -93,21 +94,6 @@ func ParseKeys(s string) (*Keys, error) {
 		return nil, nil
 	}
 	return k, nil
-}
-
-func validMerchant(m string) error {
-	switch {
-	case m == "":
-		return errors.New("is empty")
-	case len(m) > 128:
-		return errors.New("is longer than 128 bytes")
-	}
-	for _, c := range m {
-		if c < 0x21 || c == 0x7f {
-			return errors.New("contains spaces or control characters")
-		}
-	}
-	return nil
 }
 
 // Has reports whether the merchant's requests must be signed.

@@ -180,11 +180,11 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var chargePK, amount int64
-		var billID, kind, refundID, merchantID string
+		var billID, kind, refundID, merchantID, chargeState, currentBill string
 		// Lock the charge first (outbox ordering), then finish the refund.
-		err := tx.QueryRow(ctx, `SELECT r.charge_pk, r.bill_id, r.amount, r.kind, r.refund_id, r.merchant_id FROM refunds r
-			JOIN charges c ON c.id = r.charge_pk WHERE r.id = $1 AND r.status = 'pending' FOR NO KEY UPDATE OF c, r`, pk).
-			Scan(&chargePK, &billID, &amount, &kind, &refundID, &merchantID)
+		err := tx.QueryRow(ctx, `SELECT r.charge_pk, r.bill_id, r.amount, r.kind, r.refund_id, r.merchant_id, c.state, coalesce(c.current_bill_id, '')
+			FROM refunds r JOIN charges c ON c.id = r.charge_pk WHERE r.id = $1 AND r.status = 'pending' FOR NO KEY UPDATE OF c, r`, pk).
+			Scan(&chargePK, &billID, &amount, &kind, &refundID, &merchantID, &chargeState, &currentBill)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrStale
 		}
@@ -204,10 +204,19 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 			updated_at = coalesce($4::timestamptz, now()) WHERE bill_id = $1 RETURNING refunded_amount, paid_amount`, billID, amount, refunded, now).Scan(&total, &paid); err != nil {
 			return err
 		}
-		if res.Succeeded && total == paid {
-			if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'refunded', updated_at = coalesce($3::timestamptz, now())
-				WHERE id = $1 AND current_bill_id = $2`, chargePK, billID, now); err != nil {
-				return err
+		// The charge follows its current bill: refunded in full, it is
+		// refunded.
+		if res.Succeeded && currentBill == billID {
+			was := payflow.ChargeState(chargeState)
+			next, err := was.Refund(total == paid)
+			if err != nil {
+				return err // a refunded bill's charge is paid: a broken invariant
+			}
+			if next != was {
+				if _, err := tx.Exec(ctx, `UPDATE charges SET state = $3, updated_at = coalesce($4::timestamptz, now())
+					WHERE id = $1 AND current_bill_id = $2`, chargePK, billID, string(next), now); err != nil {
+					return err
+				}
 			}
 		}
 		m, err := msgs(total)

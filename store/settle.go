@@ -63,14 +63,15 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 			method, status, fb string
 			amount             int64
 			currentBill, txID  string
+			chargeState        string
 		)
 		// Lock the charge row before anything is written (the outbox
 		// ordering invariant), then the bill.
-		err := tx.QueryRow(ctx, `SELECT c.id, c.merchant_id, c.charge_id, coalesce(c.current_bill_id, ''),
+		err := tx.QueryRow(ctx, `SELECT c.id, c.merchant_id, c.charge_id, coalesce(c.current_bill_id, ''), c.state,
 				b.method, b.status, coalesce(b.fallback_reason, ''), b.amount, coalesce(b.pg_tx_id, '')
 			FROM bills b JOIN charges c ON c.id = b.charge_pk
 			WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, st.BillID).
-			Scan(&pk, &merchant, &chargeID, &currentBill, &method, &status, &fb, &amount, &txID)
+			Scan(&pk, &merchant, &chargeID, &currentBill, &chargeState, &method, &status, &fb, &amount, &txID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -118,8 +119,15 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 		// The charge follows its current bill. A late payment of an
 		// abandoned bill also makes the charge paid: the money is there.
 		if currentBill == st.BillID {
+			next, err := payflow.ChargeState(chargeState).Settle(st.Status)
+			if err != nil {
+				// A settleable current bill leaves its charge requested
+				// or place_failed; anything else is a broken invariant,
+				// and nothing is settled.
+				return err
+			}
 			if _, err := tx.Exec(ctx, `UPDATE charges SET state = $2, updated_at = coalesce($3::timestamptz, now()) WHERE id = $1`,
-				pk, string(st.Status.ChargeState()), now); err != nil {
+				pk, string(next), now); err != nil {
 				return err
 			}
 		}

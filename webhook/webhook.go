@@ -77,8 +77,10 @@ func ParseCallback(body []byte) (Callback, payflow.SettleStatus, error) {
 	}
 	status, ok := payflow.ParseSettleStatus(cb.Status)
 	switch {
-	case cb.BillID == "" || len(cb.BillID) > 128:
-		return cb, "", errors.New("bill_id is missing or too long")
+	case payflow.ValidID(cb.BillID) != nil:
+		// Bill ids are payflow's own: one that breaks the id rule names no
+		// bill, and is not looked up or logged.
+		return cb, "", errors.New("bill_id " + payflow.ValidID(cb.BillID).Error())
 	case !ok:
 		return cb, "", errors.New("status must be paid, failed, cancelled or expired")
 	case cb.Amount <= 0 || cb.Amount > payflow.MaxAmount:

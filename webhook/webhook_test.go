@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/webhook"
 )
@@ -191,5 +192,24 @@ func TestUnreadableBodyIsNotTooLarge(t *testing.T) {
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_request"`) ||
 		len(results) != 1 || results[0] != "unreadable" {
 		t.Fatalf("%d %s, results %v", rec.Code, rec.Body, results)
+	}
+}
+
+// A bill id follows payflow's one id rule (payflow.ValidID): one that breaks
+// it is refused as invalid before any lookup, and the error does not quote it.
+func TestParseCallbackAppliesTheIDRule(t *testing.T) {
+	for _, id := range []string{"", "b\u00a01", "b 1", "b\x7f", "주문", strings.Repeat("b", payflow.MaxIDLen+1)} {
+		body, _ := json.Marshal(map[string]any{"bill_id": id, "status": "paid", "amount": 5000})
+		_, _, err := webhook.ParseCallback(body)
+		if err == nil {
+			t.Errorf("accepted bill_id %q", id)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "bill_id ") || (id != "" && strings.Contains(err.Error(), id)) {
+			t.Errorf("bill_id %q: error %q", id, err)
+		}
+	}
+	if _, _, err := webhook.ParseCallback([]byte(fmt.Sprintf(`{"bill_id":%q,"status":"paid","amount":5000}`, strings.Repeat("b", payflow.MaxIDLen)))); err != nil {
+		t.Errorf("a bill id of MaxIDLen bytes: %v", err)
 	}
 }

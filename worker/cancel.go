@@ -45,12 +45,11 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 		if err != nil {
 			return err
 		}
-		switch c.State {
-		case payflow.StateCancelled:
+		if c.State == payflow.StateCancelled {
 			return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
-		case payflow.StateRequested:
-		default:
-			return w.reject(ctx, env, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only an unpaid bill can be cancelled")
+		}
+		if _, err := c.State.Cancel(); err != nil {
+			return w.reject(ctx, env, who, events.RejectInvalidState, err.Error())
 		}
 		var final error
 		b := w.newPGBackOff()

@@ -54,6 +54,7 @@ func TestHostileDataIsRejected(t *testing.T) {
 		`{"merchant_id":"m1","charge_id":"t5; DROP TABLE charges;--","amount":100,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
 		`{"merchant_id":"m1","charge_id":"t6","amount":100,"currency":"KRW","order_name":"o","customer":{"phone":"<script>alert(1)</script>"}}`,
 		`{"merchant_id":"m1","charge_id":"t7","amount":100,"currency":"KRW","order_name":"o","customer":"nobody"}`,
+		`{"merchant_id":"m1","charge_id":"t8\u00a0x","amount":100,"currency":"KRW","order_name":"o","customer":{"phone":"010-1234-5678"}}`,
 		`[1,2,3]`,
 		`"just a string"`,
 	}

@@ -48,8 +48,8 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 		if err != nil {
 			return err
 		}
-		if c.State != payflow.StatePaid && c.State != payflow.StateRefunded {
-			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, "charge is "+string(c.State)+"; only a paid charge can be re-paid")
+		if _, err := c.State.Repay(); err != nil {
+			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, err.Error())
 		}
 		amount := req.Amount
 		if amount == 0 {

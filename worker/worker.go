@@ -243,11 +243,11 @@ type ids struct {
 func idsOf(data json.RawMessage) ids {
 	var v ids
 	_ = json.Unmarshal(data, &v)
-	if len(v.MerchantID) > 128 {
-		v.MerchantID = v.MerchantID[:128]
+	if len(v.MerchantID) > payflow.MaxIDLen {
+		v.MerchantID = v.MerchantID[:payflow.MaxIDLen]
 	}
-	if len(v.ChargeID) > 128 {
-		v.ChargeID = v.ChargeID[:128]
+	if len(v.ChargeID) > payflow.MaxIDLen {
+		v.ChargeID = v.ChargeID[:payflow.MaxIDLen]
 	}
 	return v
 }

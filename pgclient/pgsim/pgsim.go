@@ -42,6 +42,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/stdwebhook"
 )
@@ -689,7 +690,7 @@ func (s *Sim) placeKakao(req pgclient.KakaoBillRequest, store string) (pgclient.
 	b.phone, b.store = req.Phone, store
 	entry.Outcome = OutcomeAccepted
 	s.record(entry)
-	s.log.Debug("pgsim: KakaoTalk bill sent", "bill_id", req.BillID, "amount", req.Amount, "phone", MaskPhone(req.Phone))
+	s.log.Debug("pgsim: KakaoTalk bill sent", "bill_id", req.BillID, "amount", req.Amount, "phone", payflow.MaskPhone(req.Phone))
 	if s.cfg.BillTTL > 0 && s.cfg.Protocol != ProtocolPaySSam {
 		b.expiresAt = time.Now().Add(s.cfg.BillTTL)
 		s.schedule(b, s.cfg.BillTTL, pgclient.StatusExpired)
@@ -1043,24 +1044,6 @@ func (s *Sim) deliver(id string, body []byte) (int, error) {
 		return nil
 	}, backoff.WithContext(b, s.ctx))
 	return attempts, err
-}
-
-// MaskPhone keeps the last four digits of a phone number, enough to tell
-// customers apart in a log and not enough to call them.
-func MaskPhone(phone string) string {
-	out := []rune(phone)
-	keep := 4
-	for i := len(out) - 1; i >= 0; i-- {
-		if out[i] < '0' || out[i] > '9' {
-			continue
-		}
-		if keep > 0 {
-			keep--
-			continue
-		}
-		out[i] = '*'
-	}
-	return string(out)
 }
 
 func newTxID() string { return "pgtx_" + uuid.NewString() }

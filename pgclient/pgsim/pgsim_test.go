@@ -657,19 +657,6 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func TestMaskPhone(t *testing.T) {
-	for in, want := range map[string]string{
-		"+821012345678": "+********5678",
-		"010-1234-5678": "***-****-5678",
-		"123":           "123",
-		"":              "",
-	} {
-		if got := pgsim.MaskPhone(in); got != want {
-			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // Many callers at once, on the same bills: the simulator's state stays
 // consistent (run with -race).
 func TestConcurrentMixedOperations(t *testing.T) {
