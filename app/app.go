@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payflow/payflow/consumer"
 	"github.com/payflow/payflow/events"
@@ -95,10 +96,15 @@ type Config struct {
 	ReconcileInterval time.Duration
 
 	Logger *slog.Logger
+	// TracerProvider makes payflow's spans. Nil: from the OpenTelemetry
+	// environment (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, ...;
+	// see tracerProviderFromEnv), off unless it is configured.
+	TracerProvider trace.TracerProvider
 	// Ready, when set, is called once every part has started.
 	Ready func()
 
-	ping func(context.Context) error // Kafka's readiness, with the security above
+	tracing tracing
+	ping    func(context.Context) error // Kafka's readiness, with the security above
 	// gather is what /metrics serves: the process's metrics and this
 	// run's cluster gauges.
 	gather prometheus.Gatherer
@@ -136,6 +142,22 @@ func (c *Config) defaults() {
 // and let in-flight requests finish, publish what they wrote, stop serving.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
+	if cfg.TracerProvider == nil {
+		tp, shutdown, err := tracerProviderFromEnv(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := shutdown(sctx); err != nil {
+				cfg.Logger.Warn("trace export incomplete at shutdown", "err", err)
+			}
+		}()
+		cfg.TracerProvider = tp
+	}
+	cfg.tracing = newTracing(cfg.TracerProvider)
+	cfg.Logger = slog.New(traceLog{cfg.Logger.Handler()})
 	log := cfg.Logger
 	if err := cfg.Topics.Validate(); err != nil {
 		return err
@@ -170,7 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.PG = pg
 	}
-	cfg.PG = instrumentedPG{next: cfg.PG}
+	cfg.PG = instrumentedPG{next: cfg.PG, tracing: cfg.tracing}
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))
@@ -190,13 +212,14 @@ func Run(ctx context.Context, cfg Config) error {
 	writer := producer.NewWriter(cfg.Brokers, kopts...)
 	defer writer.Close()
 
-	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed}
+	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed,
+		TracerProvider: cfg.TracerProvider}
 	notifier := outbox.NewNotifier(st.Pool)
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
-		Observer:  metrics, RequestKeys: cfg.RequestKeys,
+		Observer:  observer{metrics, cfg.tracing}, RequestKeys: cfg.RequestKeys,
 	})
 	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
 		log.Info("signed requests required", "merchants", m)
@@ -232,7 +255,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cons = consumer.New(consumer.Config{
 			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: cfg.Topics.Requests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
+				ctx, span := cfg.tracing.consume(ctx, m)
 				err := wk.HandleMessage(ctx, m.Value, headersOf(m))
+				end(span, err)
 				if errors.Is(err, events.ErrUnparseable) {
 					return consumer.DeadLetter(err)
 				}

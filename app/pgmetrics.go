@@ -10,10 +10,25 @@ import (
 
 // instrumentedPG records every PG call's latency and outcome (ok or the
 // error kind) without the worker knowing: a decorator around any adapter.
-type instrumentedPG struct{ next pgclient.Client }
+type instrumentedPG struct {
+	next pgclient.Client
+	tracing
+}
 
 // Capabilities are the adapter's: the worker checks them before it calls.
 func (p instrumentedPG) Capabilities() pgclient.Capabilities { return pgclient.CapabilitiesOf(p.next) }
+
+// begin starts a call: its span, and its clock for the metrics.
+func (p instrumentedPG) begin(ctx context.Context, op string) (context.Context, func(error)) {
+	start := time.Now()
+	ctx, span := p.pgCall(ctx, op)
+	return ctx, func(err error) {
+		p.observe(op, start, err)
+		if span != nil {
+			end(span, err)
+		}
+	}
+}
 
 func (p instrumentedPG) observe(op string, start time.Time, err error) {
 	outcome := "ok"
@@ -28,44 +43,44 @@ func (p instrumentedPG) observe(op string, start time.Time, err error) {
 }
 
 func (p instrumentedPG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "auto_pay")
 	a, err := p.next.AutoPay(ctx, r)
-	p.observe("auto_pay", start, err)
+	done(err)
 	return a, err
 }
 
 func (p instrumentedPG) SendKakaoBill(ctx context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "kakao_bill")
 	a, err := p.next.SendKakaoBill(ctx, r)
-	p.observe("kakao_bill", start, err)
+	done(err)
 	return a, err
 }
 
 func (p instrumentedPG) BillURL(ctx context.Context, id string) (pgclient.BillURL, error) {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "bill_url")
 	u, err := p.next.BillURL(ctx, id)
-	p.observe("bill_url", start, err)
+	done(err)
 	return u, err
 }
 
 func (p instrumentedPG) LookupPayment(ctx context.Context, id string) (pgclient.Payment, error) {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "lookup")
 	pay, err := p.next.LookupPayment(ctx, id)
-	p.observe("lookup", start, err)
+	done(err)
 	return pay, err
 }
 
 func (p instrumentedPG) Refund(ctx context.Context, r pgclient.RefundRequest) (pgclient.Refunded, error) {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "refund")
 	res, err := p.next.Refund(ctx, r)
-	p.observe("refund", start, err)
+	done(err)
 	return res, err
 }
 
 func (p instrumentedPG) DestroyBill(ctx context.Context, id string) error {
-	start := time.Now()
+	ctx, done := p.begin(ctx, "destroy")
 	err := p.next.DestroyBill(ctx, id)
-	p.observe("destroy", start, err)
+	done(err)
 	return err
 }
 

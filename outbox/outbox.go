@@ -17,6 +17,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Channel is the LISTEN/NOTIFY channel that wakes the relay.
@@ -28,6 +30,12 @@ type Message struct {
 	Topic   string
 	Key     []byte
 	Value   []byte
+	// TraceParent and TraceState are the W3C trace context the message
+	// continues (empty: none). Insert stores the context of the span in
+	// its ctx; the relay replaces them with its publication's, and the
+	// publisher sends them as the traceparent and tracestate headers.
+	TraceParent string
+	TraceState  string
 }
 
 // Execer is what Insert needs: a pgx.Tx, *pgx.Conn or *pgxpool.Pool.
@@ -35,22 +43,51 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// InsertSQL inserts the messages passed as four parallel arrays ($1 event
-// ids, $2 topics, $3 keys, $4 values). A message whose event id is already
-// present is skipped: the same transition written twice yields one event.
-// It does not NOTIFY: see Notifier.
-const InsertSQL = `INSERT INTO outbox (event_id, topic, key, value)
-	SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
+// InsertSQL inserts the messages passed as six parallel arrays ($1 event
+// ids, $2 topics, $3 keys, $4 values, $5 traceparents, $6 tracestates; see
+// Args and TraceArgs). A message whose event id is already present is
+// skipped: the same transition written twice yields one event. It does not
+// NOTIFY: see Notifier.
+const InsertSQL = `INSERT INTO outbox (event_id, topic, key, value, traceparent, tracestate)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[])
 	ON CONFLICT (event_id) DO NOTHING`
 
 // Insert writes msgs with db, normally inside the transaction that makes the
-// change they report.
+// change they report, with the trace context of ctx's span.
 func Insert(ctx context.Context, db Execer, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	_, err := db.Exec(ctx, InsertSQL, Args(msgs)...)
+	_, err := db.Exec(ctx, InsertSQL, append(Args(msgs), TraceArgs(ctx, msgs)...)...)
 	return err
+}
+
+// TraceArgs returns the traceparent and tracestate of msgs as two text
+// arrays (NULL for none): a message's own, else that of the span in ctx, so
+// the event's publication continues the trace of the request that caused
+// it. Without a recording or remote span in ctx (tracing off) it costs a
+// context look-up.
+func TraceArgs(ctx context.Context, msgs []Message) []any {
+	parents := make([]*string, len(msgs))
+	states := make([]*string, len(msgs))
+	var own Message
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		c := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, c)
+		own.TraceParent, own.TraceState = c["traceparent"], c["tracestate"]
+	}
+	for i, m := range msgs {
+		if m.TraceParent == "" {
+			m.TraceParent, m.TraceState = own.TraceParent, own.TraceState
+		}
+		if m.TraceParent != "" {
+			parents[i] = &m.TraceParent
+		}
+		if m.TraceState != "" {
+			states[i] = &m.TraceState
+		}
+	}
+	return []any{parents, states}
 }
 
 // Args returns msgs as the four array arguments of InsertSQL, for statements

@@ -11,6 +11,11 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Publisher delivers a batch of messages, in slice order per key, and
@@ -44,6 +49,11 @@ type Relay struct {
 	// invariant checker) before the leading relay deletes them; default 7
 	// days, negative keeps them forever.
 	Retention time.Duration
+	// TracerProvider, when set, records a span for the publication of each
+	// row stored with a trace context, as a child of that context; the
+	// message then carries the span's context. Nil: the stored context is
+	// passed on unchanged, and nothing is recorded.
+	TracerProvider trace.TracerProvider
 
 	lastPrune time.Time
 	wake      chan struct{}
@@ -75,6 +85,9 @@ func (r *Relay) defaults() {
 	}
 	if r.wake == nil {
 		r.wake = make(chan struct{}, 1)
+	}
+	if r.TracerProvider == nil {
+		r.TracerProvider = noop.NewTracerProvider()
 	}
 }
 
@@ -191,7 +204,7 @@ func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
 func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	r.defaults()
 	rows, err := r.Pool.Query(ctx,
-		`SELECT id, event_id::text, topic, key, value, created_at FROM outbox
+		`SELECT id, event_id::text, topic, key, value, coalesce(traceparent, ''), coalesce(tracestate, ''), created_at FROM outbox
 		 WHERE published_at IS NULL ORDER BY id LIMIT $1`, r.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: read: %w", err)
@@ -207,7 +220,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 			m  Message
 			at time.Time
 		)
-		if err := rows.Scan(&id, &m.EventID, &m.Topic, &m.Key, &m.Value, &at); err != nil {
+		if err := rows.Scan(&id, &m.EventID, &m.Topic, &m.Key, &m.Value, &m.TraceParent, &m.TraceState, &at); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("outbox: read: %w", err)
 		}
@@ -219,9 +232,16 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
+	spans := r.startSpans(ctx, msgs)
 	pctx, cancel := context.WithTimeout(ctx, r.PublishTimeout)
 	err = r.Publisher.Publish(pctx, msgs)
 	cancel()
+	for _, s := range spans {
+		if err != nil {
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("outbox: publish %d events: %w", len(msgs), err)
 	}
@@ -235,6 +255,35 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		}
 	}
 	return len(msgs), nil
+}
+
+// startSpans starts the publication span of each message stored with a
+// trace context and gives the message that span's context, so the
+// published event continues the trace of the request that caused it.
+func (r *Relay) startSpans(ctx context.Context, msgs []Message) []trace.Span {
+	var spans []trace.Span
+	tracer := r.TracerProvider.Tracer("github.com/payflow/payflow/outbox")
+	prop := propagation.TraceContext{}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.TraceParent == "" {
+			continue
+		}
+		c := propagation.MapCarrier{"traceparent": m.TraceParent}
+		if m.TraceState != "" {
+			c["tracestate"] = m.TraceState
+		}
+		parent := prop.Extract(ctx, c)
+		sctx, span := tracer.Start(parent, "publish "+m.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("messaging.message.id", m.EventID)))
+		out := propagation.MapCarrier{}
+		prop.Inject(sctx, out)
+		m.TraceParent, m.TraceState = out["traceparent"], out["tracestate"]
+		spans = append(spans, span)
+	}
+	return spans
 }
 
 // Prune deletes rows published longer ago than Retention, at most 10,000 at

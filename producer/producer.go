@@ -137,6 +137,14 @@ func (w *Writer) Publish(ctx context.Context, msgs []outbox.Message) error {
 				{Key: "ce_id", Value: []byte(m.EventID)},
 			},
 		}
+		// The W3C trace context (the CloudEvents distributed-tracing
+		// extension, carried as headers) of the request that caused the event.
+		if m.TraceParent != "" {
+			out[i].Headers = append(out[i].Headers, kafka.Header{Key: "traceparent", Value: []byte(m.TraceParent)})
+			if m.TraceState != "" {
+				out[i].Headers = append(out[i].Headers, kafka.Header{Key: "tracestate", Value: []byte(m.TraceState)})
+			}
+		}
 	}
 	return w.write(ctx, out...)
 }

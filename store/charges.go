@@ -215,6 +215,7 @@ func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
 	args = append(args, r.Owner, mutation.On("no-fence"), s.now())
+	args = append(args, outbox.TraceArgs(ctx, msgs)...)
 	var n int
 	err := s.Pool.QueryRow(ctx, `
 WITH c AS (
@@ -230,8 +231,8 @@ WITH c AS (
 	       new_bill_id = $2, failure_reason = nullif($6, ''), updated_at = coalesce($15::timestamptz, now())
 	WHERE id = $8 AND step = 'placing' AND EXISTS (SELECT 1 FROM c)
 ), o AS (
-	INSERT INTO outbox (event_id, topic, key, value)
-	SELECT e.* FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[]) e, c
+	INSERT INTO outbox (event_id, topic, key, value, traceparent, tracestate)
+	SELECT e.* FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $16::text[], $17::text[]) e, c
 	ON CONFLICT (event_id) DO NOTHING
 )
 SELECT count(*) FROM c`,

@@ -121,13 +121,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		result("too_large", http.StatusRequestEntityTooLarge, "body_too_large", "callback body too large")
 		return
 	} else if err != nil {
-		log.Warn("webhook body unreadable", "provider", provider, "err", err)
+		log.WarnContext(r.Context(), "webhook body unreadable", "provider", provider, "err", err)
 		result("unreadable", http.StatusBadRequest, "invalid_request", "the body could not be read")
 		return
 	}
 	id, err := v.Verify(r.Header, body)
 	if err != nil {
-		log.Warn("webhook rejected", "provider", provider, "err", err)
+		log.WarnContext(r.Context(), "webhook rejected", "provider", provider, "err", err)
 		result("bad_signature", http.StatusUnauthorized, "unauthorized", "signature or timestamp not valid")
 		return
 	}
@@ -143,12 +143,12 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		result("unknown_bill", http.StatusNotFound, "not_found", "unknown bill")
 	case errors.Is(err, store.ErrAmountMismatch):
-		log.Error("webhook amount differs from the bill; not settled", "provider", provider, "bill_id", cb.BillID, "amount", cb.Amount)
+		log.ErrorContext(r.Context(), "webhook amount differs from the bill; not settled", "provider", provider, "bill_id", cb.BillID, "amount", cb.Amount)
 		result("amount_mismatch", http.StatusUnprocessableEntity, "amount_mismatch", "amount does not match the bill")
 	case errors.Is(err, store.ErrNotPlacedYet):
 		result("not_ready", http.StatusConflict, "not_ready", "bill placement still in progress; retry later")
 	case err != nil:
-		log.Error("webhook settlement failed", "provider", provider, "bill_id", cb.BillID, "err", err)
+		log.ErrorContext(r.Context(), "webhook settlement failed", "provider", provider, "bill_id", cb.BillID, "err", err)
 		result("error", http.StatusInternalServerError, "internal", "settlement failed; retry later")
 	default:
 		result(string(out), http.StatusOK, "", "")

@@ -84,6 +84,6 @@ func (w *Worker) recordCancel(ctx context.Context, c store.Charge) error {
 	}
 	w.cfg.Committed()
 	w.cfg.Observer.Result(events.TypeBillCancelled, "")
-	w.log.Info("bill cancelled", "charge_id", c.ChargeID, "bill_id", c.Bill.BillID)
+	w.log.InfoContext(ctx, "bill cancelled", "charge_id", c.ChargeID, "bill_id", c.Bill.BillID)
 	return nil
 }

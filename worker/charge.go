@@ -40,19 +40,7 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 
 	// Decide first and insert: a new charge (the common case) costs one
 	// read and one write before the PG call; a redelivery finds the row.
-	var method *payflow.StoredMethod
-	var key string
-	if req.Customer.MemberID != "" {
-		var err error
-		if method, key, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
-			return fmt.Errorf("worker: default method: %w", err)
-		}
-	}
-	dec := payflow.Decide(req.Customer, method)
-	bill := store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
-	pk, created, err := w.cfg.Store.CreateCharge(ctx, store.NewCharge{
-		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
-	})
+	dec, bill, key, pk, created, err := w.decide(ctx, env, req, hash)
 	if err != nil {
 		return err
 	}
@@ -67,13 +55,34 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 	c := store.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: hash, RequestEventID: env.ID,
 		Amount: req.Amount, OrderName: req.OrderName, MemberID: req.Customer.MemberID, Phone: req.Customer.Phone,
 		CustomerName: req.Customer.Name, State: payflow.StatePlacing, LeaseOwner: w.cfg.Owner, Bill: bill}
-	w.log.Debug("charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
+	w.log.DebugContext(ctx, "charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
 		"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
 	if _, busy := w.driving.LoadOrStore(c.PK, true); busy {
 		return nil
 	}
 	defer w.driving.Delete(c.PK)
 	return w.drive(ctx, c, false, key)
+}
+
+// decide chooses the charge's method (auto-pay with the member's default
+// method, or a KakaoTalk bill) and stores the charge with its first bill
+// and a lease. created is false when the charge was there already.
+func (w *Worker) decide(ctx context.Context, env events.Envelope, req payflow.ChargeRequest, hash []byte) (
+	dec payflow.Decision, bill store.Bill, key string, pk int64, created bool, err error) {
+	ctx, end := w.cfg.Observer.Step(ctx, StepDecide)
+	defer func() { end(err) }()
+	var method *payflow.StoredMethod
+	if req.Customer.MemberID != "" {
+		if method, key, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
+			return dec, bill, "", 0, false, fmt.Errorf("worker: default method: %w", err)
+		}
+	}
+	dec = payflow.Decide(req.Customer, method)
+	bill = store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
+	pk, created, err = w.cfg.Store.CreateCharge(ctx, store.NewCharge{
+		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
+	})
+	return dec, bill, key, pk, created, err
 }
 
 // again handles a charge request whose (merchant_id, charge_id) is known.
@@ -188,7 +197,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 				}
 				return err
 			}
-			w.log.Info("auto-pay declined; sending KakaoTalk bill", "charge_id", c.ChargeID, "declined_bill_id", bill.BillID,
+			w.log.InfoContext(ctx, "auto-pay declined; sending KakaoTalk bill", "charge_id", c.ChargeID, "declined_bill_id", bill.BillID,
 				"decline", out.decline, "bill_id", next.BillID)
 			bill, lookupFirst = next, false
 		case out.failed != "":
@@ -198,7 +207,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 			// request of ours may still be in flight, and a successor that
 			// looked the bill up sooner could wrongly conclude it was never
 			// placed.
-			w.log.Warn("charge outcome unknown; the sweeper will look it up when the lease expires", "charge_id", c.ChargeID, "bill_id", bill.BillID)
+			w.log.WarnContext(ctx, "charge outcome unknown; the sweeper will look it up when the lease expires", "charge_id", c.ChargeID, "bill_id", bill.BillID)
 			return ctx.Err()
 		}
 	}
@@ -214,7 +223,7 @@ func (w *Worker) storePGURL(ctx context.Context, bill store.Bill, u pgclient.Bil
 		return
 	}
 	if err := w.cfg.Store.StorePGURL(context.WithoutCancel(ctx), bill.BillID, u.URL, u.ExpiresAt); err != nil {
-		w.log.Warn("could not store the bill's pay URL; it cannot be shown later", "bill_id", bill.BillID, "err", err)
+		w.log.WarnContext(ctx, "could not store the bill's pay URL; it cannot be shown later", "bill_id", bill.BillID, "err", err)
 	}
 }
 
@@ -244,7 +253,9 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 		return err
 	}
 	// The PG has acted: record it even if our caller is shutting down.
-	err = w.cfg.Store.FinishPlacing(context.WithoutCancel(ctx), r, []outbox.Message{msg})
+	cctx, end := w.cfg.Observer.Step(context.WithoutCancel(ctx), StepCommit)
+	err = w.cfg.Store.FinishPlacing(cctx, r, []outbox.Message{msg})
+	end(err)
 	if errors.Is(err, store.ErrStale) {
 		return nil
 	}
@@ -257,7 +268,7 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 	} else {
 		w.cfg.Observer.Result(events.TypeChargeFailed, r.FailureReason)
 	}
-	w.log.Debug("charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
+	w.log.DebugContext(ctx, "charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
 		"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
 	return nil
 }
@@ -341,7 +352,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 	}
 	err := w.retry(ctx, op, b, func(err error, wait time.Duration) {
 		w.cfg.Observer.Retry(string(bill.Method))
-		w.log.Warn("PG call failed; retrying", "charge_id", c.ChargeID, "bill_id", bill.BillID, "kind", pgclient.KindOf(err), "retry_in", wait)
+		w.log.WarnContext(ctx, "PG call failed; retrying", "charge_id", c.ChargeID, "bill_id", bill.BillID, "kind", pgclient.KindOf(err), "retry_in", wait)
 	})
 	if err == nil {
 		return out
@@ -410,7 +421,7 @@ func (w *Worker) Sweep(ctx context.Context, limit int) (int, error) {
 	for _, pk := range pks {
 		held, err := w.resumed(ctx, pk)
 		if err != nil {
-			w.log.Warn("sweep: charge not finished", "charge_pk", strconv.FormatInt(pk, 10), "err", err)
+			w.log.WarnContext(ctx, "sweep: charge not finished", "charge_pk", strconv.FormatInt(pk, 10), "err", err)
 			continue
 		}
 		if held {
@@ -431,10 +442,10 @@ func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			if _, err := w.Sweep(ctx, 100); err != nil && ctx.Err() == nil {
-				w.log.Warn("sweep failed", "err", err)
+				w.log.WarnContext(ctx, "sweep failed", "err", err)
 			}
 			if err := w.SweepRefunds(ctx, 100); err != nil && ctx.Err() == nil {
-				w.log.Warn("refund sweep failed", "err", err)
+				w.log.WarnContext(ctx, "refund sweep failed", "err", err)
 			}
 		}
 	}

@@ -65,7 +65,7 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 			_, err := w.refundDecided(ctx, env, req, hash)
 			return err
 		}
-		w.log.Info("refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
+		w.log.InfoContext(ctx, "refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
 		return w.driveRefund(ctx, pk)
 	})
 }
@@ -113,7 +113,7 @@ func (w *Worker) resumeRefund(ctx context.Context, pk int64) error {
 	}
 	defer func() {
 		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), r.ChargePK, w.cfg.Owner); err != nil {
-			w.log.Warn("charge lease not released; it expires", "charge_pk", r.ChargePK, "err", err)
+			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", r.ChargePK, "err", err)
 		}
 	}()
 	return w.driveRefund(ctx, pk)
@@ -153,9 +153,9 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 		// Unknown: the refund stays pending (its reservation held, its
 		// charge busy) and the sweeper asks again, after the others.
 		if err := w.cfg.Store.RetryRefundLater(context.WithoutCancel(ctx), pk, w.cfg.RetryBudget); err != nil {
-			w.log.Warn("refund retry not put off", "refund_id", r.RefundID, "err", err)
+			w.log.WarnContext(ctx, "refund retry not put off", "refund_id", r.RefundID, "err", err)
 		}
-		w.log.Warn("refund outcome unknown; the sweeper will retry it", "refund_id", r.RefundID, "err", err)
+		w.log.WarnContext(ctx, "refund outcome unknown; the sweeper will retry it", "refund_id", r.RefundID, "err", err)
 		return ctx.Err()
 	}
 	result := store.RefundResult{Succeeded: final == nil, PGTxID: res.PGTxID}
@@ -190,7 +190,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	} else {
 		w.cfg.Observer.Result(events.TypeRefundFailed, result.FailureReason)
 	}
-	w.log.Info("refund finished", "refund_id", r.RefundID, "kind", r.Kind, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
+	w.log.InfoContext(ctx, "refund finished", "refund_id", r.RefundID, "kind", r.Kind, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
 	if next != nil {
 		return w.driveHeld(ctx, r.ChargePK)
 	}
@@ -224,7 +224,7 @@ func (w *Worker) SweepRefunds(ctx context.Context, limit int) error {
 	}
 	for _, pk := range pks {
 		if err := w.resumeRefund(ctx, pk); err != nil {
-			w.log.Warn("sweep: refund not finished", "refund_pk", pk, "err", err)
+			w.log.WarnContext(ctx, "sweep: refund not finished", "refund_pk", pk, "err", err)
 		}
 	}
 	return nil

@@ -72,7 +72,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 			_, err := w.repayDecided(ctx, env, req, hash, true)
 			return err
 		}
-		w.log.Info("re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
+		w.log.InfoContext(ctx, "re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
 			"old_bill_id", c.Bill.BillID, "amount", amount)
 		return w.continueRepay(ctx, rp, true)
 	})

@@ -17,13 +17,15 @@ import (
 // transaction. Whichever gets there first settles the bill; the other finds
 // it final and changes nothing.
 func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOutcome, error) {
-	outcome, err := w.cfg.Store.Settle(ctx, s, func(b store.SettledBill) ([]outbox.Message, error) {
+	sctx, end := w.cfg.Observer.Step(ctx, StepSettle)
+	outcome, err := w.cfg.Store.Settle(sctx, s, func(b store.SettledBill) ([]outbox.Message, error) {
 		msg, err := w.message(events.TypeSettled, b.ChargeID, []string{"bill", b.Bill.BillID, "settled"}, events.Settled{
 			MerchantID: b.MerchantID, ChargeID: b.ChargeID, BillID: b.Bill.BillID, Status: string(s.Status),
 			Amount: b.Bill.Amount, PGTxID: b.Bill.PGTxID,
 		})
 		return []outbox.Message{msg}, err
 	})
+	end(err)
 	if err != nil {
 		return "", err
 	}
@@ -31,7 +33,7 @@ func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOu
 		w.cfg.Committed()
 		w.cfg.Observer.Result(events.TypeSettled, string(s.Status))
 	}
-	w.log.Info("settlement", "bill_id", s.BillID, "status", s.Status, "outcome", outcome, "webhook_id", s.WebhookID)
+	w.log.InfoContext(ctx, "settlement", "bill_id", s.BillID, "status", s.Status, "outcome", outcome, "webhook_id", s.WebhookID)
 	return outcome, nil
 }
 
@@ -58,7 +60,7 @@ func (w *Worker) Reconcile(ctx context.Context, age time.Duration, limit int) (i
 		case err != nil && b.Status == payflow.BillAbandoned && pgclient.KindOf(err) == pgclient.KindNotFound:
 			err = w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "")
 		case err != nil:
-			w.log.Warn("reconcile: look-up failed; this bill is backed off", "bill_id", b.BillID, "attempts", b.Attempts+1, "err", err)
+			w.log.WarnContext(ctx, "reconcile: look-up failed; this bill is backed off", "bill_id", b.BillID, "attempts", b.Attempts+1, "err", err)
 			w.cfg.Observer.Reconciled("lookup_failed")
 			err = w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "lookup_failed: "+errorCode(err))
 		default:
@@ -81,7 +83,7 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 		// A bill given up on is open at the PG after all (a request landed
 		// late): its charge was reported failed, so the customer must not
 		// be able to pay it. Destroy it and record that.
-		w.log.Error("reconcile: a bill given up on is open at the PG; destroying it", "bill_id", b.BillID)
+		w.log.ErrorContext(ctx, "reconcile: a bill given up on is open at the PG; destroying it", "bill_id", b.BillID)
 		w.cfg.Observer.Reconciled("late_open")
 		if err := w.cfg.PG.DestroyBill(ctx, b.BillID); err != nil {
 			return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "destroy_failed: "+errorCode(err))
@@ -97,11 +99,11 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 		// operator decides.
 		w.cfg.Observer.Reconciled("refunded_outside")
 		if p.Refunded < p.Amount {
-			w.log.Error("reconcile: the PG reports this bill paid and partly refunded outside payflow; left for an operator",
+			w.log.ErrorContext(ctx, "reconcile: the PG reports this bill paid and partly refunded outside payflow; left for an operator",
 				"bill_id", b.BillID, "amount", p.Amount, "refunded", p.Refunded)
 			return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "refunded_outside")
 		}
-		w.log.Warn("reconcile: the PG reports this bill paid and refunded in full outside payflow; recorded as cancelled",
+		w.log.WarnContext(ctx, "reconcile: the PG reports this bill paid and refunded in full outside payflow; recorded as cancelled",
 			"bill_id", b.BillID, "amount", p.Amount)
 		p.Status = pgclient.StatusCancelled
 	}
@@ -111,7 +113,7 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 	}
 	out, err := w.Settle(ctx, store.Settlement{BillID: b.BillID, Status: status, Amount: p.Amount, PGTxID: p.PGTxID})
 	if errors.Is(err, store.ErrAmountMismatch) {
-		w.log.Error("reconcile: the PG reports another amount than the bill's; left for an operator", "bill_id", b.BillID, "pg_amount", p.Amount)
+		w.log.ErrorContext(ctx, "reconcile: the PG reports another amount than the bill's; left for an operator", "bill_id", b.BillID, "pg_amount", p.Amount)
 		w.cfg.Observer.Reconciled("amount_mismatch")
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "amount_mismatch")
 	}
@@ -119,7 +121,7 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 		return false, err
 	}
 	if out == store.SettleApplied && b.Status == payflow.BillAbandoned {
-		w.log.Error("reconcile: a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
+		w.log.ErrorContext(ctx, "reconcile: a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
 			"bill_id", b.BillID, "status", status, "amount", p.Amount)
 		w.cfg.Observer.Reconciled("late_" + string(status))
 	}
@@ -149,9 +151,9 @@ func (w *Worker) RunReconciler(ctx context.Context, interval, age time.Duration)
 			return
 		case <-t.C:
 			if n, err := w.Reconcile(ctx, age, 100); err != nil && ctx.Err() == nil {
-				w.log.Warn("reconcile failed", "err", err)
+				w.log.WarnContext(ctx, "reconcile failed", "err", err)
 			} else if n > 0 {
-				w.log.Info("reconciled bills whose webhook did not come", "settled", n)
+				w.log.InfoContext(ctx, "reconciled bills whose webhook did not come", "settled", n)
 			}
 		}
 	}

@@ -90,14 +90,31 @@ type Config struct {
 // before each retry of a PG operation. Reconciled is called for each bill
 // reconciliation could not settle as expected: lookup_failed,
 // amount_mismatch, or late_<status> for a bill given up on that the PG
-// executed after all.
+// executed after all. Step is called as a step of a request begins (decide,
+// commit, settle): the step runs in the context it returns, and end is
+// called with the step's error once it is over, so a tracer can make each
+// step a span of the request's trace.
 type Observer interface {
 	Result(eventType, detail string)
 	Retry(operation string)
 	Reconciled(outcome string)
+	Step(ctx context.Context, step string) (stepCtx context.Context, end func(error))
 }
 
+// Steps of a request, as Observer.Step is told of them.
+const (
+	StepDecide = "decide" // a charge's method decided and the charge stored
+	StepCommit = "commit" // a placement's outcome and result event written
+	StepSettle = "settle" // a bill's final result and its event written
+)
+
 type noObserver struct{}
+
+func (noObserver) Step(ctx context.Context, _ string) (context.Context, func(error)) {
+	return ctx, endNothing
+}
+
+func endNothing(error) {}
 
 func (noObserver) Result(string, string) {}
 func (noObserver) Retry(string)          {}
@@ -228,7 +245,7 @@ func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope,
 	}
 	w.cfg.Committed()
 	w.cfg.Observer.Result(events.TypeRejected, events.RejectUnauthenticated)
-	w.log.Warn("request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
+	w.log.WarnContext(ctx, "request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
 		"merchant_id", who.MerchantID, "charge_id", who.ChargeID, "detail", why.Error())
 	return nil
 }
@@ -291,7 +308,7 @@ func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key str
 	}
 	w.cfg.Committed()
 	w.cfg.Observer.Result(events.TypeRejected, reason)
-	w.log.Info("request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", who.MerchantID,
+	w.log.InfoContext(ctx, "request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", who.MerchantID,
 		"charge_id", who.ChargeID, "reason", reason, "detail", detail)
 	return nil
 }
@@ -324,7 +341,7 @@ func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Contex
 	}
 	defer func() {
 		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), pk, w.cfg.Owner); err != nil {
-			w.log.Warn("charge lease not released; it expires", "charge_pk", pk, "err", err)
+			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", pk, "err", err)
 		}
 	}()
 	return act(context.WithValue(ctx, leaseKey{}, pk))
