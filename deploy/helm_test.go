@@ -89,9 +89,11 @@ func render(t *testing.T, vals chartutil.Values) (map[string]string, chartutil.V
 		t.Fatal(err)
 	}
 	caps.KubeVersion = *kv
+	// As helm install does, this validates the values against the chart's
+	// values.schema.json.
 	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "payflow", Namespace: "payments", Revision: 1, IsInstall: true}, &caps)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	out, err := engine.Engine{Strict: true}.Render(ch, rv)
 	if err != nil {
@@ -513,8 +515,8 @@ func exampleSecret(t *testing.T) *corev1.Secret {
 	return &s
 }
 
-// The chart refuses values that would break the connection budget or put
-// a secret in the ConfigMap, and renders KEDA's ScaledObject in place of
+// The chart refuses values that would break the connection budget, put a
+// secret in the ConfigMap or do not match its values schema, and renders KEDA's ScaledObject in place of
 // the HPA when asked.
 func TestHelmChartRefusesUnsafeValues(t *testing.T) {
 	for _, c := range []struct {
@@ -527,6 +529,8 @@ func TestHelmChartRefusesUnsafeValues(t *testing.T) {
 		{"a surge in percent", `rollingUpdate: {maxSurge: "25%"}`, "rollingUpdate.maxSurge must be a number of pods"},
 		{"a secret in the ConfigMap", "config: {PAYFLOW_API_TOKEN: abc}", "config.PAYFLOW_API_TOKEN looks like a secret"},
 		{"the pool size in the ConfigMap", "config: {PAYFLOW_DB_MAX_CONNS: '50'}", "config.PAYFLOW_DB_MAX_CONNS is set by the chart"},
+		{"a pool size that is not a number (values.schema.json)", "database: {poolSize: seven}", "at '/database/poolSize': got string, want integer"},
+		{"a misspelt value (values.schema.json)", "autoscaling: {keda: {enabeld: true}}", "additional properties 'enabeld' not allowed"},
 	} {
 		var vals chartutil.Values
 		if err := yaml.Unmarshal([]byte(c.vals), &vals); err != nil {
