@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/strictjson"
 )
 
 var request = []byte(`{"specversion":"1.0","id":"6f1c1d9e-2c1a-4f9e-9a7e-0d7b1f8c2a11","source":"shop","type":"payment.charge.requested",
@@ -17,6 +18,36 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := events.Decode(request); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeRequest is a request's decoding as the worker does it:
+// the envelope, then the data, strictly; with its schema in front
+// (schema) or without (strict only, as before the schemas).
+func BenchmarkDecodeRequest(b *testing.B) {
+	for _, withSchema := range []bool{false, true} {
+		name := "strict"
+		if withSchema {
+			name = "schema+strict"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(request)))
+			for b.Loop() {
+				env, err := events.Decode(request)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if withSchema {
+					if err := events.ValidateData(env.Type, env.Data); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var d events.ChargeRequested
+				if err := strictjson.Decode(env.Data, &d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

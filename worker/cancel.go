@@ -19,7 +19,7 @@ import (
 // so a redelivery after a crash simply destroys again and records once.
 func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	var d events.CancelRequested
-	if err := decodeData(env.Data, &d); err != nil {
+	if err := decodeData(env, &d); err != nil {
 		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
 	}
 	req := payflow.CancelRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, Reason: d.Reason}

@@ -26,7 +26,7 @@ import (
 // store the outcome and its result event in one statement.
 func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 	var d events.ChargeRequested
-	if err := decodeData(env.Data, &d); err != nil {
+	if err := decodeData(env, &d); err != nil {
 		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
 	}
 	req := payflow.ChargeRequest{

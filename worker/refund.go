@@ -17,7 +17,7 @@ import (
 // for whatever earlier request still acts on the charge.
 func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	var d events.RefundRequested
-	if err := decodeData(env.Data, &d); err != nil {
+	if err := decodeData(env, &d); err != nil {
 		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
 	}
 	req := payflow.RefundRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RefundID: d.RefundID, Amount: d.Amount, Reason: d.Reason}

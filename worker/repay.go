@@ -21,7 +21,7 @@ import (
 // never billed twice.
 func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	var d events.RepayRequested
-	if err := decodeData(env.Data, &d); err != nil {
+	if err := decodeData(env, &d); err != nil {
 		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
 	}
 	req := payflow.RepayRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RepayID: d.RepayID, Amount: d.Amount}

@@ -248,6 +248,11 @@ func (e *env) results() []map[string]any {
 		if err := rows.Scan(&v); err != nil {
 			e.t.Fatal(err)
 		}
+		// Every event a test sees the worker produce is held to the
+		// contract (events/asyncapi.yaml and its schemas).
+		if err := events.CheckResult(v); err != nil {
+			e.t.Errorf("a result event breaks its schema: %v\n%s", err, v)
+		}
 		var ev map[string]any
 		if err := json.Unmarshal(v, &ev); err != nil {
 			e.t.Fatal(err)

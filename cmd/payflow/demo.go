@@ -37,7 +37,7 @@ func demoCmd() *cobra.Command {
 			defer d.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return runDemo(ctx, d, cmd.OutOrStdout())
+			return runDemo(ctx, d, cmd.OutOrStdout(), nil)
 		},
 	}
 	f.register(cmd)
@@ -97,7 +97,18 @@ func chargeData(id string, amount any, member, phone string) map[string]any {
 	return map[string]any{"charge_id": id, "amount": amount, "currency": "KRW", "order_name": "demo order " + id, "customer": c}
 }
 
-func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
+// demoRecord, when runDemo is given one, keeps the message values the demo
+// sent and those it read back (each result once), for a test to hold to
+// the contract.
+type demoRecord struct {
+	Requests [][]byte
+	Results  [][]byte
+}
+
+func runDemo(ctx context.Context, d *devEnv, out io.Writer, rec *demoRecord) error {
+	if rec == nil {
+		rec = &demoRecord{}
+	}
 	run := uuid.NewString()[:8]
 	id := func(s string) string { return "demo-" + run + "-" + s }
 	// Members and their stored methods, through the API as an app would.
@@ -162,7 +173,11 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 	// consumer must.
 	got := map[string][]map[string]any{}
 	seen := map[string]bool{}
-	incoming := make(chan map[string]any, 256)
+	type result struct {
+		ev    map[string]any
+		value []byte
+	}
+	incoming := make(chan result, 256)
 	go func() {
 		for {
 			m, err := r.ReadMessage(ctx)
@@ -172,7 +187,7 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 			}
 			var ev map[string]any
 			if json.Unmarshal(m.Value, &ev) == nil {
-				incoming <- ev
+				incoming <- result{ev, m.Value}
 			}
 		}
 	}()
@@ -190,9 +205,11 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 			if sent[s.name] || (s.after != "" && (!sent[s.after] || !done(byName[s.after]))) {
 				continue
 			}
-			if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(s.charge), Value: s.event()}); err != nil {
+			v := s.event()
+			if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(s.charge), Value: v}); err != nil {
 				return fmt.Errorf("demo: publish: %w", err)
 			}
+			rec.Requests = append(rec.Requests, v)
 			sent[s.name] = true
 		}
 		all := true
@@ -208,12 +225,14 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer) error {
 		drained := false
 		for !drained {
 			select {
-			case ev, ok := <-incoming:
+			case res, ok := <-incoming:
 				if !ok {
 					return report(out, sc, got, sent, time.Since(start), ctx.Err())
 				}
+				ev := res.ev
 				if id, _ := ev["id"].(string); !seen[id] {
 					seen[id] = true
+					rec.Results = append(rec.Results, res.value)
 					sub, _ := ev["subject"].(string)
 					got[sub] = append(got[sub], ev)
 				}

@@ -45,7 +45,7 @@ func TestDemoEndToEndWithPaySSam(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := runDemo(ctx, d, &out); err != nil {
+	if err := runDemo(ctx, d, &out, nil); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	t.Log(out.String())

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
+	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/pgclient/pgsim"
 )
@@ -36,12 +39,66 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	defer d.Close()
 	var out bytes.Buffer
-	if err := runDemo(ctx, d, &out); err != nil {
+	var rec demoRecord
+	if err := runDemo(ctx, d, &out, &rec); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "13 of 13 scenarios") {
 		t.Fatalf("summary:\n%s", out.String())
 	}
+
+	// Every request the demo sent and every result payflow published meet
+	// the contract's schemas (events/asyncapi.yaml).
+	// The one request the demo means to be invalid fails its schema, and
+	// payflow's rejection of it quotes the schema's message.
+	types := map[string]int{}
+	rejected := map[string]string{} // request event id → detail of an invalid rejection
+	for _, v := range rec.Results {
+		if err := events.CheckResult(v); err != nil {
+			t.Errorf("result: %v\n%s", err, v)
+		}
+		var ev struct {
+			Type string
+			Data struct {
+				Reason, Detail string
+				RequestEventID string `json:"request_event_id"`
+			}
+		}
+		_ = json.Unmarshal(v, &ev)
+		types[ev.Type]++
+		if ev.Type == events.TypeRejected && ev.Data.Reason == events.RejectInvalid {
+			rejected[ev.Data.RequestEventID] = ev.Data.Detail
+		}
+	}
+	invalid := 0
+	for _, v := range rec.Requests {
+		err := events.CheckRequest(v)
+		if err == nil {
+			continue
+		}
+		invalid++
+		env, derr := events.Decode(v)
+		if derr != nil {
+			t.Fatalf("demo request: %v", derr)
+		}
+		want := events.ValidateData(env.Type, env.Data)
+		if want == nil || rejected[env.ID] != want.Error() {
+			t.Errorf("demo request %s breaks its schema (%v); its rejection's detail is %q", env.ID, err, rejected[env.ID])
+		}
+	}
+	if invalid != 1 || len(rejected) != 1 {
+		t.Errorf("%d demo requests break their schema and %d were rejected invalid; the demo sends one invalid request", invalid, len(rejected))
+	}
+	for _, typ := range []string{events.TypeChargeProcessed, events.TypeSettled, events.TypeRefundSucceeded,
+		events.TypeRepayProcessed, events.TypeBillCancelled, events.TypeRejected} {
+		if types[typ] == 0 {
+			t.Errorf("the demo produced no %s (results: %v)", typ, types)
+		}
+	}
+	if len(rec.Requests) != 13 {
+		t.Errorf("%d requests recorded", len(rec.Requests))
+	}
+	deadLettersMeetTheContract(ctx, t, d)
 
 	resp, err := http.Get(d.PGSim + "/sim/ledger")
 	if err != nil {
@@ -91,6 +148,42 @@ func TestDemoEndToEnd(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// deadLettersMeetTheContract sends the running environment two messages it
+// cannot read and holds their dead letters' headers to the contract.
+func deadLettersMeetTheContract(ctx context.Context, t *testing.T, d *devEnv) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(d.Kafka), Topic: events.TopicRequests, BatchTimeout: 2 * time.Millisecond, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	bad := []kafka.Message{
+		{Key: []byte("dlq-1"), Value: []byte("not json")},
+		{Key: []byte("dlq-2"), Value: []byte(`{"specversion":"1.0","id":"x","source":"s","type":"payment.unknown","data":{}}`),
+			Headers: []kafka.Header{{Key: "content-type", Value: []byte(events.ContentType)}}},
+	}
+	if err := w.WriteMessages(ctx, bad...); err != nil {
+		t.Fatal(err)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{d.Kafka}, Topic: events.TopicDLQ, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for range bad {
+		m, err := r.ReadMessage(rctx)
+		if err != nil {
+			t.Fatalf("reading the dead-letter topic: %v", err)
+		}
+		h := map[string]string{}
+		for _, x := range m.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if err := events.CheckDeadLetterHeaders(h); err != nil {
+			t.Errorf("dead letter of %s: %v (headers %v)", m.Key, err, h)
+		}
+		if h["dlq-source-topic"] != events.TopicRequests {
+			t.Errorf("dead letter of %s: headers %v", m.Key, h)
 		}
 	}
 }
