@@ -50,6 +50,21 @@ func openWithClock(t *testing.T, clock *fakeClock) *store.Store {
 	return st
 }
 
+// placingCharge stores charge m1/c1 of 700 placing bill b1, leased to w1
+// for a minute.
+func placingCharge(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "o",
+		Customer: payflow.Customer{Phone: "+821012345678"}}
+	pk, _, err := st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
+		Bill:       store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+		LeaseOwner: "w1", Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
+}
+
 // With a clock given, leases, waits and timestamps follow it and never the
 // database's: a lease expires when the clock passes it, however little
 // real time went by, and not before, however much did.
@@ -57,14 +72,7 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
 	st := openWithClock(t, clock)
-	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "o",
-		Customer: payflow.Customer{Phone: "+821012345678"}}
-	pk, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
-		Bill:       store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
-		LeaseOwner: "w1", Lease: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pk := placingCharge(t, st)
 	// The database's clock is 25 years past the lease: it must not count.
 	if ok, err := st.ClaimCharge(ctx, pk, "w2", time.Minute); err != nil || ok {
 		t.Fatalf("claim inside the clock's lease = %v, %v; want refused", ok, err)
@@ -156,14 +164,7 @@ func TestARejectionIsFencedByTheLeaseItWasJudgedUnder(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
 	st := openWithClock(t, clock)
-	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "o",
-		Customer: payflow.Customer{Phone: "+821012345678"}}
-	pk, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
-		Bill:       store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
-		LeaseOwner: "w1", Lease: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pk := placingCharge(t, st)
 	if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, Attempts: 1, Owner: "w1"}, nil); err != nil {
 		t.Fatal(err)
