@@ -20,13 +20,12 @@ var mutationSeeds = flag.Int("sim.mutation-seeds", 300, "seeds each mutation may
 // can move a bug to another seed; the search then finds it and the log
 // names the seed to record here.
 var regressionSeeds = map[string]uint64{
-	"resume-known":   12,
-	"kakao-fallback": 2,
-	"no-fence":       240,
-	"judge-again":    1,
-	"no-wait":        1,
-	"key-blip":       4,
-	"unsigned":       3,
+	"resume-known":   33,
+	"kakao-fallback": 3,
+	"judge-again":    16,
+	"no-wait":        2,
+	"key-blip":       29,
+	"unsigned":       15,
 	"repay-prefix":   142,
 }
 
