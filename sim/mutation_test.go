@@ -24,9 +24,9 @@ var regressionSeeds = map[string]uint64{
 	"kakao-fallback": 3,
 	"judge-again":    16,
 	"no-wait":        2,
-	"key-blip":       29,
-	"unsigned":       15,
-	"repay-prefix":   142,
+	"key-blip":       228,
+	"unsigned":       40,
+	"repay-prefix":   89,
 }
 
 // TestMutationsAreFound puts each fixed bug the simulation is known to find
