@@ -10,12 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/internal/testdb"
-	"github.com/payflow/payflow/kafkaconf"
-	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/store"
 )
 
@@ -25,27 +21,9 @@ import (
 // does not hold; with a wrong password it says the broker refused it; a
 // mistaken setting is a usage error before anything connects.
 func TestCheckReadsASecuredBrokerWithServesSettings(t *testing.T) {
-	files, err := devenv.WriteTLSFiles(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := devenv.StartKafka("", kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "checker", "scram-pass"), kfake.TLS(files.Server(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	sec := kafkaconf.Security{TLS: true, TLSCA: files.CA, SASLMechanism: "SCRAM-SHA-256", SASLUsername: "checker", SASLPassword: "scram-pass"}
-	d, err := sec.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	topics := kafkaconf.Topics{Requests: "shop.pay.in", Events: "shop.pay.out", DLQ: "shop.pay.dlq"}
+	k, ca, d, topics := securedBroker(t, "SCRAM-SHA-256", "checker", "scram-pass")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := producer.EnsureTopics(ctx, []string{k.Addr()}, producer.TopicsNamed(topics, 1), producer.WithSecurity(d)); err != nil {
-		t.Fatal(err)
-	}
 	w := &kafka.Writer{Addr: kafka.TCP(k.Addr()), Transport: d.NewTransport(), Topic: topics.Events, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("c-foreign"),
@@ -68,7 +46,7 @@ func TestCheckReadsASecuredBrokerWithServesSettings(t *testing.T) {
 
 	for k, v := range map[string]string{
 		"DATABASE_URL": dsn, "PAYFLOW_KAFKA_BROKERS": k.Addr(), "PAYFLOW_PG_URL": ledger.URL,
-		"PAYFLOW_KAFKA_TLS": "on", "PAYFLOW_KAFKA_TLS_CA": files.CA,
+		"PAYFLOW_KAFKA_TLS": "on", "PAYFLOW_KAFKA_TLS_CA": ca,
 		"PAYFLOW_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "PAYFLOW_KAFKA_SASL_USERNAME": "checker", "PAYFLOW_KAFKA_SASL_PASSWORD": "scram-pass",
 		"PAYFLOW_TOPIC_REQUESTS": topics.Requests,
 	} {

@@ -9,11 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/internal/testdb"
-	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/vault"
@@ -24,32 +20,14 @@ import (
 // that requires TLS and SASL, on topics and a group named by environment
 // and flags, creating no topic and migrating nothing.
 func TestMigrateJobThenServeOnASecuredBrokerWithoutCreatingOrMigrating(t *testing.T) {
-	files, err := devenv.WriteTLSFiles(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := devenv.StartKafka("", kfake.EnableSASL(), kfake.Superuser("PLAIN", "payflow", "plain-pass"), kfake.TLS(files.Server(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	sec := kafkaconf.Security{TLS: true, TLSCA: files.CA, SASLMechanism: "PLAIN", SASLUsername: "payflow", SASLPassword: "plain-pass"}
-	d, err := sec.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	topics := kafkaconf.Topics{Requests: "shop.pay.in", Events: "shop.pay.out", DLQ: "shop.pay.dlq"}
+	k, ca, d, topics := securedBroker(t, "PLAIN", "payflow", "plain-pass")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := producer.EnsureTopics(ctx, []string{k.Addr()}, producer.TopicsNamed(topics, 1), producer.WithSecurity(d)); err != nil {
-		t.Fatal(err)
-	}
 
 	dsn := testdb.NewDSN(t)
 	for k, v := range map[string]string{
 		"DATABASE_URL": dsn, "PAYFLOW_KAFKA_BROKERS": k.Addr(),
-		"PAYFLOW_KAFKA_TLS": "on", "PAYFLOW_KAFKA_TLS_CA": files.CA,
+		"PAYFLOW_KAFKA_TLS": "on", "PAYFLOW_KAFKA_TLS_CA": ca,
 		"PAYFLOW_KAFKA_SASL_MECHANISM": "PLAIN", "PAYFLOW_KAFKA_SASL_USERNAME": "payflow", "PAYFLOW_KAFKA_SASL_PASSWORD": "plain-pass",
 		"PAYFLOW_TOPIC_REQUESTS": topics.Requests, "PAYFLOW_TOPIC_EVENTS": topics.Events, "PAYFLOW_TOPIC_DLQ": topics.DLQ,
 		"PAYFLOW_PG_WEBHOOK_SECRET": stdwebhook.NewSecret(), "PAYFLOW_VAULT_KEY": vault.GenerateKey(), "PAYFLOW_MERCHANT_TOKENS": "",
