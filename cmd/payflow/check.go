@@ -27,11 +27,7 @@ func checkCmd() *cobra.Command {
 		Short: "Verify the money invariants from the database, the PG simulator's ledger and the result topic",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd.Flags(), "database-url", "DATABASE_URL", &dsn)
-			sec, err := kf.security()
-			if err != nil {
-				return err
-			}
-			topics, err := kf.topicNames()
+			sec, topics, err := kf.settings()
 			if err != nil {
 				return err
 			}

@@ -38,26 +38,22 @@ func addKafkaFlags(fl *pflag.FlagSet, k *kafkaFlags) {
 	fl.StringVar(&k.topics.DLQ, "topic-dlq", env("PAYFLOW_TOPIC_DLQ", d.DLQ), "dead-letter topic of unusable requests (PAYFLOW_TOPIC_DLQ)")
 }
 
-// topicNames is the validated topic names; a mistake is a usage error.
-func (k *kafkaFlags) topicNames() (kafkaconf.Topics, error) {
-	if err := k.topics.Validate(); err != nil {
-		return kafkaconf.Topics{}, usagef("%v", err)
-	}
-	return k.topics.WithDefaults(), nil
-}
-
-// security is the validated security settings, with the password from the
-// environment; a mistake is a usage error, reported before connecting.
-func (k *kafkaFlags) security() (kafkaconf.Security, error) {
+// settings is the validated security settings (the password from the
+// environment) and topic names; a mistake is a usage error, reported
+// before connecting.
+func (k *kafkaFlags) settings() (kafkaconf.Security, kafkaconf.Topics, error) {
 	if k.tlsErr != nil {
-		return kafkaconf.Security{}, usagef("%v", k.tlsErr)
+		return kafkaconf.Security{}, kafkaconf.Topics{}, usagef("%v", k.tlsErr)
 	}
 	sec := k.sec
 	sec.SASLPassword = os.Getenv("PAYFLOW_KAFKA_SASL_PASSWORD")
 	if err := sec.Validate(); err != nil {
-		return kafkaconf.Security{}, usagef("%v", err)
+		return kafkaconf.Security{}, kafkaconf.Topics{}, usagef("%v", err)
 	}
-	return sec, nil
+	if err := k.topics.Validate(); err != nil {
+		return kafkaconf.Security{}, kafkaconf.Topics{}, usagef("%v", err)
+	}
+	return sec, k.topics.WithDefaults(), nil
 }
 
 // envBool reads an on/off variable: on, true, yes, 1 or off, false, no, 0

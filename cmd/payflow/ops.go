@@ -73,11 +73,7 @@ and offset are printed. --dry-run lists what would be replayed.`,
 			if kf.brokers == "" {
 				return usagef("dlq replay needs PAYFLOW_KAFKA_BROKERS or --brokers")
 			}
-			sec, err := kf.security()
-			if err != nil {
-				return err
-			}
-			topics, err := kf.topicNames()
+			sec, topics, err := kf.settings()
 			if err != nil {
 				return err
 			}

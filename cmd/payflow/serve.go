@@ -41,11 +41,7 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sec, err := kf.security()
-			if err != nil {
-				return err
-			}
-			topics, err := kf.topicNames()
+			sec, topics, err := kf.settings()
 			if err != nil {
 				return err
 			}
