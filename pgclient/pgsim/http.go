@@ -1,0 +1,196 @@
+package pgsim
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/payflow/payflow/pgclient"
+)
+
+// Handler serves the PG protocol and the simulator's own endpoints.
+func (s *Sim) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if s.cfg.Protocol == ProtocolPaySSam {
+		s.payssamRoutes(mux)
+	} else {
+		mux.HandleFunc("POST /v1/payments/auto-pay", s.op(OpAutoPay, s.autoPay))
+		mux.HandleFunc("POST /v1/bills/kakao", s.op(OpKakaoBill, s.kakaoBill))
+		mux.HandleFunc("POST /v1/bills/url", s.op(OpBillURL, s.billURL))
+		mux.HandleFunc("POST /v1/payments/lookup", s.op(OpLookup, s.lookup))
+		mux.HandleFunc("POST /v1/refunds", s.op(OpRefund, s.refund))
+		mux.HandleFunc("POST /v1/bills/destroy", s.op(OpDestroy, s.destroy))
+	}
+	mux.HandleFunc("GET /sim/ledger", s.serveLedger)
+	mux.HandleFunc("GET /sim/calls", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		calls := maps.Clone(s.calls)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, calls)
+	})
+	mux.HandleFunc("POST /sim/settle", s.serveSettle)
+	mux.HandleFunc("POST /sim/fail-next", s.serveFailNext)
+	mux.HandleFunc("GET /pay/{bill_id}", s.payPage)
+	mux.HandleFunc("POST /pay/{bill_id}", s.payPage)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+// apiError is the simulator's error answer.
+type apiError struct {
+	status int
+	kind   pgclient.Kind
+	code   string
+	msg    string
+}
+
+type handler func(r *http.Request, body []byte) (any, *apiError)
+
+// op wraps an operation with authentication, latency, faults and the common
+// error shape.
+func (s *Sim) op(name string, h handler) http.HandlerFunc {
+	return s.opWith(name, h, writeJSON, writeError)
+}
+
+// opWith is op with the protocol's own answers: ok writes a result, fail an
+// error (the faults' and the handler's alike).
+func (s *Sim) opWith(name string, h handler, ok func(http.ResponseWriter, int, any), fail func(http.ResponseWriter, *apiError)) http.HandlerFunc {
+	writeError, writeJSON := fail, ok
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[name]++
+		s.mu.Unlock()
+		if !s.authorized(r) {
+			writeError(w, &apiError{http.StatusUnauthorized, pgclient.KindInvalid, "unauthorized", "missing or wrong API key"})
+			return
+		}
+		// Read the body first: only then does the server notice a caller
+		// that hangs up, which the sleeps below rely on.
+		body, err := readBody(w, r)
+		if err != nil {
+			writeError(w, &apiError{http.StatusBadRequest, pgclient.KindInvalid, "bad_request", err.Error()})
+			return
+		}
+		fault := s.nextFault(name)
+		if !sleep(r.Context(), s.cfg.Latency) {
+			return // the caller gave up before anything was executed
+		}
+		if fault == FaultUnavailable {
+			s.log.Debug("pgsim: injected 503", "op", name)
+			w.Header().Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
+			writeError(w, &apiError{http.StatusServiceUnavailable, pgclient.KindTransient, pgclient.CodeUnavailable, "simulated outage; nothing was executed"})
+			return
+		}
+		res, aerr := h(r, body)
+		switch fault {
+		case FaultTimeoutAfterExecute:
+			s.log.Debug("pgsim: holding the answer of an executed operation", "op", name)
+			sleep(r.Context(), s.cfg.TimeoutHold)
+			writeError(w, &apiError{http.StatusGatewayTimeout, pgclient.KindUnknown, "timeout", "simulated timeout after execution"})
+			return
+		case FaultInternalAfterExecute:
+			s.log.Debug("pgsim: injected 500 after execution", "op", name)
+			writeError(w, &apiError{http.StatusInternalServerError, pgclient.KindUnknown, "internal", "simulated failure after execution"})
+			return
+		}
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+func (s *Sim) authorized(r *http.Request) bool {
+	if s.cfg.APIKey == "" || s.cfg.Protocol == ProtocolPaySSam {
+		// PaySSam carries its key in the body: its handlers check it.
+		return true
+	}
+	got := []byte(r.Header.Get("Authorization"))
+	return subtle.ConstantTimeCompare(got, []byte("Bearer "+s.cfg.APIKey)) == 1
+}
+
+// nextFault takes a queued fault, else rolls the configured rates.
+func (s *Sim) nextFault(op string) FaultMode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.faults[op]; len(q) > 0 {
+		s.faults[op] = q[1:]
+		return q[0]
+	}
+	if s.cfg.ErrorRate > 0 && s.rng.Float64() < s.cfg.ErrorRate {
+		return FaultUnavailable
+	}
+	if s.cfg.TimeoutRate > 0 && s.rng.Float64() < s.cfg.TimeoutRate {
+		return FaultTimeoutAfterExecute
+	}
+	return 0
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, 64<<10)); err != nil {
+		return nil, errors.New("body too large or unreadable")
+	}
+	return buf.Bytes(), nil
+}
+
+func decode(body []byte, v any) *apiError {
+	if err := json.Unmarshal(body, v); err != nil {
+		return &apiError{http.StatusBadRequest, pgclient.KindInvalid, "bad_request", "body is not the expected JSON object"}
+	}
+	return nil
+}
+
+func invalidf(format string, a ...any) *apiError {
+	return &apiError{http.StatusBadRequest, pgclient.KindInvalid, "invalid_request", fmt.Sprintf(format, a...)}
+}
+
+func notFound(what string) *apiError {
+	return &apiError{http.StatusNotFound, pgclient.KindNotFound, "not_found", "no such " + what}
+}
+
+func conflict(code, msg string) *apiError {
+	return &apiError{http.StatusConflict, pgclient.KindConflict, code, msg}
+}
+
+func validBill(id string, amount int64) *apiError {
+	switch {
+	case id == "" || len(id) > 128:
+		return invalidf("bill_id is required (at most 128 bytes)")
+	case amount <= 0 || amount > MaxAmount:
+		return invalidf("amount must be within 1..%d", MaxAmount)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, map[string]any{"error": map[string]string{"kind": string(e.kind), "code": e.code, "message": e.msg}})
+}
