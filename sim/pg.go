@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 )
 
@@ -119,7 +120,11 @@ type pgConn struct {
 }
 
 // call runs exec under the fate the PG's fault function picks for op.
-func (c *pgConn) call(op string, exec func() (any, error)) (any, error) {
+func (c *pgConn) call(ctx context.Context, op string, exec func() (any, error)) (any, error) {
+	if err := ctx.Err(); err != nil {
+		// The caller gave up before sending: retriable, after a look-up.
+		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Message: err.Error()}
+	}
 	if c.dead != nil && c.dead() {
 		return nil, &pgclient.Error{Op: op, Kind: pgclient.KindTransient, Message: errCrashed.Error()}
 	}
@@ -202,12 +207,12 @@ func (pg *PG) record(e Entry) {
 	}
 }
 
-func (c *pgConn) place(op, billID, merchant string, amount int64, decline string) (pgclient.Accepted, error) {
-	v, err := c.call(op, func() (any, error) {
+func (c *pgConn) place(ctx context.Context, op, billID, merchant string, amount int64, to, decline string) (pgclient.Accepted, error) {
+	v, err := c.call(ctx, op, func() (any, error) {
 		pg := c.pg
 		pg.mu.Lock()
 		defer pg.mu.Unlock()
-		if billID == "" || amount <= 0 {
+		if billID == "" || amount <= 0 || amount > payflow.MaxAmount || to == "" {
 			return nil, &pgclient.Error{Op: op, Kind: pgclient.KindInvalid, Code: "invalid_request"}
 		}
 		if _, dup := pg.bills[billID]; dup {
@@ -232,7 +237,7 @@ func (c *pgConn) place(op, billID, merchant string, amount int64, decline string
 
 // AutoPay charges a billing key; keys that start with "decline_",
 // "expired_" or "invalid_" are refused with that code.
-func (c *pgConn) AutoPay(_ context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
+func (c *pgConn) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
 	decline := ""
 	switch {
 	case strings.HasPrefix(r.BillingKey, "decline_"):
@@ -244,21 +249,21 @@ func (c *pgConn) AutoPay(_ context.Context, r pgclient.AutoPayRequest) (pgclient
 	case strings.HasPrefix(r.BillingKey, "invalid_"):
 		decline = "invalid_billing_key"
 	}
-	return c.place("auto_pay", r.BillID, r.MerchantID, r.Amount, decline)
+	return c.place(ctx, "auto_pay", r.BillID, r.MerchantID, r.Amount, r.BillingKey, decline)
 }
 
 // SendKakaoBill sends a bill; a phone that ends in 0000 cannot receive
 // KakaoTalk bills and is refused.
-func (c *pgConn) SendKakaoBill(_ context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
+func (c *pgConn) SendKakaoBill(ctx context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
 	decline := ""
 	if strings.HasSuffix(r.Phone, "0000") {
 		decline = "declined"
 	}
-	return c.place("kakao_bill", r.BillID, r.MerchantID, r.Amount, decline)
+	return c.place(ctx, "kakao_bill", r.BillID, r.MerchantID, r.Amount, r.Phone, decline)
 }
 
-func (c *pgConn) BillURL(_ context.Context, billID string) (pgclient.BillURL, error) {
-	v, err := c.call("bill_url", func() (any, error) {
+func (c *pgConn) BillURL(ctx context.Context, billID string) (pgclient.BillURL, error) {
+	v, err := c.call(ctx, "bill_url", func() (any, error) {
 		c.pg.mu.Lock()
 		defer c.pg.mu.Unlock()
 		b, ok := c.pg.bills[billID]
@@ -276,8 +281,8 @@ func (c *pgConn) BillURL(_ context.Context, billID string) (pgclient.BillURL, er
 	return v.(pgclient.BillURL), nil
 }
 
-func (c *pgConn) LookupPayment(_ context.Context, billID string) (pgclient.Payment, error) {
-	v, err := c.call("lookup", func() (any, error) {
+func (c *pgConn) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
+	v, err := c.call(ctx, "lookup", func() (any, error) {
 		c.pg.mu.Lock()
 		defer c.pg.mu.Unlock()
 		b, ok := c.pg.bills[billID]
@@ -292,8 +297,8 @@ func (c *pgConn) LookupPayment(_ context.Context, billID string) (pgclient.Payme
 	return v.(pgclient.Payment), nil
 }
 
-func (c *pgConn) Refund(_ context.Context, r pgclient.RefundRequest) (pgclient.Refunded, error) {
-	v, err := c.call("refund", func() (any, error) {
+func (c *pgConn) Refund(ctx context.Context, r pgclient.RefundRequest) (pgclient.Refunded, error) {
+	v, err := c.call(ctx, "refund", func() (any, error) {
 		pg := c.pg
 		pg.mu.Lock()
 		defer pg.mu.Unlock()
@@ -325,8 +330,8 @@ func (c *pgConn) Refund(_ context.Context, r pgclient.RefundRequest) (pgclient.R
 	return v.(pgclient.Refunded), nil
 }
 
-func (c *pgConn) DestroyBill(_ context.Context, billID string) error {
-	_, err := c.call("destroy", func() (any, error) {
+func (c *pgConn) DestroyBill(ctx context.Context, billID string) error {
+	_, err := c.call(ctx, "destroy", func() (any, error) {
 		pg := c.pg
 		pg.mu.Lock()
 		defer pg.mu.Unlock()
