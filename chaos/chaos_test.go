@@ -70,6 +70,32 @@ func (w *worker) start(t *testing.T) {
 	go func() { _ = cmd.Wait(); close(done) }()
 }
 
+// supervise restarts, as a process supervisor would, a worker that exited
+// on its own: serve refuses to start while Postgres is restarting (it
+// fails fast, SQLSTATE 57P03, and its supervisor starts it again). Any
+// other exit of its own is an error of the run.
+func supervise(t *testing.T, workers []*worker) {
+	t.Helper()
+	for i, wk := range workers {
+		wk.mu.Lock()
+		cmd, exited := wk.cmd, closed(wk.done)
+		wk.mu.Unlock()
+		if !exited {
+			continue
+		}
+		state := cmd.ProcessState // set before done closed
+		b, _ := os.ReadFile(wk.log.Name())
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		last := lines[len(lines)-1]
+		if strings.Contains(last, "SQLSTATE 57P03") {
+			t.Logf("worker %d did not start while Postgres restarted (%v); started again", i, state)
+		} else {
+			t.Errorf("worker %d exited on its own with %v; its last lines:\n%s", i, state, strings.Join(lines[max(0, len(lines)-8):], "\n"))
+		}
+		wk.start(t)
+	}
+}
+
 // signal sends sig to the current process and returns it with the channel
 // closed when it exits (after which its ProcessState may be read).
 func (w *worker) signal(sig syscall.Signal) (*exec.Cmd, chan struct{}) {
@@ -281,6 +307,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 		delivered++
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		wk.start(t)
+		supervise(t, workers)
 	}
 	t.Logf("%d SIGKILLs delivered", delivered)
 	<-followed
@@ -304,6 +331,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 	var last map[int]int64
 	still, nudges := time.Now(), 0
 	for {
+		supervise(t, workers)
 		var n, open, pending, unpublished int
 		_ = st.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state IN ('placing', 'requested')),
 			(SELECT count(*) FROM refunds WHERE status = 'pending'),

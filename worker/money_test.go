@@ -162,7 +162,7 @@ func TestAResumedDriveThatCannotLookUpIsNotAFailure(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
 	e.stranded("dead-worker", time.Millisecond)
-	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700}); err != nil {
+	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700, Phone: "+821012345678"}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10000; i++ {

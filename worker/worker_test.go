@@ -68,7 +68,13 @@ func (p *fakePG) next(op string) (fault, bool) {
 	return fault{}, false
 }
 
-func (p *fakePG) place(op, billID, method string, amount int64, decline string) (pgclient.Accepted, error) {
+func (p *fakePG) place(ctx context.Context, op, billID, method string, amount int64, to, decline string) (pgclient.Accepted, error) {
+	if err := ctx.Err(); err != nil {
+		return pgclient.Accepted{}, &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Message: err.Error()}
+	}
+	if billID == "" || amount <= 0 || amount > payflow.MaxAmount || to == "" {
+		return pgclient.Accepted{}, &pgclient.Error{Op: op, Kind: pgclient.KindInvalid, Code: "invalid_request"}
+	}
 	p.mu.Lock()
 	delay := p.delay
 	p.mu.Unlock()
@@ -96,7 +102,7 @@ func (p *fakePG) place(op, billID, method string, amount int64, decline string) 
 	return pgclient.Accepted{BillID: billID, PGTxID: pay.PGTxID}, nil
 }
 
-func (p *fakePG) AutoPay(_ context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
+func (p *fakePG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
 	decline := ""
 	if strings.HasPrefix(r.BillingKey, "decline_") {
 		decline = "declined"
@@ -104,14 +110,17 @@ func (p *fakePG) AutoPay(_ context.Context, r pgclient.AutoPayRequest) (pgclient
 	if strings.HasPrefix(r.BillingKey, "expired_") {
 		decline = "expired"
 	}
-	return p.place("auto_pay", r.BillID, "auto_pay", r.Amount, decline)
+	return p.place(ctx, "auto_pay", r.BillID, "auto_pay", r.Amount, r.BillingKey, decline)
 }
 
-func (p *fakePG) SendKakaoBill(_ context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
-	return p.place("kakao_bill", r.BillID, "kakao_bill", r.Amount, "")
+func (p *fakePG) SendKakaoBill(ctx context.Context, r pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
+	return p.place(ctx, "kakao_bill", r.BillID, "kakao_bill", r.Amount, r.Phone, "")
 }
 
-func (p *fakePG) LookupPayment(_ context.Context, billID string) (pgclient.Payment, error) {
+func (p *fakePG) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return pgclient.Payment{}, &pgclient.Error{Op: "lookup", Kind: pgclient.KindUnknown, Message: err.Error()}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if f, faulty := p.next("lookup"); faulty {
@@ -124,8 +133,17 @@ func (p *fakePG) LookupPayment(_ context.Context, billID string) (pgclient.Payme
 	return pay, nil
 }
 
-func (p *fakePG) BillURL(context.Context, string) (pgclient.BillURL, error) {
-	return pgclient.BillURL{}, nil
+func (p *fakePG) BillURL(_ context.Context, billID string) (pgclient.BillURL, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pay, ok := p.bills[billID]
+	switch {
+	case !ok:
+		return pgclient.BillURL{}, &pgclient.Error{Op: "bill_url", Kind: pgclient.KindNotFound}
+	case pay.Status != pgclient.StatusRequested:
+		return pgclient.BillURL{}, &pgclient.Error{Op: "bill_url", Kind: pgclient.KindConflict, Code: "not_payable"}
+	}
+	return pgclient.BillURL{URL: "https://pay.invalid/" + billID, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
 // Refund is idempotent by refund id, as the interface requires.
@@ -139,7 +157,13 @@ func (p *fakePG) Refund(_ context.Context, r pgclient.RefundRequest) (pgclient.R
 	if p.refunds == nil {
 		p.refunds = map[string]pgclient.Refunded{}
 	}
+	if r.Amount <= 0 {
+		return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: pgclient.KindInvalid, Code: "invalid_request"}
+	}
 	if done, ok := p.refunds[r.RefundID]; ok {
+		if done.Amount != r.Amount {
+			return pgclient.Refunded{}, &pgclient.Error{Op: "refund", Kind: pgclient.KindConflict, Code: "refund_id_reused"}
+		}
 		return done, nil
 	}
 	pay, ok := p.bills[r.BillID]
@@ -446,7 +470,7 @@ func TestSweeperFinishesAChargeWhoseWorkerDiedAfterCalling(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
 	e.stranded("dead-worker", time.Millisecond)
-	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700}); err != nil {
+	if _, err := e.pg.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: "bill-1", Amount: 700, Phone: "+821012345678"}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
