@@ -44,7 +44,7 @@ type Methods interface {
 
 // Config configures a Worker.
 type Config struct {
-	Store   *store.Store
+	Store   Store
 	PG      pgclient.Client
 	Methods Methods
 	Logger  *slog.Logger
