@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/payflow/payflow/events"
@@ -27,24 +26,9 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	if err := req.Validate(); err != nil {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
-	if done, err := w.replayed(ctx, env, "", nil); done || err != nil {
-		return err
-	}
-	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
-	if errors.Is(err, store.ErrNotFound) {
-		return w.reject(ctx, env, who, events.RejectUnknownCharge, "no such charge for this merchant")
-	}
-	if err != nil {
-		return err
-	}
-	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
-		if done, err := w.replayed(ctx, env, "", nil); done || err != nil {
-			return err
-		}
-		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
-		if err != nil {
-			return err
-		}
+	return w.onExisting(ctx, env, existingRequest{who: who,
+		decided: func(ctx context.Context, _ bool) (bool, error) { return w.replayed(ctx, env, "", nil) },
+	}, func(ctx context.Context, c store.Charge) error {
 		if c.State == payflow.StateCancelled {
 			return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
 		}
@@ -53,7 +37,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 		}
 		var final error
 		b := w.newPGBackOff()
-		err = w.retry(ctx, func() error {
+		err := w.retry(ctx, func() error {
 			err := w.cfg.PG.DestroyBill(ctx, c.Bill.BillID)
 			b.saw(err)
 			if err != nil && !pgclient.Retriable(err) {

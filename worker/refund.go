@@ -27,25 +27,9 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	}
 	hash := req.Fingerprint()
 	key := "refund/" + req.MerchantID + "/" + req.RefundID
-	if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
-		return err
-	}
-	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
-	if errors.Is(err, store.ErrNotFound) {
-		return w.rejectRequest(ctx, env, key, hash, who, events.RejectUnknownCharge, "no such charge for this merchant")
-	}
-	if err != nil {
-		return err
-	}
-	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
-		// Another process may have decided this request meanwhile.
-		if done, err := w.refundDecided(ctx, env, req, hash); done || err != nil {
-			return err
-		}
-		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
-		if err != nil {
-			return err
-		}
+	return w.onExisting(ctx, env, existingRequest{who: who, key: key, hash: hash,
+		decided: func(ctx context.Context, _ bool) (bool, error) { return w.refundDecided(ctx, env, req, hash) },
+	}, func(ctx context.Context, c store.Charge) error {
 		if c.State == payflow.StatePaid && req.Amount != c.Bill.Amount && !pgclient.CapabilitiesOf(w.cfg.PG).PartialRefund {
 			return w.rejectRequest(ctx, env, key, hash, who, events.RejectNotSupported,
 				"the PG refunds only the whole payment; ask for the paid amount")

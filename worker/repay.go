@@ -30,24 +30,9 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
 	}
 	hash := req.Fingerprint()
-	if done, err := w.repayDecided(ctx, env, req, hash, false); done || err != nil {
-		return err
-	}
-	c, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
-	if errors.Is(err, store.ErrNotFound) {
-		return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectUnknownCharge, "no such charge for this merchant")
-	}
-	if err != nil {
-		return err
-	}
-	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
-		if done, err := w.repayDecided(ctx, env, req, hash, true); done || err != nil {
-			return err
-		}
-		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
-		if err != nil {
-			return err
-		}
+	return w.onExisting(ctx, env, existingRequest{who: who, key: repayKey(req), hash: hash,
+		decided: func(ctx context.Context, held bool) (bool, error) { return w.repayDecided(ctx, env, req, hash, held) },
+	}, func(ctx context.Context, c store.Charge) error {
 		if _, err := c.State.Repay(); err != nil {
 			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, err.Error())
 		}

@@ -347,6 +347,46 @@ func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Contex
 	return act(context.WithValue(ctx, leaseKey{}, pk))
 }
 
+// existingRequest is a request on an existing charge (a refund, a
+// re-payment, a cancel), as onExisting judges it.
+type existingRequest struct {
+	who  ids
+	key  string // the request's own id, "" for none (see rejectRequest)
+	hash []byte
+	// decided handles the request if it was decided before (its rejection
+	// replayed, its record found and driven on) and says so; held tells
+	// whether the charge's lease is held.
+	decided func(ctx context.Context, held bool) (bool, error)
+}
+
+// onExisting is the one way a request on an existing charge is judged:
+// unless decided before, the charge is found (or the request is rejected
+// unknown_charge), its lease taken, the request checked once more for a
+// decision another process made meanwhile, and judge decides it against
+// the charge as it now is, under the lease.
+func (w *Worker) onExisting(ctx context.Context, env events.Envelope, r existingRequest, judge func(context.Context, store.Charge) error) error {
+	if done, err := r.decided(ctx, false); done || err != nil {
+		return err
+	}
+	c, err := w.cfg.Store.ChargeByKey(ctx, r.who.MerchantID, r.who.ChargeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return w.rejectRequest(ctx, env, r.key, r.hash, r.who, events.RejectUnknownCharge, "no such charge for this merchant")
+	}
+	if err != nil {
+		return err
+	}
+	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
+		if done, err := r.decided(ctx, true); done || err != nil {
+			return err
+		}
+		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
+		if err != nil {
+			return err
+		}
+		return judge(ctx, c)
+	})
+}
+
 // leaseKey marks a context in which the worker holds a charge's lease (the
 // charge's pk): what is judged there is recorded only while it still does.
 type leaseKey struct{}
