@@ -105,8 +105,9 @@ func (g *groupCommitter[I, R]) do(ctx context.Context, item I) (R, error) {
 		case <-c.done:
 			return c.res, c.err
 		case <-ctx.Done():
-			// The item may still be sent: as with a statement whose answer
-			// is lost, the caller cannot know whether it committed.
+			// Unless a flush has taken it already, the item is dropped
+			// unsent; if one has, the caller cannot know whether it
+			// committed, as with a statement whose answer is lost.
 			var zero R
 			return zero, ctx.Err()
 		}
@@ -125,7 +126,7 @@ func (g *groupCommitter[I, R]) do(ctx context.Context, item I) (R, error) {
 func (g *groupCommitter[I, R]) next(ctx context.Context) {
 	g.mu.Lock()
 	batch := g.take()
-	if batch == nil {
+	if len(batch) == 0 {
 		g.inFlight--
 		g.mu.Unlock()
 		return
@@ -134,24 +135,31 @@ func (g *groupCommitter[I, R]) next(ctx context.Context) {
 	go g.drain(context.WithoutCancel(ctx), batch)
 }
 
-// take removes up to maxBatch queued calls; g.mu is held.
+// take removes up to maxBatch queued calls; g.mu is held. A call whose
+// caller has stopped waiting is dropped, not sent: nothing of it is written.
 func (g *groupCommitter[I, R]) take() []*groupCall[I, R] {
-	if len(g.queue) == 0 {
-		return nil
+	var batch []*groupCall[I, R]
+	i := 0
+	for ; i < len(g.queue) && len(batch) < g.maxBatch; i++ {
+		c := g.queue[i]
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		batch = append(batch, c)
 	}
-	n := min(len(g.queue), g.maxBatch)
-	batch := append([]*groupCall[I, R](nil), g.queue[:n]...)
-	g.queue = append(g.queue[:0:0], g.queue[n:]...)
+	g.queue = append(g.queue[:0:0], g.queue[i:]...)
 	return batch
 }
 
 // drain sends batches until nothing is queued, then frees the slot.
 func (g *groupCommitter[I, R]) drain(ctx context.Context, batch []*groupCall[I, R]) {
-	for batch != nil {
+	for len(batch) > 0 {
 		g.flush(ctx, batch)
 		g.mu.Lock()
 		batch = g.take()
-		if batch == nil {
+		if len(batch) == 0 {
 			g.inFlight--
 		}
 		g.mu.Unlock()
