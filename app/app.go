@@ -180,6 +180,9 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if err := store.MigrateWith(ctx, cfg.DatabaseURL, cfg.DB); err != nil {
 		return err
 	}
+	if cfg.DB.GroupCommit.Observe == nil {
+		cfg.DB.GroupCommit.Observe = metrics.flushed
+	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return err

@@ -14,10 +14,14 @@ import (
 // metrics are payflow's Prometheus metrics, in one registry per process
 // (not the global one, so tests can run several payflows side by side).
 type metricSet struct {
-	registry    *prometheus.Registry
-	handled     *prometheus.HistogramVec
-	webhooks    *prometheus.CounterVec
-	relayLag    prometheus.Histogram
+	registry *prometheus.Registry
+	handled  *prometheus.HistogramVec
+	webhooks *prometheus.CounterVec
+	relayLag prometheus.Histogram
+	// The group commit of charges' claims and results: items per flush
+	// and the flush's round trip and commit, by kind.
+	batchSize   *prometheus.HistogramVec
+	batchCommit *prometheus.HistogramVec
 	pgCalls     *prometheus.HistogramVec
 	results     *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -66,6 +70,14 @@ func newMetrics() *metricSet {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 	}
+	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "payflow_group_commit_batch_size", Help: "Items per group-commit flush, by kind (create_charge, finish_placing): 1 while load is low, more while commits are in flight.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	}, []string{"kind"})
+	m.batchCommit = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "payflow_group_commit_seconds", Help: "Round trip and commit of one group-commit flush, by kind (create_charge, finish_placing).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"kind"})
 	m.pgCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "payflow_pg_call_seconds", Help: "PG calls by operation and outcome (ok, or the error kind: transient, unknown, declined, ...).",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
@@ -98,7 +110,7 @@ func newMetrics() *metricSet {
 		Name: "payflow_build_info", Help: "Always 1, labelled with the running build's version and Go release; absent when no payflow is scraped.",
 	}, []string{"version", "go_version"})
 	m.buildInfo.WithLabelValues(Version(), GoVersion()).Set(1)
-	m.registry.MustRegister(m.buildInfo, m.reconcile, m.pointsExhausted, m.handled, m.webhooks, m.relayLag, m.pgCalls,
+	m.registry.MustRegister(m.buildInfo, m.reconcile, m.pointsExhausted, m.handled, m.webhooks, m.relayLag, m.batchSize, m.batchCommit, m.pgCalls,
 		m.results, m.decisions, m.retries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -148,3 +160,9 @@ func (m *metricSet) deadLettered(cause error) {
 }
 
 func (m *metricSet) relayed(lag time.Duration) { m.relayLag.Observe(lag.Seconds()) }
+
+// flushed observes one group-commit flush (store.GroupCommit.Observe).
+func (m *metricSet) flushed(kind string, items int, took time.Duration) {
+	m.batchSize.WithLabelValues(kind).Observe(float64(items))
+	m.batchCommit.WithLabelValues(kind).Observe(took.Seconds())
+}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -107,5 +108,37 @@ func TestWebhookMetricsDoNotGrowWithUnknownProviders(t *testing.T) {
 	}
 	if len(providers) != 2 || !providers["sim"] || !providers["unknown"] {
 		t.Fatalf("%d provider label values, want sim and unknown", len(providers))
+	}
+}
+
+// The store's group-commit flushes reach the batch-size and commit-latency
+// histograms, by kind.
+func TestGroupCommitMetrics(t *testing.T) {
+	m := newMetrics()
+	m.flushed("create_charge", 1, time.Millisecond)
+	m.flushed("create_charge", 40, 3*time.Millisecond)
+	m.flushed("finish_placing", 7, 2*time.Millisecond)
+	fams, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range fams {
+		for _, s := range f.GetMetric() {
+			if h := s.GetHistogram(); h != nil && strings.HasPrefix(f.GetName(), "payflow_group_commit") {
+				got[f.GetName()+"/"+s.GetLabel()[0].GetValue()] = fmt.Sprintf("%d/%g", h.GetSampleCount(), h.GetSampleSum())
+			}
+		}
+	}
+	want := map[string]string{
+		"payflow_group_commit_batch_size/create_charge":  "2/41",
+		"payflow_group_commit_batch_size/finish_placing": "1/7",
+		"payflow_group_commit_seconds/create_charge":     "2/0.004",
+		"payflow_group_commit_seconds/finish_placing":    "1/0.002",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/segmentio/kafka-go"
@@ -67,10 +68,13 @@ type Report struct {
 	P50, P95, P99                                           time.Duration
 	ConsumedLagP99                                          time.Duration // result committed → consumed downstream
 	RelayLagP50, RelayLagP99                                time.Duration // result committed → published (payflow's histogram)
-	PeakRSSMB                                               float64
-	RSSOf                                                   string // whose peak RSS it is
-	CeilingTPS                                              float64
-	ByMethod                                                map[string]int
+	// BatchMean is the mean items per group-commit flush by kind
+	// (create_charge, finish_placing), from payflow's histogram.
+	BatchMean  map[string]float64
+	PeakRSSMB  float64
+	RSSOf      string // whose peak RSS it is
+	CeilingTPS float64
+	ByMethod   map[string]int
 }
 
 // Run publishes the workload and waits for every result.
@@ -232,7 +236,9 @@ drain:
 	rep.P50, rep.P95, rep.P99 = pct(lat, 50), pct(lat, 95), pct(lat, 99)
 	rep.ConsumedLagP99 = pct(lag, 99)
 	if t.MetricsURL != "" {
-		rep.RelayLagP50, rep.RelayLagP99 = relayLag(ctx, t.MetricsURL)
+		fams := scrape(ctx, t.MetricsURL)
+		rep.RelayLagP50, rep.RelayLagP99 = relayLag(fams)
+		rep.BatchMean = batchMean(fams)
 	}
 	rep.PeakRSSMB = peakRSSMB()
 
@@ -369,6 +375,9 @@ func (r Report) Print(out io.Writer) {
 	} else {
 		fmt.Fprintf(out, "relay lag         not measured (the relay's metrics were not reachable)\n")
 	}
+	if len(r.BatchMean) > 0 {
+		fmt.Fprintf(out, "group commit      mean batch: claims %.1f, results %.1f (payflow_group_commit_batch_size)\n", r.BatchMean["create_charge"], r.BatchMean["finish_placing"])
+	}
 	fmt.Fprintf(out, "consumed lag p99  %s (result committed → read by a downstream consumer)\n", r.ConsumedLagP99.Round(time.Millisecond))
 	if r.RSSOf == "" {
 		r.RSSOf = "whole process: payflow, embedded broker, PG simulator"
@@ -380,21 +389,43 @@ func (r Report) Print(out io.Writer) {
 	}
 }
 
-// relayLag reads payflow's relay-lag histogram and estimates quantiles by
-// linear interpolation within buckets, as Prometheus's histogram_quantile
-// does.
-func relayLag(ctx context.Context, url string) (p50, p99 time.Duration) {
+// scrape reads payflow's metrics; nil when they are not reachable.
+func scrape(ctx context.Context, url string) map[string]*dto.MetricFamily {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0
+		return nil
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return 0, 0
+		return nil
 	}
+	return fams
+}
+
+// batchMean is the mean size of the group commit's flushes, by kind.
+func batchMean(fams map[string]*dto.MetricFamily) map[string]float64 {
+	f := fams["payflow_group_commit_batch_size"]
+	if f == nil {
+		return nil
+	}
+	mean := map[string]float64{}
+	for _, m := range f.Metric {
+		h := m.GetHistogram()
+		if h.GetSampleCount() == 0 || len(m.GetLabel()) == 0 {
+			continue
+		}
+		mean[m.GetLabel()[0].GetValue()] = h.GetSampleSum() / float64(h.GetSampleCount())
+	}
+	return mean
+}
+
+// relayLag reads payflow's relay-lag histogram and estimates quantiles by
+// linear interpolation within buckets, as Prometheus's histogram_quantile
+// does.
+func relayLag(fams map[string]*dto.MetricFamily) (p50, p99 time.Duration) {
 	f := fams["payflow_outbox_relay_lag_seconds"]
 	if f == nil || len(f.Metric) == 0 {
 		return 0, 0

@@ -204,7 +204,13 @@ func (w *World) Close() {
 
 func (w *World) spawn(ctx context.Context) (*instance, error) {
 	in := &instance{}
-	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now})
+	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now,
+		// One task runs at a time: a task queued behind another's flush
+		// would wait for a task parked in it, and the run would stop. With
+		// no limit on flushes nothing queues, and every claim and result
+		// goes through the group commit alone, as its own statement, which
+		// the tracer sees (store tests cover shared batches).
+		GroupCommit: store.GroupCommit{Flushes: -1}})
 	if err != nil {
 		return nil, err
 	}

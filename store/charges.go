@@ -61,8 +61,20 @@ type NewCharge struct {
 // request, and the bill id is known before the PG is called. When the
 // charge already exists nothing is written and created is false.
 func (s *Store) CreateCharge(ctx context.Context, c NewCharge) (pk int64, created bool, err error) {
-	r := c.Request
-	err = s.Pool.QueryRow(ctx, `
+	if s.creates == nil {
+		r, err := s.createOne(ctx, s.createArgs(c))
+		return r.pk, r.created, err
+	}
+	r, err := s.creates.do(ctx, s.createArgs(c))
+	return r.pk, r.created, err
+}
+
+type createResult struct {
+	pk      int64
+	created bool
+}
+
+const createChargeSQL = `
 WITH c AS (
 	INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name,
 	                     member_id, phone, customer_name, state, current_bill_id, lease_owner, lease_until, created_at, updated_at)
@@ -73,18 +85,56 @@ WITH c AS (
 	INSERT INTO bills (bill_id, charge_pk, method, method_id, fallback_reason, amount, status, created_at, updated_at)
 	SELECT $10, c.id, $13, nullif($14, '')::uuid, nullif($15, ''), $5, 'pending', coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()) FROM c
 )
-SELECT id FROM c`,
-		r.MerchantID, r.ChargeID, c.RequestHash, c.RequestEventID, r.Amount, r.OrderName,
+SELECT id FROM c`
+
+// createArgs are CreateCharge's statement arguments, its time included:
+// taken when the caller asks, not when its batch is sent.
+func (s *Store) createArgs(c NewCharge) []any {
+	r := c.Request
+	return []any{r.MerchantID, r.ChargeID, c.RequestHash, c.RequestEventID, r.Amount, r.OrderName,
 		r.Customer.MemberID, r.Customer.Phone, r.Customer.Name, c.Bill.BillID, c.LeaseOwner, c.Lease,
-		string(c.Bill.Method), c.Bill.MethodID, string(c.Bill.FallbackReason), s.now(),
-	).Scan(&pk)
+		string(c.Bill.Method), c.Bill.MethodID, string(c.Bill.FallbackReason), s.now()}
+}
+
+// createOne sends one CreateCharge statement alone.
+func (s *Store) createOne(ctx context.Context, args []any) (createResult, error) {
+	var pk int64
+	err := s.Pool.QueryRow(ctx, createChargeSQL, args...).Scan(&pk)
+	return createdFrom(pk, err)
+}
+
+func createdFrom(pk int64, err error) (createResult, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
+		return createResult{}, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("store: create charge: %w", err)
+		return createResult{}, fmt.Errorf("store: create charge: %w", err)
 	}
-	return pk, true, nil
+	return createResult{pk: pk, created: true}, nil
+}
+
+// createMany sends several CreateCharge statements in one round trip and
+// one transaction. The same charge twice is created once: the later
+// statement sees the earlier one's row and does nothing.
+func (s *Store) createMany(ctx context.Context, items [][]any, out []outcome[createResult]) error {
+	b := &pgx.Batch{}
+	for _, args := range items {
+		b.Queue(createChargeSQL, args...)
+	}
+	br := s.Pool.SendBatch(ctx, b)
+	for i := range items {
+		var pk int64
+		err := br.QueryRow().Scan(&pk)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			br.Close()
+			return fmt.Errorf("store: create charges: %w", err)
+		}
+		out[i].res, _ = createdFrom(pk, err)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("store: create charges: %w", err)
+	}
+	return nil
 }
 
 const chargeColumns = `c.id, c.merchant_id, c.charge_id, c.request_hash, c.request_event_id, c.amount, c.order_name,
@@ -212,12 +262,25 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 // must not be published. An expired lease nobody took over still counts as
 // held.
 func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
+	args := s.finishArgs(ctx, r, msgs)
+	if s.finishes == nil {
+		_, err := s.finishOne(ctx, args)
+		return err
+	}
+	_, err := s.finishes.do(ctx, args)
+	return err
+}
+
+// finishArgs are FinishPlacing's statement arguments, its time and the
+// caller's trace context included.
+func (s *Store) finishArgs(ctx context.Context, r PlaceResult, msgs []outbox.Message) []any {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
 	args = append(args, r.Owner, mutation.On("no-fence"), s.now())
-	args = append(args, outbox.TraceArgs(ctx, msgs)...)
-	var n int
-	err := s.Pool.QueryRow(ctx, `
+	return append(args, outbox.TraceArgs(ctx, msgs)...)
+}
+
+const finishPlacingSQL = `
 WITH c AS (
 	UPDATE charges SET state = $3, failure_reason = nullif($6, ''), attempts = $7,
 	       lease_owner = NULL, lease_until = NULL, updated_at = coalesce($15::timestamptz, now())
@@ -235,13 +298,44 @@ WITH c AS (
 	SELECT e.* FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $16::text[], $17::text[]) e, c
 	ON CONFLICT (event_id) DO NOTHING
 )
-SELECT count(*) FROM c`,
-		args...).Scan(&n)
+SELECT count(*) FROM c`
+
+// finishOne sends one FinishPlacing statement alone.
+func (s *Store) finishOne(ctx context.Context, args []any) (struct{}, error) {
+	var n int
+	err := s.Pool.QueryRow(ctx, finishPlacingSQL, args...).Scan(&n)
+	return struct{}{}, finishedFrom(n, err)
+}
+
+func finishedFrom(n int, err error) error {
 	if err != nil {
 		return fmt.Errorf("store: finish placing: %w", err)
 	}
 	if n == 0 {
 		return ErrStale
+	}
+	return nil
+}
+
+// finishMany sends several FinishPlacing statements in one round trip and
+// one transaction; each is fenced on its own, so a stale one records
+// nothing (and publishes nothing) while the others commit.
+func (s *Store) finishMany(ctx context.Context, items [][]any, out []outcome[struct{}]) error {
+	b := &pgx.Batch{}
+	for _, args := range items {
+		b.Queue(finishPlacingSQL, args...)
+	}
+	br := s.Pool.SendBatch(ctx, b)
+	for i := range items {
+		var n int
+		if err := br.QueryRow().Scan(&n); err != nil {
+			br.Close()
+			return fmt.Errorf("store: finish placing: %w", err)
+		}
+		out[i].err = finishedFrom(n, nil)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("store: finish placing: %w", err)
 	}
 	return nil
 }

@@ -27,6 +27,9 @@ var migrations embed.FS
 type Store struct {
 	Pool  *pgxpool.Pool
 	clock func() time.Time
+	// The hot path's writes, grouped (see GroupCommit).
+	creates  *groupCommitter[[]any, createResult]
+	finishes *groupCommitter[[]any, struct{}]
 }
 
 // now is the time a statement takes as "now", passed as its last argument
@@ -64,6 +67,9 @@ type Options struct {
 	// clock, one clock that every instance shares, so a lease does not
 	// depend on how far the hosts' clocks drift apart.
 	Clock func() time.Time
+	// GroupCommit groups concurrent charges' claims and results into
+	// shared transactions. The zero value is the defaults.
+	GroupCommit GroupCommit
 }
 
 // Defaults of Options.
@@ -117,7 +123,10 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, connectError(ctx, cfg.ConnConfig.Host, cfg.ConnConfig.Port, timeout, err)
 	}
-	return &Store{Pool: pool, clock: opts.Clock}, nil
+	s := &Store{Pool: pool, clock: opts.Clock}
+	s.creates = newGroupCommitter("create_charge", opts.GroupCommit, s.createOne, s.createMany)
+	s.finishes = newGroupCommitter("finish_placing", opts.GroupCommit, s.finishOne, s.finishMany)
+	return s, nil
 }
 
 func connectTimeout(fromDSN time.Duration, opts Options) time.Duration {

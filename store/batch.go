@@ -1,0 +1,216 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit. The hot path's two writes, a charge's claim (CreateCharge)
+// and its result (FinishPlacing), go through a groupCommitter each: a caller
+// that finds no flush of its kind in flight sends its statement at once,
+// alone, exactly as without grouping (no added latency at low load); a
+// caller that arrives while flushes are in flight queues, and everything
+// queued goes together in the next flush: one round trip, one commit (a
+// pgx batch, which Postgres runs as one implicit transaction). So batches
+// grow only while commits are in flight, like Nagle's algorithm with an
+// immediate first send.
+//
+// Each item of a batch is the very statement it would be alone, with its
+// own arguments: its outcome (created or not; recorded or ErrStale) is its
+// own, read from its own result. Those statements do not raise for an
+// item's condition (ON CONFLICT DO NOTHING, a fenced UPDATE counted), so one
+// item's "no" does not fail the others. Should a statement raise anyway
+// (the server reports an error: the batch's transaction was rolled back,
+// nothing of it was written), every item is sent again alone, so the error
+// is its own item's. A batch that fails without the server's answer (a
+// broken connection, a timeout) may or may not have committed: every caller
+// in it gets the error, as a single statement's caller would, and each
+// statement is safe to send again (see DESIGN.md, "Group commit").
+
+// GroupCommit tunes the grouping of the hot path's writes.
+type GroupCommit struct {
+	// Flushes is how many flushes of one kind may be in flight at once
+	// before callers queue: 0 is DefaultGroupCommitFlushes; negative means
+	// no limit, so nothing ever queues and every statement is sent alone.
+	Flushes int
+	// MaxBatch bounds the items of one flush: 0 is DefaultGroupCommitMaxBatch.
+	MaxBatch int
+	// Observe, when set, hears every flush: its kind ("create_charge",
+	// "finish_placing"), how many items it carried, and how long its round
+	// trip and commit took.
+	Observe func(kind string, items int, took time.Duration)
+}
+
+// Defaults of GroupCommit.
+const (
+	DefaultGroupCommitFlushes  = 1
+	DefaultGroupCommitMaxBatch = 128
+)
+
+// groupCommitter coalesces concurrent calls of one kind. I is an item, R
+// its result.
+type groupCommitter[I, R any] struct {
+	kind     string
+	flushes  int // <= 0: no limit
+	maxBatch int
+	observe  func(string, int, time.Duration)
+	// one sends an item alone; many sends several in one transaction and
+	// fills one outcome for each, or returns the error of the whole.
+	one  func(ctx context.Context, item I) (R, error)
+	many func(ctx context.Context, items []I, out []outcome[R]) error
+
+	mu       sync.Mutex
+	inFlight int
+	queue    []*groupCall[I, R]
+}
+
+type outcome[R any] struct {
+	res R
+	err error
+}
+
+type groupCall[I, R any] struct {
+	ctx  context.Context
+	item I
+	outcome[R]
+	done chan struct{}
+}
+
+func newGroupCommitter[I, R any](kind string, o GroupCommit,
+	one func(context.Context, I) (R, error), many func(context.Context, []I, []outcome[R]) error) *groupCommitter[I, R] {
+	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observe: o.Observe, one: one, many: many}
+	if g.flushes == 0 {
+		g.flushes = DefaultGroupCommitFlushes
+	}
+	if g.maxBatch <= 0 {
+		g.maxBatch = DefaultGroupCommitMaxBatch
+	}
+	return g
+}
+
+// do sends item, alone at once when a flush may start, else with the next
+// flush, and returns its own outcome once its transaction has committed
+// (or failed).
+func (g *groupCommitter[I, R]) do(ctx context.Context, item I) (R, error) {
+	g.mu.Lock()
+	if g.flushes > 0 && g.inFlight >= g.flushes {
+		c := &groupCall[I, R]{ctx: ctx, item: item, done: make(chan struct{})}
+		g.queue = append(g.queue, c)
+		g.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.res, c.err
+		case <-ctx.Done():
+			// Unless a flush has taken it already, the item is dropped
+			// unsent; if one has, the caller cannot know whether it
+			// committed, as with a statement whose answer is lost.
+			var zero R
+			return zero, ctx.Err()
+		}
+	}
+	g.inFlight++
+	g.mu.Unlock()
+	start := time.Now()
+	res, err := g.one(ctx, item)
+	g.observed(1, start)
+	g.next(ctx)
+	return res, err
+}
+
+// next hands the flush slot just freed to what queued meanwhile: another
+// goroutine sends it, so the caller that held the slot returns now.
+func (g *groupCommitter[I, R]) next(ctx context.Context) {
+	g.mu.Lock()
+	batch := g.take()
+	if len(batch) == 0 {
+		g.inFlight--
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	go g.drain(context.WithoutCancel(ctx), batch)
+}
+
+// take removes up to maxBatch queued calls; g.mu is held. A call whose
+// caller has stopped waiting is dropped, not sent: nothing of it is written.
+func (g *groupCommitter[I, R]) take() []*groupCall[I, R] {
+	var batch []*groupCall[I, R]
+	i := 0
+	for ; i < len(g.queue) && len(batch) < g.maxBatch; i++ {
+		c := g.queue[i]
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		batch = append(batch, c)
+	}
+	g.queue = append(g.queue[:0:0], g.queue[i:]...)
+	return batch
+}
+
+// drain sends batches until nothing is queued, then frees the slot.
+func (g *groupCommitter[I, R]) drain(ctx context.Context, batch []*groupCall[I, R]) {
+	for len(batch) > 0 {
+		g.flush(ctx, batch)
+		g.mu.Lock()
+		batch = g.take()
+		if len(batch) == 0 {
+			g.inFlight--
+		}
+		g.mu.Unlock()
+	}
+}
+
+// flush sends batch in one transaction and tells each caller its outcome.
+func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, R]) {
+	defer func() {
+		for _, c := range batch {
+			close(c.done)
+		}
+	}()
+	start := time.Now()
+	if len(batch) == 1 {
+		c := batch[0]
+		c.res, c.err = g.one(ctx, c.item)
+		g.observed(1, start)
+		return
+	}
+	items := make([]I, len(batch))
+	for i, c := range batch {
+		items[i] = c.item
+	}
+	out := make([]outcome[R], len(batch))
+	err := g.many(ctx, items, out)
+	g.observed(len(batch), start)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		for i, c := range batch {
+			c.outcome = out[i]
+		}
+	case errors.As(err, &pgErr):
+		// The server refused a statement, so the whole transaction rolled
+		// back and nothing of it was written: send each item alone, and
+		// the error lands on its own item only.
+		for _, c := range batch {
+			start := time.Now()
+			c.res, c.err = g.one(ctx, c.item)
+			g.observed(1, start)
+		}
+	default:
+		for _, c := range batch {
+			c.err = err
+		}
+	}
+}
+
+func (g *groupCommitter[I, R]) observed(n int, start time.Time) {
+	if g.observe != nil {
+		g.observe(g.kind, n, time.Since(start))
+	}
+}

@@ -1,0 +1,271 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/store"
+)
+
+// flushLog records the group commit's flushes.
+type flushLog struct {
+	mu    sync.Mutex
+	sizes map[string][]int
+}
+
+func (l *flushLog) observe(kind string, n int, _ time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sizes[kind] = append(l.sizes[kind], n)
+}
+
+// largest is the most items one flush of kind carried, and how many items
+// its flushes carried in all.
+func (l *flushLog) largest(kind string) (largest, total int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range l.sizes[kind] {
+		largest, total = max(largest, n), total+n
+	}
+	return largest, total
+}
+
+func openGrouped(t *testing.T, gc store.GroupCommit) *store.Store {
+	t.Helper()
+	dsn := testdb.NewDSN(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenWith(ctx, dsn, store.Options{GroupCommit: gc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func newCharge(id, billID, owner string) store.NewCharge {
+	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: id, Amount: 700, Currency: "KRW", OrderName: "o",
+		Customer: payflow.Customer{Phone: "+821012345678"}}
+	return store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e-" + id + "-" + billID,
+		Bill:       store.Bill{BillID: billID, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+		LeaseOwner: owner, Lease: time.Minute}
+}
+
+func resultMsg(chargeID string) outbox.Message {
+	return outbox.Message{EventID: uuid.NewString(), Topic: "payment.events", Key: []byte(chargeID), Value: []byte(`{}`)}
+}
+
+func count(t *testing.T, st *store.Store, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := st.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Many concurrent claims and results through the group commit: every
+// charge is created once however many times it is asked for, every result
+// under the lease is recorded with its event, and every result under a
+// lease that is not held is refused (ErrStale) and writes nothing, while
+// the others in its batch commit.
+func TestGroupCommitConcurrentClaimsAndResults(t *testing.T) {
+	log := &flushLog{sizes: map[string][]int{}}
+	st := openGrouped(t, store.GroupCommit{MaxBatch: 16, Observe: log.observe})
+	ctx := context.Background()
+	const charges, asks = 120, 3
+
+	type claim struct {
+		id      string
+		pk      int64
+		created bool
+	}
+	claims := make(chan claim, charges*asks)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < charges; i++ {
+		for a := 0; a < asks; a++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				id := fmt.Sprintf("c%d", i)
+				// Each ask decides its own bill: only the created one's
+				// bill may exist.
+				pk, created, err := st.CreateCharge(ctx, newCharge(id, fmt.Sprintf("b%d-%d", i, a), "w1"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				claims <- claim{id, pk, created}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(claims)
+	pks := map[string]int64{}
+	for c := range claims {
+		if !c.created {
+			continue
+		}
+		if _, twice := pks[c.id]; twice {
+			t.Fatalf("charge %s created twice", c.id)
+		}
+		pks[c.id] = c.pk
+	}
+	if len(pks) != charges {
+		t.Fatalf("%d charges created, want %d", len(pks), charges)
+	}
+	if n := count(t, st, `SELECT count(*) FROM charges`); n != charges {
+		t.Fatalf("%d charge rows, want %d", n, charges)
+	}
+	if n := count(t, st, `SELECT count(*) FROM bills`); n != charges {
+		t.Fatalf("%d bill rows, want %d (one per created charge)", n, charges)
+	}
+	if n := count(t, st, `SELECT count(*) FROM charges c JOIN bills b ON b.bill_id = c.current_bill_id AND b.charge_pk = c.id`); n != charges {
+		t.Fatalf("%d charges with their own current bill, want %d", n, charges)
+	}
+	if largest, total := log.largest("create_charge"); largest < 2 || total != charges*asks {
+		t.Fatalf("claims: largest flush %d, %d items flushed; want batches, and all %d", largest, total, charges*asks)
+	}
+
+	// Results: the even charges' under the lease of w1, which holds them;
+	// the odd ones' under w2's, which does not.
+	errs := make([]error, charges)
+	events := make([]string, charges)
+	start = make(chan struct{})
+	for i := 0; i < charges; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			id := fmt.Sprintf("c%d", i)
+			var bill string
+			if err := st.Pool.QueryRow(ctx, `SELECT current_bill_id FROM charges WHERE id = $1`, pks[id]).Scan(&bill); err != nil {
+				t.Error(err)
+				return
+			}
+			owner := "w1"
+			if i%2 == 1 {
+				owner = "w2"
+			}
+			msg := resultMsg(id)
+			events[i] = msg.EventID
+			errs[i] = st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pks[id], BillID: bill, ChargeState: payflow.StateRequested,
+				BillStatus: payflow.BillRequested, PGTxID: "tx-" + id, Attempts: 1, Owner: owner}, []outbox.Message{msg})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := 0; i < charges; i++ {
+		id := fmt.Sprintf("c%d", i)
+		var state string
+		if err := st.Pool.QueryRow(ctx, `SELECT state FROM charges WHERE id = $1`, pks[id]).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		published := count(t, st, `SELECT count(*) FROM outbox WHERE event_id = $1`, events[i])
+		if i%2 == 0 && (errs[i] != nil || state != "requested" || published != 1) {
+			t.Fatalf("%s under the held lease: %v, state %s, %d events; want recorded with its event", id, errs[i], state, published)
+		}
+		if i%2 == 1 && (!errors.Is(errs[i], store.ErrStale) || state != "placing" || published != 0) {
+			t.Fatalf("%s under a lease not held: %v, state %s, %d events; want ErrStale and nothing written", id, errs[i], state, published)
+		}
+	}
+	if largest, total := log.largest("finish_placing"); largest < 2 || total != charges {
+		t.Fatalf("results: largest flush %d, %d items flushed; want batches, and all %d", largest, total, charges)
+	}
+}
+
+// One batch: a stale result (the lease passed to another worker), a
+// result for a bill that is no longer current, the same result twice, and
+// good ones. Only the good ones (and the first of the pair) commit, each
+// with its event.
+func TestGroupCommitStaleItemDoesNotFailItsBatch(t *testing.T) {
+	st := openGrouped(t, store.GroupCommit{})
+	ctx := context.Background()
+	var cs []store.NewCharge
+	for i := 0; i < 5; i++ {
+		cs = append(cs, newCharge(fmt.Sprintf("c%d", i), fmt.Sprintf("b%d", i), "w1"))
+	}
+	pks, created, errs := st.CreateTogether(ctx, cs)
+	for i := range cs {
+		if errs[i] != nil || !created[i] {
+			t.Fatalf("claim %d: %v, created %v", i, errs[i], created[i])
+		}
+	}
+	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET lease_owner = 'w2' WHERE id = $1`, pks[1]); err != nil {
+		t.Fatal(err)
+	}
+	res := func(i int, bill string) store.PlaceResult {
+		return store.PlaceResult{ChargePK: pks[i], BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested,
+			PGTxID: fmt.Sprintf("tx%d", i), Attempts: 1, Owner: "w1"}
+	}
+	rs := []store.PlaceResult{res(0, "b0"), res(1, "b1"), res(2, "b-other"), res(3, "b3"), res(3, "b3"), res(4, "b4")}
+	msgs := make([]outbox.Message, len(rs))
+	for i := range rs {
+		msgs[i] = resultMsg(fmt.Sprint(i))
+	}
+	got := st.FinishTogether(ctx, rs, msgs)
+	want := []error{nil, store.ErrStale, store.ErrStale, nil, store.ErrStale, nil}
+	for i := range rs {
+		if !errors.Is(got[i], want[i]) || (want[i] == nil) != (got[i] == nil) {
+			t.Fatalf("item %d: %v, want %v (all: %v)", i, got[i], want[i], got)
+		}
+		published := count(t, st, `SELECT count(*) FROM outbox WHERE event_id = $1`, msgs[i].EventID)
+		if (want[i] == nil) != (published == 1) {
+			t.Fatalf("item %d: %d events, want %v", i, published, want[i] == nil)
+		}
+	}
+	for i, want := range []string{"requested", "placing", "placing", "requested", "requested"} {
+		var state, bill string
+		if err := st.Pool.QueryRow(ctx, `SELECT c.state, b.status FROM charges c JOIN bills b ON b.bill_id = c.current_bill_id WHERE c.id = $1`,
+			pks[i]).Scan(&state, &bill); err != nil {
+			t.Fatal(err)
+		}
+		wantBill := map[string]string{"requested": "requested", "placing": "pending"}[want]
+		if state != want || bill != wantBill {
+			t.Fatalf("charge %d: %s with bill %s, want %s with bill %s", i, state, bill, want, wantBill)
+		}
+	}
+}
+
+// A claim whose statement the server refuses fails alone: the batch's
+// transaction rolls back, and every other item is sent again and created.
+// A claim asked twice in one batch is created once.
+func TestGroupCommitRefusedItemFailsAlone(t *testing.T) {
+	st := openGrouped(t, store.GroupCommit{})
+	ctx := context.Background()
+	bad := newCharge("c1", "b1", "w1")
+	bad.Bill.Method, bad.Bill.MethodID = payflow.MethodAutoPay, "not-a-uuid"
+	cs := []store.NewCharge{newCharge("c0", "b0", "w1"), bad, newCharge("c2", "b2", "w1"), newCharge("c2", "b2-again", "w1")}
+	_, created, errs := st.CreateTogether(ctx, cs)
+	if errs[1] == nil {
+		t.Fatal("the refused claim reported no error")
+	}
+	for _, i := range []int{0, 2, 3} {
+		if errs[i] != nil {
+			t.Fatalf("claim %d failed with the refused one: %v", i, errs[i])
+		}
+	}
+	if !created[0] || !created[2] || created[3] {
+		t.Fatalf("created = %v, want c0 and the first c2 only", created)
+	}
+	if n := count(t, st, `SELECT count(*) FROM charges`); n != 2 {
+		t.Fatalf("%d charges, want 2", n)
+	}
+	if n := count(t, st, `SELECT count(*) FROM bills WHERE bill_id IN ('b0', 'b2')`); n != 2 {
+		t.Fatalf("%d of the created charges' bills, want 2", n)
+	}
+}
