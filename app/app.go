@@ -104,6 +104,7 @@ type Config struct {
 	Ready func()
 
 	tracing tracing
+	metrics *metricSet                  // this run's metrics, one registry per payflow
 	ping    func(context.Context) error // Kafka's readiness, with the security above
 	// gather is what /metrics serves: the process's metrics and this
 	// run's cluster gauges.
@@ -142,6 +143,7 @@ func (c *Config) defaults() {
 // and let in-flight requests finish, publish what they wrote, stop serving.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
+	cfg.metrics = newMetrics()
 	if cfg.TracerProvider == nil {
 		tp, shutdown, err := tracerProviderFromEnv(ctx)
 		if err != nil {
@@ -181,7 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.DB.GroupCommit.Observe == nil {
-		cfg.DB.GroupCommit.Observe = metrics.flushed
+		cfg.DB.GroupCommit.Observe = cfg.metrics.flushed
 	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
@@ -195,7 +197,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.PG = pg
 	}
-	cfg.PG = instrumentedPG{next: cfg.PG, tracing: cfg.tracing}
+	cfg.PG = instrumentedPG{next: cfg.PG, tracing: cfg.tracing, m: cfg.metrics}
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))
@@ -215,14 +217,14 @@ func Run(ctx context.Context, cfg Config) error {
 	writer := producer.NewWriter(cfg.Brokers, kopts...)
 	defer writer.Close()
 
-	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: metrics.relayed,
+	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: cfg.metrics.relayed,
 		TracerProvider: cfg.TracerProvider}
 	notifier := outbox.NewNotifier(st.Pool)
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
-		Observer:  observer{metrics, cfg.tracing}, RequestKeys: cfg.RequestKeys,
+		Observer:  observer{cfg.metrics, cfg.tracing}, RequestKeys: cfg.RequestKeys,
 	})
 	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
 		log.Info("signed requests required", "merchants", m)
@@ -240,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
 	}
 	local.MustRegister(newClusterGauges(st, leading, cfg.ReconcileAge, groupLag))
-	cfg.gather = prometheus.Gatherers{metrics.registry, local}
+	cfg.gather = prometheus.Gatherers{cfg.metrics.registry, local}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -267,7 +269,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return err
 			},
 			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight,
-			OnHandled: metrics.handledOne, OnDeadLettered: metrics.deadLettered,
+			OnHandled: cfg.metrics.handledOne, OnDeadLettered: cfg.metrics.deadLettered,
 			SessionTimeout: cfg.SessionTimeout,
 			Retry:          retriable,
 			Waiting:        func(err error) bool { return errors.Is(err, worker.ErrBusy) },

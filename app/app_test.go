@@ -280,3 +280,16 @@ func TestConsumerLagCountsRequestsNotCommitted(t *testing.T) {
 		return strings.Contains(p.metricsText(t), "\npayflow_consumer_lag_messages{partition=\"0\"} 0\n")
 	})
 }
+
+// Two payflows in one process keep their own metrics: a charge handled by
+// one is counted by it alone.
+func TestEachPayflowCountsOnlyItsOwnWork(t *testing.T) {
+	a := start(t, acceptingPG(), nil)
+	b := start(t, acceptingPG(), nil)
+	a.publish(t, charge("c-metrics", "010-1234-5678"))
+	const handled = "payflow_results_total{detail=\"kakao_bill\",type=\"payment.charge.processed\"} 1"
+	eventually(t, "a counts its charge", func() bool { return strings.Contains(a.metricsText(t), handled) })
+	if text := b.metricsText(t); strings.Contains(text, "payment.charge.processed") || strings.Contains(text, "payflow_pg_call_seconds_count") {
+		t.Fatalf("b counts a's charge:\n%s", text)
+	}
+}

@@ -20,12 +20,12 @@ import (
 // httpHandler serves the API, the webhooks, health and metrics. inFlight,
 // when set, is the consumer's OldestInFlight, for readiness.
 func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration) (http.Handler, error) {
-	receiver, err := webhookReceiver(cfg, wk, metrics)
+	receiver, err := webhookReceiver(cfg, wk, cfg.metrics)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.PaySSam != nil {
-		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, metrics)}
+		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, cfg.metrics)}
 	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
@@ -53,7 +53,7 @@ func (c Config) gatherer() prometheus.Gatherer {
 	if c.gather != nil {
 		return c.gather
 	}
-	return metrics.registry
+	return c.metrics.registry
 }
 
 // webhookReceiver is the PG callback endpoint, counting its results in m.

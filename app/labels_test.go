@@ -44,7 +44,8 @@ func labelValues(t *testing.T, m *metricSet, name, label string) map[string]bool
 // No label takes a PG's error code or message: each distinct one would be
 // a series of its own, for ever.
 func TestMetricLabelsTakeNoPGCodes(t *testing.T) {
-	pg := instrumentedPG{next: codePG{}}
+	metrics := newMetrics()
+	pg := instrumentedPG{next: codePG{}, m: metrics}
 	for i := range 50 {
 		_, _ = pg.Refund(context.Background(), pgclient.RefundRequest{RefundID: fmt.Sprint(4000 + i)})
 		metrics.Result("payment.refund.failed", fmt.Sprintf("pg_rejected: E%d", 4000+i))

@@ -11,8 +11,9 @@ import (
 	"github.com/payflow/payflow/consumer"
 )
 
-// metrics are payflow's Prometheus metrics, in one registry per process
-// (not the global one, so tests can run several payflows side by side).
+// metricSet is one payflow's Prometheus metrics, in a registry of its own
+// (not the global one, and not shared by several payflows in one
+// process: each run of app.Run counts only what it did).
 type metricSet struct {
 	registry *prometheus.Registry
 	handled  *prometheus.HistogramVec
@@ -52,8 +53,6 @@ func (m *metricSet) Retry(operation string) { m.retries.WithLabelValues(operatio
 
 // Reconciled implements worker.Observer.
 func (m *metricSet) Reconciled(outcome string) { m.reconcile.WithLabelValues(outcome).Inc() }
-
-var metrics = newMetrics()
 
 func newMetrics() *metricSet {
 	m := &metricSet{

@@ -32,6 +32,7 @@ func TestInstrumentedPGKeepsCapabilities(t *testing.T) {
 
 // POINT_001 is counted, under a fixed operation label, for the alert.
 func TestPointsExhaustedIsCounted(t *testing.T) {
+	metrics := newMetrics()
 	c := metrics.pointsExhausted.WithLabelValues("kakao_bill")
 	value := func() float64 {
 		var m dto.Metric
@@ -41,7 +42,7 @@ func TestPointsExhaustedIsCounted(t *testing.T) {
 		return m.GetCounter().GetValue()
 	}
 	before := value()
-	pg := instrumentedPG{next: pointsPG{}}
+	pg := instrumentedPG{next: pointsPG{}, m: metrics}
 	for range 3 {
 		_, _ = pg.SendKakaoBill(context.Background(), pgclient.KakaoBillRequest{})
 	}

@@ -13,6 +13,7 @@ import (
 type instrumentedPG struct {
 	next pgclient.Client
 	tracing
+	m *metricSet
 }
 
 // Capabilities are the adapter's: the worker checks them before it calls.
@@ -37,9 +38,9 @@ func (p instrumentedPG) observe(op string, start time.Time, err error) {
 	}
 	if payssam.PointsExhausted(err) {
 		// Every KakaoTalk bill fails until someone tops the points up.
-		metrics.pointsExhausted.WithLabelValues(op).Inc()
+		p.m.pointsExhausted.WithLabelValues(op).Inc()
 	}
-	metrics.pgCalls.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
+	p.m.pgCalls.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
 }
 
 func (p instrumentedPG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
