@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -34,6 +35,21 @@ func healthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/healthz", "the endpoint to probe")
+	cmd.Flags().StringVar(&url, "url", healthURL(env("PAYFLOW_HTTP_ADDR", ":8080")), "the endpoint to probe (/healthz at PAYFLOW_HTTP_ADDR, as serve listens)")
 	return cmd
+}
+
+// healthURL is the /healthz URL of a payflow listening on addr, as serve's
+// --http-addr takes it: a listener on every interface (":8080",
+// "0.0.0.0:8080", "[::]:8080") is probed on the loopback address.
+func healthURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/healthz"
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
