@@ -54,7 +54,7 @@ func seedAutoPay(t *testing.T, st *store.Store, merchant, charge string) string 
 
 func pay(t *testing.T, st *store.Store, bill string) {
 	t.Helper()
-	if _, err := st.Settle(context.Background(), store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
+	if _, err := st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
 		func(store.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
@@ -29,7 +30,7 @@ import (
 // storeSettler settles webhooks in the store, with no result events.
 type storeSettler struct{ st *store.Store }
 
-func (s storeSettler) Settle(ctx context.Context, st store.Settlement) (store.SettleOutcome, error) {
+func (s storeSettler) Settle(ctx context.Context, st payflow.Settlement) (payflow.SettleOutcome, error) {
 	return s.st.Settle(ctx, st, func(store.SettledBill) ([]outbox.Message, error) { return nil, nil })
 }
 

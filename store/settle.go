@@ -12,35 +12,6 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
-// Settlement is a bill's final result as the PG reports it.
-type Settlement struct {
-	BillID string
-	Status payflow.SettleStatus
-	Amount int64
-	PGTxID string
-	// Provider and WebhookID identify the webhook that reported it; empty
-	// for reconciliation.
-	Provider  string
-	WebhookID string
-}
-
-// SettleOutcome says what a settlement did.
-type SettleOutcome string
-
-const (
-	SettleApplied   SettleOutcome = "applied"   // the bill moved to its final status
-	SettleDuplicate SettleOutcome = "duplicate" // this webhook id was seen before
-	SettleIgnored   SettleOutcome = "ignored"   // the bill was already final: recorded, not applied
-)
-
-var (
-	// ErrAmountMismatch: the PG reports another amount than the bill's.
-	ErrAmountMismatch = errors.New("store: amount does not match the bill")
-	// ErrNotPlacedYet: the bill's placement is still being recorded; the
-	// sender should try again shortly.
-	ErrNotPlacedYet = errors.New("store: bill not placed yet")
-)
-
 // SettledBill is what the event of an applied settlement needs.
 type SettledBill struct {
 	Bill       Bill
@@ -52,8 +23,8 @@ type SettledBill struct {
 // in the same transaction, so a replay is answered without effect and a
 // crash cannot leave a receipt without its change. events builds the result
 // events; they are written in the same transaction.
-func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBill) ([]outbox.Message, error)) (SettleOutcome, error) {
-	var outcome SettleOutcome
+func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error) {
+	var outcome payflow.SettleOutcome
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		outcome = ""
@@ -80,15 +51,15 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 		}
 		bs := payflow.BillStatus(status)
 		if st.Amount != amount {
-			return ErrAmountMismatch
+			return payflow.ErrAmountMismatch
 		}
 		if bs == payflow.BillPending {
-			return ErrNotPlacedYet
+			return payflow.ErrNotPlacedYet
 		}
 		if st.WebhookID != "" {
-			outcome = SettleApplied
+			outcome = payflow.SettleApplied
 			if !bs.Settleable() {
-				outcome = SettleIgnored
+				outcome = payflow.SettleIgnored
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO webhook_receipts (provider, webhook_id, bill_id, status, outcome)
 				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, st.Provider, st.WebhookID, st.BillID, string(st.Status), string(outcome))
@@ -96,12 +67,12 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 				return err
 			}
 			if tag.RowsAffected() == 0 {
-				outcome = SettleDuplicate
+				outcome = payflow.SettleDuplicate
 				return nil
 			}
 		}
 		if !bs.Settleable() {
-			outcome = SettleIgnored
+			outcome = payflow.SettleIgnored
 			return nil
 		}
 		paid := int64(0)
@@ -142,7 +113,7 @@ func (s *Store) Settle(ctx context.Context, st Settlement, events func(SettledBi
 		if err := outbox.Insert(ctx, tx, msgs...); err != nil {
 			return err
 		}
-		outcome = SettleApplied
+		outcome = payflow.SettleApplied
 		return nil
 	})
 	if err != nil {

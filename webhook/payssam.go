@@ -345,16 +345,16 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// One receipt per bill: PaySSam reports a bill's payment once (and
 	// again only on its retries), so the bill id is the idempotency key.
-	out, err := h.Settler.Settle(ctx, store.Settlement{BillID: bill.BillID, Status: payflow.SettlePaid, Amount: p.Amount,
+	out, err := h.Settler.Settle(ctx, payflow.Settlement{BillID: bill.BillID, Status: payflow.SettlePaid, Amount: p.Amount,
 		PGTxID: p.PGTxID, Provider: ProviderPaySSam, WebhookID: cb.BillID})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		logger.Warn("payssam callback for an unknown bill; not settled")
 		ack("unknown_bill")
-	case errors.Is(err, store.ErrAmountMismatch):
+	case errors.Is(err, payflow.ErrAmountMismatch):
 		logger.Error("payssam confirmed amount differs from the bill; not settled", "bill_id", bill.BillID, "amount", p.Amount)
 		ack("amount_mismatch")
-	case errors.Is(err, store.ErrNotPlacedYet):
+	case errors.Is(err, payflow.ErrNotPlacedYet):
 		retry("not_ready")
 	case err != nil:
 		logger.Error("payssam callback settlement failed; PaySSam will send it again", "bill_id", bill.BillID, "err", err)

@@ -28,7 +28,7 @@ type Verifier interface {
 
 // Settler applies a verified final result.
 type Settler interface {
-	Settle(ctx context.Context, s store.Settlement) (store.SettleOutcome, error)
+	Settle(ctx context.Context, s payflow.Settlement) (payflow.SettleOutcome, error)
 }
 
 // MaxBody bounds a callback body. PG results are a few hundred bytes.
@@ -136,16 +136,16 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		result("invalid", http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	out, err := rc.Settler.Settle(r.Context(), store.Settlement{
+	out, err := rc.Settler.Settle(r.Context(), payflow.Settlement{
 		BillID: cb.BillID, Status: status, Amount: cb.Amount, PGTxID: cb.PGTxID, Provider: provider, WebhookID: id,
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		result("unknown_bill", http.StatusNotFound, "not_found", "unknown bill")
-	case errors.Is(err, store.ErrAmountMismatch):
+	case errors.Is(err, payflow.ErrAmountMismatch):
 		log.ErrorContext(r.Context(), "webhook amount differs from the bill; not settled", "provider", provider, "bill_id", cb.BillID, "amount", cb.Amount)
 		result("amount_mismatch", http.StatusUnprocessableEntity, "amount_mismatch", "amount does not match the bill")
-	case errors.Is(err, store.ErrNotPlacedYet):
+	case errors.Is(err, payflow.ErrNotPlacedYet):
 		result("not_ready", http.StatusConflict, "not_ready", "bill placement still in progress; retry later")
 	case err != nil:
 		log.ErrorContext(r.Context(), "webhook settlement failed", "provider", provider, "bill_id", cb.BillID, "err", err)

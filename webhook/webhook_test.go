@@ -27,12 +27,12 @@ func (headerVerifier) Verify(h http.Header, _ []byte) (string, error) {
 }
 
 type settler struct {
-	got []store.Settlement
+	got []payflow.Settlement
 	err error
-	out store.SettleOutcome
+	out payflow.SettleOutcome
 }
 
-func (s *settler) Settle(_ context.Context, st store.Settlement) (store.SettleOutcome, error) {
+func (s *settler) Settle(_ context.Context, st payflow.Settlement) (payflow.SettleOutcome, error) {
 	s.got = append(s.got, st)
 	return s.out, s.err
 }
@@ -60,8 +60,8 @@ func TestReceiverStatusCodes(t *testing.T) {
 		{"applied", "good", good, nil, 200},
 		{"forged", "bad", good, nil, 401},
 		{"unknown bill", "good", good, store.ErrNotFound, 404},
-		{"amount mismatch", "good", good, store.ErrAmountMismatch, 422},
-		{"not placed yet", "good", good, store.ErrNotPlacedYet, 409},
+		{"amount mismatch", "good", good, payflow.ErrAmountMismatch, 422},
+		{"not placed yet", "good", good, payflow.ErrNotPlacedYet, 409},
 		{"database down", "good", good, errors.New("boom"), 500},
 		{"bad status", "good", `{"bill_id":"b1","status":"maybe","amount":1}`, nil, 400},
 		{"negative amount", "good", `{"bill_id":"b1","status":"paid","amount":-1}`, nil, 400},
@@ -70,7 +70,7 @@ func TestReceiverStatusCodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := &settler{err: c.err, out: store.SettleApplied}
+			s := &settler{err: c.err, out: payflow.SettleApplied}
 			rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s}
 			rec := post(t, rc, c.token, c.body)
 			if rec.Code != c.want {
@@ -87,7 +87,7 @@ func TestReceiverStatusCodes(t *testing.T) {
 }
 
 func TestReceiverPassesTheWebhookIDAsIdempotencyKey(t *testing.T) {
-	s := &settler{out: store.SettleDuplicate}
+	s := &settler{out: payflow.SettleDuplicate}
 	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s}
 	rec := post(t, rc, "good", good)
 	if rec.Code != 200 || len(s.got) != 1 || s.got[0].WebhookID != "wh-1" || s.got[0].Provider != "sim" || s.got[0].Amount != 5000 {
@@ -141,7 +141,7 @@ func FuzzParseCallback(f *testing.F) {
 // so unauthenticated requests cannot grow the metrics without bound.
 func TestUnknownProvidersAreNotMetricLabels(t *testing.T) {
 	reported := map[[2]string]int{}
-	s := &settler{out: store.SettleApplied}
+	s := &settler{out: payflow.SettleApplied}
 	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s,
 		OnResult: func(provider, result string) { reported[[2]string{provider, result}]++ }}
 	mux := http.NewServeMux()

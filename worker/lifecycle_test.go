@@ -36,7 +36,7 @@ func (e *env) paid(charge string, amount int64) string {
 	p.Status = pgclient.StatusPaid
 	e.pg.bills[bill] = p
 	e.pg.mu.Unlock()
-	if _, err := e.w.Settle(context.Background(), store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: amount}); err != nil {
+	if _, err := e.w.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: amount}); err != nil {
 		e.t.Fatal(err)
 	}
 	return bill

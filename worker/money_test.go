@@ -315,7 +315,7 @@ func TestPGRefundIDsAreUnambiguous(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.setPG(c.Bill.BillID, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
-		if _, err := e.w.Settle(ctx, store.Settlement{BillID: c.Bill.BillID, Status: payflow.SettlePaid, Amount: 1000}); err != nil {
+		if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: c.Bill.BillID, Status: payflow.SettlePaid, Amount: 1000}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -371,7 +371,7 @@ func TestARejectionIsTheRequestsOneResult(t *testing.T) {
 	ev := refundEvent("c1", "r1", 1000)
 	e.handle(ev)
 	e.setPG(bill, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
-	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
 		t.Fatal(err)
 	}
 	e.handle(ev) // the process died before the offset commit
@@ -518,7 +518,7 @@ func TestAResentRejectedRefundIsNotJudgedAgain(t *testing.T) {
 	bill := e.placed("c1", 5000)
 	e.handle(refundEvent("c1", "r1", 1000))
 	e.setPG(bill, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
-	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000}); err != nil {
 		t.Fatal(err)
 	}
 	e.handle(refundEvent("c1", "r1", 1000))

@@ -16,7 +16,7 @@ import (
 // reconciliation, and writes its payment.settled event in the same
 // transaction. Whichever gets there first settles the bill; the other finds
 // it final and changes nothing.
-func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOutcome, error) {
+func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.SettleOutcome, error) {
 	sctx, end := w.cfg.Observer.Step(ctx, StepSettle)
 	outcome, err := w.cfg.Store.Settle(sctx, s, func(b store.SettledBill) ([]outbox.Message, error) {
 		msg, err := w.message(events.TypeSettled, b.ChargeID, []string{"bill", b.Bill.BillID, "settled"}, events.Settled{
@@ -29,7 +29,7 @@ func (w *Worker) Settle(ctx context.Context, s store.Settlement) (store.SettleOu
 	if err != nil {
 		return "", err
 	}
-	if outcome == store.SettleApplied {
+	if outcome == payflow.SettleApplied {
 		w.cfg.Committed()
 		w.cfg.Observer.Result(events.TypeSettled, string(s.Status))
 	}
@@ -111,8 +111,8 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 	if !final || p.Status == pgclient.StatusRequested {
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, age, "")
 	}
-	out, err := w.Settle(ctx, store.Settlement{BillID: b.BillID, Status: status, Amount: p.Amount, PGTxID: p.PGTxID})
-	if errors.Is(err, store.ErrAmountMismatch) {
+	out, err := w.Settle(ctx, payflow.Settlement{BillID: b.BillID, Status: status, Amount: p.Amount, PGTxID: p.PGTxID})
+	if errors.Is(err, payflow.ErrAmountMismatch) {
 		w.log.ErrorContext(ctx, "reconcile: the PG reports another amount than the bill's; left for an operator", "bill_id", b.BillID, "pg_amount", p.Amount)
 		w.cfg.Observer.Reconciled("amount_mismatch")
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "amount_mismatch")
@@ -120,12 +120,12 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 	if err != nil {
 		return false, err
 	}
-	if out == store.SettleApplied && b.Status == payflow.BillAbandoned {
+	if out == payflow.SettleApplied && b.Status == payflow.BillAbandoned {
 		w.log.ErrorContext(ctx, "reconcile: a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
 			"bill_id", b.BillID, "status", status, "amount", p.Amount)
 		w.cfg.Observer.Reconciled("late_" + string(status))
 	}
-	return out == store.SettleApplied, nil
+	return out == payflow.SettleApplied, nil
 }
 
 // reconcileBackoff is how long a bill waits after attempts look-ups that

@@ -39,13 +39,13 @@ func (e *env) settledEvents() []map[string]any {
 func TestWebhookSettlesOnceAndReplayHasNoEffect(t *testing.T) {
 	e := setup(t, methods{})
 	bill := e.placed("c1", 5000)
-	s := store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "tx", Provider: "sim", WebhookID: "wh-1"}
+	s := payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "tx", Provider: "sim", WebhookID: "wh-1"}
 	out, err := e.w.Settle(context.Background(), s)
-	if err != nil || out != store.SettleApplied {
+	if err != nil || out != payflow.SettleApplied {
 		t.Fatalf("first: %v %v", out, err)
 	}
 	out, err = e.w.Settle(context.Background(), s)
-	if err != nil || out != store.SettleDuplicate {
+	if err != nil || out != payflow.SettleDuplicate {
 		t.Fatalf("replay: %v %v", out, err)
 	}
 	ev := e.settledEvents()
@@ -62,11 +62,11 @@ func TestLateCallbackNeverFlipsAFinalState(t *testing.T) {
 	e := setup(t, methods{})
 	bill := e.placed("c1", 5000)
 	ctx := context.Background()
-	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "a"}); err != nil {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettleFailed, Amount: 5000, Provider: "sim", WebhookID: "b"})
-	if err != nil || out != store.SettleIgnored {
+	out, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettleFailed, Amount: 5000, Provider: "sim", WebhookID: "b"})
+	if err != nil || out != payflow.SettleIgnored {
 		t.Fatalf("late failed: %v %v", out, err)
 	}
 	var outcome string
@@ -83,14 +83,14 @@ func TestSettlementRejectsWrongAmountAndUnknownBill(t *testing.T) {
 	e := setup(t, methods{})
 	bill := e.placed("c1", 5000)
 	ctx := context.Background()
-	if _, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 4999, Provider: "sim", WebhookID: "x"}); !errors.Is(err, store.ErrAmountMismatch) {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 4999, Provider: "sim", WebhookID: "x"}); !errors.Is(err, payflow.ErrAmountMismatch) {
 		t.Fatalf("wrong amount: %v", err)
 	}
-	if _, err := e.w.Settle(ctx, store.Settlement{BillID: "nope", Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "y"}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: "nope", Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "y"}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown bill: %v", err)
 	}
 	// Neither left a receipt, so a corrected resend is still applied.
-	if out, err := e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "x"}); err != nil || out != store.SettleApplied {
+	if out, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "x"}); err != nil || out != payflow.SettleApplied {
 		t.Fatalf("resend: %v %v", out, err)
 	}
 }
@@ -131,7 +131,7 @@ func TestWebhookAndReconciliationRace(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, _ = e.w.Settle(ctx, store.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 1000, Provider: "sim", WebhookID: "w-" + bill})
+			_, _ = e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 1000, Provider: "sim", WebhookID: "w-" + bill})
 		}()
 		go func() { defer wg.Done(); _, _ = e.w.Reconcile(ctx, 0, 10) }()
 		wg.Wait()
