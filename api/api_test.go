@@ -16,7 +16,7 @@ import (
 
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/internal/testdb"
-	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
 )
@@ -26,69 +26,6 @@ const (
 	m1Token       = "merchant-one-token"
 	m2Token       = "merchant-two-token"
 )
-
-// fakePG is the PG as the API sees it: lookups and bill URLs, with knobs
-// for failures. The other operations are never called by the API.
-type fakePG struct {
-	mu          sync.Mutex
-	lookupErr   error
-	lookupBlock bool // wait for the caller's deadline
-	urlErr      error
-	urlTTL      time.Duration
-	urlCalls    int
-	lookups     int
-}
-
-var errNotUsed = errors.New("fakePG: not used by the API")
-
-func (p *fakePG) AutoPay(context.Context, pgclient.AutoPayRequest) (pgclient.Accepted, error) {
-	return pgclient.Accepted{}, errNotUsed
-}
-
-func (p *fakePG) SendKakaoBill(context.Context, pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
-	return pgclient.Accepted{}, errNotUsed
-}
-
-func (p *fakePG) Refund(context.Context, pgclient.RefundRequest) (pgclient.Refunded, error) {
-	return pgclient.Refunded{}, errNotUsed
-}
-
-func (p *fakePG) DestroyBill(context.Context, string) error { return errNotUsed }
-
-func (p *fakePG) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
-	p.mu.Lock()
-	p.lookups++
-	block, err := p.lookupBlock, p.lookupErr
-	p.mu.Unlock()
-	if block {
-		select {
-		case <-ctx.Done():
-			return pgclient.Payment{}, ctx.Err()
-		case <-time.After(10 * time.Second):
-			// Bounded, so that a caller without a deadline fails the
-			// test instead of hanging it.
-			return pgclient.Payment{}, errors.New("fakePG: the caller set no deadline")
-		}
-	}
-	if err != nil {
-		return pgclient.Payment{}, err
-	}
-	return pgclient.Payment{BillID: billID, Method: "kakao_bill", Status: pgclient.StatusRequested, Amount: 5000, PGTxID: "pgtx-" + billID}, nil
-}
-
-func (p *fakePG) BillURL(_ context.Context, billID string) (pgclient.BillURL, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.urlCalls++
-	if p.urlErr != nil {
-		return pgclient.BillURL{}, p.urlErr
-	}
-	ttl := p.urlTTL
-	if ttl == 0 {
-		ttl = time.Hour
-	}
-	return pgclient.BillURL{URL: "https://pay.example/" + billID, ExpiresAt: time.Now().Add(ttl)}, nil
-}
 
 // lockedBuffer collects log output; handlers may log from any goroutine.
 type lockedBuffer struct {
@@ -113,21 +50,39 @@ type env struct {
 	h     http.Handler
 	st    *store.Store
 	vault *vault.Vault
-	pg    *fakePG
-	logs  *lockedBuffer
+	// pg is the PG the API asks, through its in-process client; its
+	// FailNext and Calls stand in for a failing PG and count what the API
+	// asked.
+	pg   *pgsim.Sim
+	logs *lockedBuffer
 	// bodies holds every answer, to check that no secret ever leaves.
 	bodies strings.Builder
 }
 
 func setup(t *testing.T, edit ...func(*api.Config)) *env {
 	t.Helper()
+	return setupWithPG(t, pgsim.Config{}, edit...)
+}
+
+// setupWithPG is setup on a PG configured as given. Its bills settle only
+// when a test says so, and its pay URLs are on https://pay.example.
+func setupWithPG(t *testing.T, pgcfg pgsim.Config, edit ...func(*api.Config)) *env {
+	t.Helper()
 	st := testdb.New(t)
 	v, err := vault.New(vault.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, vault: v, pg: &fakePG{}, logs: &lockedBuffer{}}
-	cfg := api.Config{Store: st, Vault: v, PG: e.pg, PlatformToken: platformToken,
+	pgcfg.SettleDelay, pgcfg.PublicURL = -1, "https://pay.example"
+	pgcfg.TimeoutHold = 10 * time.Second // bounded, so that a caller without a deadline fails the test instead of hanging it
+	pgcfg.Logger = slog.New(slog.DiscardHandler)
+	pg, err := pgsim.New(pgcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	e := &env{t: t, st: st, vault: v, pg: pg, logs: &lockedBuffer{}}
+	cfg := api.Config{Store: st, Vault: v, PG: pg.Client(), PlatformToken: platformToken,
 		MerchantTokens: map[string]string{"m1": m1Token, "m2": m2Token},
 		Logger:         slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, f := range edit {
@@ -311,7 +266,7 @@ func TestPanicsAnswer500AndAreLogged(t *testing.T) {
 
 func TestAccessLog(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c-secret-ish-id", "+821099998888")
+	seedKakao(t, e, "m1", "c-secret-ish-id", "+821099998888")
 	e.do("GET", "/v1/charges/c-secret-ish-id", m1Token, "")
 	e.do("GET", "/v1/charges/c1", "wrong-token", "")
 	var access []map[string]any

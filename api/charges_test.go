@@ -11,6 +11,7 @@ import (
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/store"
 )
 
@@ -36,25 +37,42 @@ func placed(t *testing.T, st *store.Store, pk int64, billID string) {
 }
 
 // seedKakao stores a charge whose KakaoTalk bill the PG accepted.
-func seedKakao(t *testing.T, st *store.Store, merchant, charge, phone string) string {
+func seedKakao(t *testing.T, e *env, merchant, charge, phone string) string {
 	t.Helper()
 	bill := "bill-" + merchant + "-" + charge
-	pk := createCharge(t, st, merchant, charge, phone, store.Bill{BillID: bill, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
-	placed(t, st, pk, bill)
+	pk := createCharge(t, e.st, merchant, charge, phone, store.Bill{BillID: bill, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
+	e.sendKakao(bill, phone)
+	placed(t, e.st, pk, bill)
 	return bill
 }
 
-func seedAutoPay(t *testing.T, st *store.Store, merchant, charge string) string {
+func seedAutoPay(t *testing.T, e *env, merchant, charge string) string {
 	t.Helper()
 	bill := "bill-" + merchant + "-" + charge
-	pk := createCharge(t, st, merchant, charge, "+821012345678", store.Bill{BillID: bill, Method: payflow.MethodAutoPay})
-	placed(t, st, pk, bill)
+	pk := createCharge(t, e.st, merchant, charge, "+821012345678", store.Bill{BillID: bill, Method: payflow.MethodAutoPay})
+	if _, err := e.pg.Client().AutoPay(context.Background(), pgclient.AutoPayRequest{BillID: bill, MerchantID: merchant, BillingKey: "bk_good", Amount: 5000, OrderName: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	placed(t, e.st, pk, bill)
 	return bill
 }
 
-func pay(t *testing.T, st *store.Store, bill string) {
+// sendKakao places a KakaoTalk bill at the PG.
+func (e *env) sendKakao(bill, phone string) {
+	e.t.Helper()
+	if _, err := e.pg.Client().SendKakaoBill(context.Background(), pgclient.KakaoBillRequest{BillID: bill, Phone: phone, Name: "Kim", Amount: 5000, OrderName: "coffee"}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// pay settles a bill as paid, at the PG and as its webhook would in the
+// store.
+func pay(t *testing.T, e *env, bill string) {
 	t.Helper()
-	if _, err := st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
+	if err := e.pg.Settle(bill, pgclient.StatusPaid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
 		func(store.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +87,7 @@ func TestChargeView(t *testing.T) {
 		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	e.sendKakao("b-kakao", phone)
 	placed(t, e.st, pk, "b-kakao")
 
 	rec, v := e.do("GET", "/v1/charges/c1", m1Token, "")
@@ -112,7 +131,7 @@ func TestChargeView(t *testing.T) {
 	}
 
 	// Paid, then partly refunded.
-	pay(t, e.st, "b-kakao")
+	pay(t, e, "b-kakao")
 	rpk, _, err := e.st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
 		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h")})
 	if err != nil {
@@ -140,9 +159,9 @@ func TestChargeView(t *testing.T) {
 
 func TestChargesAreMerchantScoped(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
-	seedKakao(t, e.st, "m1", "shared", "+821012345678")
-	seedKakao(t, e.st, "m2", "shared", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "shared", "+821012345678")
+	seedKakao(t, e, "m2", "shared", "+821012345678")
 
 	for _, path := range []string{"/v1/charges/c1", "/v1/charges/c1/bill-url"} {
 		other, _ := e.do("GET", path, m2Token, "")
@@ -174,15 +193,17 @@ func TestChargesAreMerchantScoped(t *testing.T) {
 
 func TestChargeViewWhenThePGFails(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 
-	e.pg.lookupErr = &pgclient.Error{Op: "lookup", Kind: pgclient.KindTransient, Message: "503"}
+	e.pg.FailNext(pgsim.OpLookup, pgsim.FaultUnavailable, 1)
 	rec, v := e.do("GET", "/v1/charges/c1", m1Token, "")
 	if rec.Code != 200 || v["pg_status"] != nil || v["pg_error"] != "transient" || v["state"] != "requested" {
 		t.Fatalf("PG error: %d %s", rec.Code, rec.Body)
 	}
 
-	e.pg.lookupErr, e.pg.lookupBlock = nil, true
+	// The PG executes the lookup and holds its answer until the caller
+	// gives up.
+	e.pg.FailNext(pgsim.OpLookup, pgsim.FaultTimeoutAfterExecute, 1)
 	start := time.Now()
 	rec, v = e.do("GET", "/v1/charges/c1", m1Token, "")
 	took := time.Since(start)
@@ -196,7 +217,7 @@ func TestChargeViewWhenThePGFails(t *testing.T) {
 
 func TestChargeViewWithoutAPG(t *testing.T) {
 	e := setup(t, func(c *api.Config) { c.PG = nil })
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 	rec, v := e.do("GET", "/v1/charges/c1", m1Token, "")
 	if rec.Code != 200 || v["pg_status"] != nil || v["pg_error"] != nil || v["bill_id"] != "bill-m1-c1" {
 		t.Fatalf("no PG: %d %s", rec.Code, rec.Body)
@@ -209,10 +230,10 @@ func TestChargeViewWithoutAPG(t *testing.T) {
 
 func TestBillURLIsCachedWhileValid(t *testing.T) {
 	e := setup(t)
-	bill := seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	bill := seedKakao(t, e, "m1", "c1", "+821012345678")
 	for range 3 {
 		rec, body := e.do("GET", "/v1/charges/c1/bill-url", m1Token, "")
-		if rec.Code != 200 || body["bill_id"] != bill || body["url"] != "https://pay.example/"+bill || len(body) != 3 {
+		if rec.Code != 200 || body["bill_id"] != bill || body["url"] != "https://pay.example/pay/"+bill || len(body) != 3 {
 			t.Fatalf("bill url: %d %s", rec.Code, rec.Body)
 		}
 		exp, err := time.Parse(time.RFC3339Nano, body["expires_at"].(string))
@@ -220,32 +241,33 @@ func TestBillURLIsCachedWhileValid(t *testing.T) {
 			t.Fatalf("expires_at %v: %v", body["expires_at"], err)
 		}
 	}
-	if e.pg.urlCalls != 1 {
-		t.Fatalf("the PG was asked %d times, want 1 (then the cache)", e.pg.urlCalls)
+	if n := e.pg.Calls(pgsim.OpBillURL); n != 1 {
+		t.Fatalf("the PG was asked %d times, want 1 (then the cache)", n)
 	}
-	if b, _ := e.st.CurrentBill(context.Background(), "m1", "c1"); b.URL != "https://pay.example/"+bill {
+	if b, _ := e.st.CurrentBill(context.Background(), "m1", "c1"); b.URL != "https://pay.example/pay/"+bill {
 		t.Fatalf("not cached in the database: %+v", b)
 	}
 }
 
 func TestBillURLAboutToExpireIsRefreshed(t *testing.T) {
-	e := setup(t)
-	e.pg.urlTTL = 30 * time.Second // shorter than the API's minimum validity
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	// The bill expires, and its URL with it, sooner than the API's minimum
+	// validity.
+	e := setupWithPG(t, pgsim.Config{BillTTL: 30 * time.Second})
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 	for range 2 {
 		if rec, _ := e.do("GET", "/v1/charges/c1/bill-url", m1Token, ""); rec.Code != 200 {
 			t.Fatalf("bill url: %d %s", rec.Code, rec.Body)
 		}
 	}
-	if e.pg.urlCalls != 2 {
-		t.Fatalf("the PG was asked %d times, want 2: a URL about to expire is not handed out again", e.pg.urlCalls)
+	if n := e.pg.Calls(pgsim.OpBillURL); n != 2 {
+		t.Fatalf("the PG was asked %d times, want 2: a URL about to expire is not handed out again", n)
 	}
 }
 
 func TestBillURLOnlyForUnpaidKakaoBills(t *testing.T) {
 	e := setup(t)
-	seedAutoPay(t, e.st, "m1", "auto")
-	pay(t, e.st, seedKakao(t, e.st, "m1", "paid", "+821012345678"))
+	seedAutoPay(t, e, "m1", "auto")
+	pay(t, e, seedKakao(t, e, "m1", "paid", "+821012345678"))
 	createCharge(t, e.st, "m1", "pending", "+821012345678", store.Bill{BillID: "b-pending", Method: payflow.MethodKakaoBill})
 	for _, c := range []string{"auto", "paid", "pending"} {
 		rec, body := e.do("GET", "/v1/charges/"+c+"/bill-url", m1Token, "")
@@ -253,8 +275,8 @@ func TestBillURLOnlyForUnpaidKakaoBills(t *testing.T) {
 			t.Errorf("%s: %d %s, want 409 invalid_state", c, rec.Code, rec.Body)
 		}
 	}
-	if e.pg.urlCalls != 0 {
-		t.Fatalf("the PG was asked for %d URLs of bills that have none", e.pg.urlCalls)
+	if n := e.pg.Calls(pgsim.OpBillURL); n != 0 {
+		t.Fatalf("the PG was asked for %d URLs of bills that have none", n)
 	}
 	if rec, body := e.do("GET", "/v1/charges/nope/bill-url", m1Token, ""); rec.Code != 404 || errCode(t, rec, body) != "not_found" {
 		t.Fatalf("unknown charge: %d %s", rec.Code, rec.Body)
@@ -263,32 +285,35 @@ func TestBillURLOnlyForUnpaidKakaoBills(t *testing.T) {
 
 func TestBillURLWhenThePGFails(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
-	for _, c := range []struct {
-		kind   pgclient.Kind
-		status int
-		code   string
-	}{
-		{pgclient.KindTransient, 502, "pg_unavailable"},
-		{pgclient.KindUnknown, 502, "pg_unavailable"},
-		{pgclient.KindConflict, 409, "invalid_state"},
+	seedKakao(t, e, "m1", "c1", "+821012345678")
+	for _, fault := range []pgsim.FaultMode{
+		pgsim.FaultUnavailable,          // transient
+		pgsim.FaultInternalAfterExecute, // unknown
 	} {
-		e.pg.urlErr = &pgclient.Error{Op: "bill_url", Kind: c.kind, Message: "x"}
+		e.pg.FailNext(pgsim.OpBillURL, fault, 1)
 		rec, body := e.do("GET", "/v1/charges/c1/bill-url", m1Token, "")
-		if rec.Code != c.status || errCode(t, rec, body) != c.code {
-			t.Errorf("%s: %d %s, want %d %s", c.kind, rec.Code, rec.Body, c.status, c.code)
+		if rec.Code != 502 || errCode(t, rec, body) != "pg_unavailable" {
+			t.Errorf("%s: %d %s, want 502 pg_unavailable", fault, rec.Code, rec.Body)
 		}
 	}
 	// A failure caches nothing: the next call asks again and succeeds.
-	e.pg.urlErr = nil
-	if rec, _ := e.do("GET", "/v1/charges/c1/bill-url", m1Token, ""); rec.Code != 200 {
+	if rec, _ := e.do("GET", "/v1/charges/c1/bill-url", m1Token, ""); rec.Code != 200 || e.pg.Calls(pgsim.OpBillURL) != 3 {
 		t.Fatalf("after the PG recovered: %d %s", rec.Code, rec.Body)
+	}
+	// The customer paid and the webhook has not arrived: the PG refuses a
+	// pay URL (conflict).
+	bill := seedKakao(t, e, "m1", "c2", "+821012345678")
+	if err := e.pg.Settle(bill, pgclient.StatusPaid); err != nil {
+		t.Fatal(err)
+	}
+	if rec, body := e.do("GET", "/v1/charges/c2/bill-url", m1Token, ""); rec.Code != 409 || errCode(t, rec, body) != "invalid_state" {
+		t.Errorf("bill paid at the PG: %d %s, want 409 invalid_state", rec.Code, rec.Body)
 	}
 }
 
 func TestChargeAnswersAreNotCached(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 	rec, _ := e.do("GET", "/v1/charges/c1", m1Token, "")
 	if rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("headers: %v", rec.Header())

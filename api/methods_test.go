@@ -13,7 +13,7 @@ const methodsPath = "/v1/members/mem1/payment-methods"
 
 func TestAuth(t *testing.T) {
 	e := setup(t)
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 	cases := []struct {
 		name, method, path string
 		auth               string // the whole Authorization header
@@ -71,7 +71,7 @@ func TestMisconfiguredTokensAreRefused(t *testing.T) {
 		c.PlatformToken = ""
 		c.MerchantTokens = map[string]string{"m1": "shared", "m2": "shared", "m3": ""}
 	})
-	seedKakao(t, e.st, "m1", "c1", "+821012345678")
+	seedKakao(t, e, "m1", "c1", "+821012345678")
 	for _, c := range []struct{ path, token string }{
 		{methodsPath, ""},            // no platform token: nothing opens the endpoint
 		{"/v1/charges/c1", "shared"}, // a token of two merchants belongs to neither

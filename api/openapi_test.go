@@ -21,7 +21,7 @@ import (
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
-	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/webhook"
@@ -84,11 +84,11 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 			Settler: storeSettler{c.Store}, Logger: c.Logger}
 	})
 
-	kakao := seedKakao(t, e.st, "m1", "c1", "010-1234-5678")
-	auto := seedAutoPay(t, e.st, "m1", "c2")
-	pay(t, e.st, auto)
-	seedKakao(t, e.st, "m1", "c3", "010-1234-5678")
-	other := seedKakao(t, e.st, "m1", "c4", "010-1234-5678")
+	kakao := seedKakao(t, e, "m1", "c1", "010-1234-5678")
+	auto := seedAutoPay(t, e, "m1", "c2")
+	pay(t, e, auto)
+	seedKakao(t, e, "m1", "c3", "010-1234-5678")
+	other := seedKakao(t, e, "m1", "c4", "010-1234-5678")
 	pending := "bill-m1-c5"
 	createCharge(t, e.st, "m1", "c5", "010-1234-5678", store.Bill{BillID: pending, Method: "kakao_bill", FallbackReason: "no_method"})
 
@@ -206,8 +206,8 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 		t.Fatalf("methods: %s %v", listed, err)
 	}
 	run(apiCall{name: "delete method", method: "DELETE", path: "/v1/members/mem1/payment-methods/" + list.PaymentMethods[0].ID, token: platformToken, want: 204})
-	e.pg.lookupErr = &pgclient.Error{Kind: pgclient.KindTransient}
-	e.pg.urlErr = &pgclient.Error{Kind: pgclient.KindTransient}
+	e.pg.FailNext(pgsim.OpLookup, pgsim.FaultUnavailable, 1)
+	e.pg.FailNext(pgsim.OpBillURL, pgsim.FaultUnavailable, 1)
 	run(apiCall{name: "charge while the PG fails", method: "GET", path: "/v1/charges/c3", token: m1Token, want: 200})
 	run(apiCall{name: "bill url while the PG fails", method: "GET", path: "/v1/charges/c3/bill-url", token: m1Token, want: 502})
 	ready = errors.New("database unreachable")

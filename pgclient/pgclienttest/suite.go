@@ -4,6 +4,19 @@
 // documented Kind) whichever PG is behind it. An adapter's tests call Run
 // with a Harness; capabilities a PG's sandbox lacks are left nil and the
 // tests that need them are skipped, never silently passed.
+//
+// It runs against every client payflow has, adapters and test doubles
+// alike, so that no test draws conclusions from a PG that breaks the
+// contract:
+//
+//   - pgclient.HTTPClient, on pgsim served over HTTP, with and without an
+//     API key and latency (pgclient/pgsim);
+//   - pgsim.Client, the simulator's in-process client, which the api
+//     package's tests use as their PG (pgclient/pgsim);
+//   - payssam.Client, on pgsim speaking the PaySSam protocol, through one
+//     store and across several (pgclient/payssam);
+//   - the simulation's PG, sim.PG's client (sim);
+//   - the worker tests' fake PG (worker).
 package pgclienttest
 
 import (

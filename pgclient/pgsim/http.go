@@ -64,43 +64,30 @@ func (s *Sim) op(name string, h handler) http.HandlerFunc {
 func (s *Sim) opWith(name string, h handler, ok func(http.ResponseWriter, int, any), fail func(http.ResponseWriter, *apiError)) http.HandlerFunc {
 	writeError, writeJSON := fail, ok
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.calls[name]++
-		s.mu.Unlock()
+		s.count(name)
 		if !s.authorized(r) {
 			writeError(w, &apiError{http.StatusUnauthorized, pgclient.KindInvalid, "unauthorized", "missing or wrong API key"})
 			return
 		}
 		// Read the body first: only then does the server notice a caller
-		// that hangs up, which the sleeps below rely on.
+		// that hangs up, which the latency relies on.
 		body, err := readBody(w, r)
 		if err != nil {
 			writeError(w, &apiError{http.StatusBadRequest, pgclient.KindInvalid, "bad_request", err.Error()})
 			return
 		}
-		fault := s.nextFault(name)
-		if !sleep(r.Context(), s.cfg.Latency) {
-			return // the caller gave up before anything was executed
-		}
-		if fault == FaultUnavailable {
-			s.log.Debug("pgsim: injected 503", "op", name)
-			w.Header().Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
-			writeError(w, &apiError{http.StatusServiceUnavailable, pgclient.KindTransient, pgclient.CodeUnavailable, "simulated outage; nothing was executed"})
+		var res any
+		aerr := s.perform(r.Context(), name, func() (aerr *apiError) {
+			res, aerr = h(r, body)
+			return aerr
+		})
+		switch {
+		case aerr == errCallerLeft:
 			return
-		}
-		res, aerr := h(r, body)
-		switch fault {
-		case FaultTimeoutAfterExecute:
-			s.log.Debug("pgsim: holding the answer of an executed operation", "op", name)
-			sleep(r.Context(), s.cfg.TimeoutHold)
-			writeError(w, &apiError{http.StatusGatewayTimeout, pgclient.KindUnknown, "timeout", "simulated timeout after execution"})
-			return
-		case FaultInternalAfterExecute:
-			s.log.Debug("pgsim: injected 500 after execution", "op", name)
-			writeError(w, &apiError{http.StatusInternalServerError, pgclient.KindUnknown, "internal", "simulated failure after execution"})
-			return
-		}
-		if aerr != nil {
+		case aerr != nil:
+			if unavailable(aerr) {
+				w.Header().Set("Retry-After", strconv.Itoa(int(s.retryAfter()/time.Second)))
+			}
 			writeError(w, aerr)
 			return
 		}
@@ -132,6 +119,54 @@ func (s *Sim) nextFault(op string) FaultMode {
 		return FaultTimeoutAfterExecute
 	}
 	return 0
+}
+
+// errCallerLeft: the caller gave up during the latency, before anything was
+// executed. Over HTTP it gets no answer.
+var errCallerLeft = &apiError{499, pgclient.KindUnknown, "caller_left", "the caller gave up before the operation was executed"}
+
+// perform runs one operation as the PG does, for either client: the
+// latency, then the queued or random fault, which may keep exec from running
+// or hide its answer.
+func (s *Sim) perform(ctx context.Context, op string, exec func() *apiError) *apiError {
+	fault := s.nextFault(op)
+	if !sleep(ctx, s.cfg.Latency) {
+		return errCallerLeft
+	}
+	if fault == FaultUnavailable {
+		s.log.Debug("pgsim: injected 503", "op", op)
+		return &apiError{http.StatusServiceUnavailable, pgclient.KindTransient, pgclient.CodeUnavailable, "simulated outage; nothing was executed"}
+	}
+	aerr := exec()
+	switch fault {
+	case FaultTimeoutAfterExecute:
+		s.log.Debug("pgsim: holding the answer of an executed operation", "op", op)
+		sleep(ctx, s.cfg.TimeoutHold)
+		return &apiError{http.StatusGatewayTimeout, pgclient.KindUnknown, "timeout", "simulated timeout after execution"}
+	case FaultInternalAfterExecute:
+		s.log.Debug("pgsim: injected 500 after execution", "op", op)
+		return &apiError{http.StatusInternalServerError, pgclient.KindUnknown, "internal", "simulated failure after execution"}
+	}
+	return aerr
+}
+
+// unavailable: the answer is the injected outage, which comes with the
+// configured Retry-After.
+func unavailable(e *apiError) bool {
+	return e.status == http.StatusServiceUnavailable && e.code == pgclient.CodeUnavailable
+}
+
+// retryAfter is Config.RetryAfter in whole seconds, rounded up, as the
+// Retry-After header carries it.
+func (s *Sim) retryAfter() time.Duration {
+	return (s.cfg.RetryAfter + time.Second - 1) / time.Second * time.Second
+}
+
+// count counts a request of op that arrived (Calls).
+func (s *Sim) count(op string) {
+	s.mu.Lock()
+	s.calls[op]++
+	s.mu.Unlock()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -159,23 +159,28 @@ func (s *Sim) billURL(r *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	return s.issueURL(req.BillID, s.publicBase(r))
+}
+
+// issueURL gives an unpaid KakaoTalk bill's pay URL on base.
+func (s *Sim) issueURL(billID, base string) (pgclient.BillURL, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.bills[req.BillID]
+	b, ok := s.bills[billID]
 	if !ok {
-		s.record(Entry{Op: OpBillURL, BillID: req.BillID, Outcome: "not_found"})
-		return nil, notFound("bill")
+		s.record(Entry{Op: OpBillURL, BillID: billID, Outcome: "not_found"})
+		return pgclient.BillURL{}, notFound("bill")
 	}
 	if b.Method != "kakao_bill" || b.Status != pgclient.StatusRequested {
-		s.record(Entry{Op: OpBillURL, BillID: req.BillID, Outcome: "conflict"})
-		return nil, conflict("not_payable", "the bill is "+string(b.Status)+" and has no pay URL")
+		s.record(Entry{Op: OpBillURL, BillID: billID, Outcome: "conflict"})
+		return pgclient.BillURL{}, conflict("not_payable", "the bill is "+string(b.Status)+" and has no pay URL")
 	}
-	s.record(Entry{Op: OpBillURL, BillID: req.BillID, Outcome: "issued"})
+	s.record(Entry{Op: OpBillURL, BillID: billID, Outcome: "issued"})
 	exp := b.expiresAt
 	if exp.IsZero() {
 		exp = time.Now().Add(BillURLValidity)
 	}
-	return pgclient.BillURL{URL: s.publicBase(r) + "/pay/" + req.BillID, ExpiresAt: exp.UTC().Truncate(time.Second)}, nil
+	return pgclient.BillURL{URL: base + "/pay/" + billID, ExpiresAt: exp.UTC().Truncate(time.Second)}, nil
 }
 
 // publicBase is where customers reach the simulator: configured, else the
@@ -196,14 +201,19 @@ func (s *Sim) lookup(_ *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	return s.lookupBill(req.BillID)
+}
+
+// lookupBill answers what the PG holds for a bill.
+func (s *Sim) lookupBill(billID string) (pgclient.Payment, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.bills[req.BillID]
+	b, ok := s.bills[billID]
 	if !ok {
-		s.record(Entry{Op: OpLookup, BillID: req.BillID, Outcome: "not_found"})
-		return nil, notFound("bill")
+		s.record(Entry{Op: OpLookup, BillID: billID, Outcome: "not_found"})
+		return pgclient.Payment{}, notFound("bill")
 	}
-	s.record(Entry{Op: OpLookup, BillID: req.BillID, Outcome: string(b.Status)})
+	s.record(Entry{Op: OpLookup, BillID: billID, Outcome: string(b.Status)})
 	return b.Payment, nil
 }
 
@@ -212,17 +222,18 @@ func (s *Sim) refund(_ *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	return s.refundBill(req)
+}
+
+// refundBill checks a refund request, then refunds (refundLocked).
+func (s *Sim) refundBill(req pgclient.RefundRequest) (pgclient.Refunded, *apiError) {
 	entry := Entry{Op: OpRefund, BillID: req.BillID, RefundID: req.RefundID, Amount: req.Amount}
 	if req.BillID == "" || req.RefundID == "" || len(req.RefundID) > 128 || req.Amount <= 0 || req.Amount > MaxAmount {
-		return nil, s.invalidRecorded(entry, invalidf("bill_id, refund_id and an amount within 1..%d are required", MaxAmount))
+		return pgclient.Refunded{}, s.invalidRecorded(entry, invalidf("bill_id, refund_id and an amount within 1..%d are required", MaxAmount))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, aerr := s.refundLocked(req)
-	if aerr != nil {
-		return nil, aerr
-	}
-	return res, nil
+	return s.refundLocked(req)
 }
 
 // refundLocked refunds with the reference protocol's rules: an idempotent
@@ -269,12 +280,16 @@ func (s *Sim) destroy(_ *http.Request, body []byte) (any, *apiError) {
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if aerr := s.destroyLocked(req.BillID); aerr != nil {
+	if aerr := s.destroyBill(req.BillID); aerr != nil {
 		return nil, aerr
 	}
 	return struct{}{}, nil
+}
+
+func (s *Sim) destroyBill(billID string) *apiError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.destroyLocked(billID)
 }
 
 // destroyLocked cancels an unpaid bill; cancelled already is done. Callers

@@ -1,11 +1,12 @@
 // Package pgsim owns the payment gateway simulator: an http.Handler speaking
 // the protocol of pgclient.HTTPClient, which `payflow dev`, `demo`, `bench`
-// and `pgsim` serve and tests run in-process. It keeps bills and refunds in
-// memory with a real PG's guards (a bill id is accepted once, a refund id is
-// idempotent, refunds never exceed what was paid), settles bills later and
-// reports them by signed Standard Webhooks retried like a real PG's, injects
-// latency and faults, and records every operation it executed in a ledger so
-// that tests can prove no bill was charged twice.
+// and `pgsim` serve and tests run in-process, and a Client that calls it
+// without HTTP, for tests whose subject is not the wire. It keeps bills and
+// refunds in memory with a real PG's guards (a bill id is accepted once, a
+// refund id is idempotent, refunds never exceed what was paid), settles
+// bills later and reports them by signed Standard Webhooks retried like a
+// real PG's, injects latency and faults, and records every operation it
+// executed in a ledger so that tests can prove no bill was charged twice.
 //
 // Besides the six PG operations (see pgclient.HTTPClient) it serves:
 //

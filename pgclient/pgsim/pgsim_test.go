@@ -24,15 +24,9 @@ const phone = "+821012345678"
 
 func start(t *testing.T, cfg pgsim.Config, opts ...pgclient.HTTPOption) (*pgsim.Sim, *pgclient.HTTPClient, string) {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	sim, err := pgsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newSim(t, cfg)
 	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	t.Cleanup(srv.Close) // before the simulator closes
 	opts = append([]pgclient.HTTPOption{pgclient.WithTimeout(5 * time.Second)}, opts...)
 	return sim, pgclient.NewHTTPClient(srv.URL, opts...), srv.URL
 }
@@ -312,14 +306,8 @@ func TestWebhookDropAndGiveUp(t *testing.T) {
 func TestCloseStopsSettlements(t *testing.T) {
 	secret := stdwebhook.NewSecret()
 	rc := newReceiver(t, secret, 0)
-	sim, err := pgsim.New(pgsim.Config{CallbackURL: rc.srv.URL, WebhookSecret: secret, SettleDelay: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer srv.Close()
-	c := pgclient.NewHTTPClient(srv.URL)
-	if _, err := c.AutoPay(context.Background(), pgclient.AutoPayRequest{BillID: "b1", BillingKey: "bk", Amount: 100}); err != nil {
+	sim := newSim(t, pgsim.Config{CallbackURL: rc.srv.URL, WebhookSecret: secret, SettleDelay: 50 * time.Millisecond})
+	if _, err := sim.Client().AutoPay(context.Background(), pgclient.AutoPayRequest{BillID: "b1", BillingKey: "bk", Amount: 100}); err != nil {
 		t.Fatal(err)
 	}
 	sim.Close()
