@@ -257,7 +257,7 @@ func memberID(i int) string { return "bench-member-" + strconv.Itoa(i) }
 
 func chargeEvent(w Workload, i int, chargeID string) []byte {
 	cust := i % w.Customers
-	c := map[string]any{"phone": fmt.Sprintf("010-%04d-%04d", cust/10000, cust%10000+1), "name": "Customer"}
+	c := map[string]any{"phone": phone(cust), "name": "Customer"}
 	if cust < int(float64(w.Customers)*w.MemberRate) {
 		c["member_id"] = memberID(cust)
 	}
@@ -268,6 +268,12 @@ func chargeEvent(w Workload, i int, chargeID string) []byte {
 			"order_name": "bench order", "customer": c},
 	})
 	return b
+}
+
+// phone is customer cust's mobile number: distinct and valid for the first
+// 100,000,000 customers (010 and eight digits).
+func phone(cust int) string {
+	return fmt.Sprintf("010-%04d-%04d", cust/10000%10000, cust%10000)
 }
 
 func pct(d []time.Duration, p int) time.Duration {
