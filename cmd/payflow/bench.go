@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -60,8 +62,9 @@ the Postgres ceiling measured in the same run.`,
 			}
 			defer d.Close()
 			var child *exec.Cmd
+			metrics := d.HTTP + "/metrics"
 			if workerProcess {
-				if child, err = startWorkerProcess(d, maxInFlight); err != nil {
+				if child, metrics, err = startWorkerProcess(ctx, d, maxInFlight); err != nil {
 					return err
 				}
 				defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
@@ -70,7 +73,7 @@ the Postgres ceiling measured in the same run.`,
 			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
 				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
 			rep, err := bench.Run(ctx, bench.Target{
-				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: d.HTTP + "/metrics",
+				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: metrics,
 				RegisterMember: func(ctx context.Context, member string) error {
 					return registerMethod(ctx, d, member, "bk_bench_"+member)
 				},
@@ -108,22 +111,49 @@ the Postgres ceiling measured in the same run.`,
 	return cmd
 }
 
-// startWorkerProcess runs `payflow serve` (worker and relay only) against the
-// dev stack, as a deployment would.
-func startWorkerProcess(d *devEnv, maxInFlight int) (*exec.Cmd, error) {
+// startWorkerProcess runs `payflow serve` (worker and relay, and HTTP on a
+// loopback port of its own for their /metrics) against the dev stack, as a
+// deployment would, and returns once it is ready, with its metrics URL.
+func startWorkerProcess(ctx context.Context, d *devEnv, maxInFlight int) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	cmd := exec.Command(self, "serve", "--http=false", "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
-		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(self, workerProcessArgs(d, maxInFlight, addr)...)
 	cmd.Env = append(os.Environ(), "PAYFLOW_VAULT_KEY="+d.secrets.vaultKey, "PAYFLOW_PG_WEBHOOK_SECRET="+d.secrets.webhook)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return cmd, nil
+	base := "http://" + addr
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd, base + "/metrics", nil
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, "", fmt.Errorf("bench: the worker process was not ready at %s within a minute", base)
+		}
+	}
+}
+
+// workerProcessArgs are the arguments of the worker process. It serves
+// HTTP, on httpAddr, for its /metrics: the relay's lag and the group
+// commit's batches are measured where the relay and the worker run.
+func workerProcessArgs(d *devEnv, maxInFlight int, httpAddr string) []string {
+	return []string{"serve", "--http-addr", httpAddr, "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
+		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text"}
 }
 
 // procPeakRSSMB is a process's peak resident set (VmHWM).
