@@ -27,7 +27,7 @@ func benchCmd() *cobra.Command {
 	w := bench.W1
 	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
 	var maxInFlight int
-	var cpuProfile string
+	var cpuProfile, report string
 	var workerProcess bool
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -70,8 +70,13 @@ the Postgres ceiling measured in the same run.`,
 				defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
 			}
 			host, _ := os.Hostname()
-			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
-				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
+			mode := "one process"
+			if workerProcess {
+				mode = "worker and relay in their own serve process"
+			}
+			setup := fmt.Sprintf("payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, %s, host %s",
+				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, mode, host)
+			fmt.Fprintln(out, setup)
 			rep, err := bench.Run(ctx, bench.Target{
 				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: metrics,
 				RegisterMember: func(ctx context.Context, member string) error {
@@ -85,6 +90,13 @@ the Postgres ceiling measured in the same run.`,
 				rep.PeakRSSMB, rep.RSSOf = procPeakRSSMB(child.Process.Pid), "the payflow serve process running worker and relay"
 			}
 			rep.Print(out)
+			if report != "" {
+				rep.Setup = setup + ", " + time.Now().UTC().Format("2006-01-02 15:04 MST")
+				if err := writeReport(report, rep); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "report            %s\n", report)
+			}
 			inv, err := runCheck(ctx, kafkaSource{brokers: []string{d.Kafka}}, d.DatabaseURL, d.PGSim, false)
 			if err != nil {
 				return err
@@ -107,6 +119,7 @@ the Postgres ceiling measured in the same run.`,
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests payflow handles at once")
 	fl.Float64Var(&w.Rate, "rate", 0, "publish at this many charges per second (0: all at once)")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process to this file")
+	fl.StringVar(&report, "report", "", "write the run as a self-contained HTML page with charts to this file")
 	fl.BoolVar(&workerProcess, "worker-process", false, "run payflow's worker and relay as a separate `payflow serve` process, to measure its own RSS")
 	return cmd
 }
@@ -154,6 +167,18 @@ func startWorkerProcess(ctx context.Context, d *devEnv, maxInFlight int) (*exec.
 func workerProcessArgs(d *devEnv, maxInFlight int, httpAddr string) []string {
 	return []string{"serve", "--http-addr", httpAddr, "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
 		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text"}
+}
+
+func writeReport(path string, rep bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteHTML(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // procPeakRSSMB is a process's peak resident set (VmHWM).
