@@ -350,14 +350,15 @@ func xactCommits(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 }
 
 // perSecond buckets the results by the second they arrived in (arrived[i]
-// since the first request published, with latency lat[i]); commits are the
-// database's cumulative commit counts at the start and each second after.
+// since the first request published, with latency lat[i]), up to the last
+// result's; commits are the database's cumulative commit counts at the
+// start and each second after.
 func perSecond(arrived, lat []time.Duration, commits []int64) []Second {
-	n := len(commits) - 1
+	n := 0
 	for _, a := range arrived {
 		n = max(n, int(a/time.Second)+1)
 	}
-	secs := make([]Second, max(n, 0))
+	secs := make([]Second, n)
 	lats := make([][]time.Duration, len(secs))
 	for i, a := range arrived {
 		s := int(a / time.Second)
