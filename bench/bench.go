@@ -186,19 +186,20 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 	}
 	var sampled []int64 // the database's commit count each second of the load
 	var sampledMu sync.Mutex
-	stopSampling := make(chan struct{})
+	sctx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
 			select {
 			case <-tick.C:
-				if n, err := xactCommits(ctx, stats); err == nil {
+				if n, err := xactCommits(sctx, stats); err == nil {
 					sampledMu.Lock()
 					sampled = append(sampled, n)
 					sampledMu.Unlock()
 				}
-			case <-stopSampling:
+			case <-sctx.Done():
 				return
 			}
 		}
@@ -303,7 +304,7 @@ drain:
 			break drain
 		}
 	}
-	close(stopSampling)
+	stopSampling()
 	if last.IsZero() {
 		last = time.Now()
 	}
