@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"sort"
@@ -69,13 +70,54 @@ type Report struct {
 	ConsumedLagP99                                          time.Duration // result committed → consumed downstream
 	RelayLagP50, RelayLagP99                                time.Duration // result committed → published (payflow's histogram)
 	// BatchMean is the mean items per group-commit flush by kind
-	// (create_charge, finish_placing), from payflow's histogram.
+	// (create_charge, finish_placing), from payflow's histogram, and
+	// BatchSizes that histogram.
 	BatchMean  map[string]float64
+	BatchSizes map[string][]Bucket
+	// Database and Commits: the transactions Postgres committed in the
+	// benchmark's database over the load phase, every one in that database
+	// (payflow's writes, reads and relay marks, and anything else).
+	Database string
+	Commits  int64
+	// Seconds is the load phase second by second from the first request
+	// published.
+	Seconds []Second
+	// Setup describes the run, for the HTML report.
+	Setup      string
 	PeakRSSMB  float64
 	RSSOf      string // whose peak RSS it is
 	CeilingTPS float64
 	ByMethod   map[string]int
 }
+
+// Second is one second of a run.
+type Second struct {
+	Results  int           // results received
+	P50, P99 time.Duration // their request → result latency
+	Commits  int64         // transactions committed in the database
+}
+
+// Bucket is one bucket of a histogram: the observations above the previous
+// bucket's bound and at most UpTo (+Inf for the last).
+type Bucket struct {
+	UpTo  float64
+	Count uint64
+}
+
+// CommitsPerCharge is how many transactions the database committed per
+// charge over the load phase.
+func (r Report) CommitsPerCharge() float64 {
+	if r.Charges == 0 {
+		return 0
+	}
+	return float64(r.Commits) / float64(r.Charges)
+}
+
+// statsSettle is how long the counters of pg_stat_database may lag the
+// commits: a busy backend reports its counts at most once a second, an idle
+// one within 10 s (PGSTAT_IDLE_INTERVAL). The load phase's commits are
+// counted only after the setup's, and then its own, have settled this long.
+const statsSettle = 11 * time.Second
 
 // Run publishes the workload and waits for every result.
 func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report, error) {
@@ -86,6 +128,15 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 		if err := t.RegisterMember(ctx, memberID(i)); err != nil {
 			return rep, err
 		}
+	}
+
+	stats, err := pgxpool.New(ctx, t.DatabaseURL)
+	if err != nil {
+		return rep, err
+	}
+	defer stats.Close()
+	if err := stats.QueryRow(ctx, `SELECT current_database()`).Scan(&rep.Database); err != nil {
+		return rep, err
 	}
 
 	run := uuid.NewString()[:8]
@@ -126,16 +177,41 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 			results <- result{at: now, eventAt: at, typ: ev.Type, id: ev.ID, method: ev.Data.Method, chargeID: ev.Subject}
 		}
 	}()
-	// Wait until the reader has joined and sits at the end of the topic.
-	time.Sleep(2 * time.Second)
+	// Wait until the reader has joined and sits at the end of the topic, and
+	// the setup's commits are counted.
+	time.Sleep(statsSettle)
+	commitsBefore, err := xactCommits(ctx, stats)
+	if err != nil {
+		return rep, err
+	}
+	var sampled []int64 // the database's commit count each second of the load
+	var sampledMu sync.Mutex
+	sctx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if n, err := xactCommits(sctx, stats); err == nil {
+					sampledMu.Lock()
+					sampled = append(sampled, n)
+					sampledMu.Unlock()
+				}
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
 
 	fmt.Fprintf(progress, "publishing %d charges...\n", w.Charges)
 	wr := &kafka.Writer{Addr: kafka.TCP(t.Brokers...), Topic: events.TopicRequests, Balancer: &kafka.Hash{},
 		BatchTimeout: 2 * time.Millisecond, BatchSize: 500, RequiredAcks: kafka.RequireAll}
 	defer wr.Close()
 	var pubErr atomic.Value
+	firstSend = time.Now()
 	go func() {
-		firstSend = time.Now()
 		batch := 500
 		if w.Rate > 0 {
 			batch = max(1, int(w.Rate/100)) // ten-millisecond slices
@@ -162,7 +238,7 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 
 	seenEvent := map[string]bool{}
 	resultOf := map[string]string{}
-	var lat, lag []time.Duration
+	var lat, lag, arrived []time.Duration
 	var last time.Time
 	deadline := time.After(w.Timeout)
 	tick := time.NewTicker(5 * time.Second)
@@ -185,6 +261,7 @@ wait:
 			resultOf[res.chargeID] = res.typ
 			i, _ := strconv.Atoi(strings.TrimPrefix(res.chargeID, run+"-"))
 			lat = append(lat, res.at.Sub(sent[i]))
+			arrived = append(arrived, res.at.Sub(firstSend))
 			if !res.eventAt.IsZero() {
 				lag = append(lag, res.at.Sub(res.eventAt))
 			}
@@ -227,6 +304,19 @@ drain:
 			break drain
 		}
 	}
+	stopSampling()
+	if last.IsZero() {
+		last = time.Now()
+	}
+	time.Sleep(time.Until(last.Add(statsSettle)))
+	commitsAfter, err := xactCommits(ctx, stats)
+	if err != nil {
+		return rep, err
+	}
+	rep.Commits = commitsAfter - commitsBefore
+	sampledMu.Lock()
+	rep.Seconds = perSecond(arrived, lat, append([]int64{commitsBefore}, sampled...))
+	sampledMu.Unlock()
 	rep.Results = len(resultOf)
 	rep.Missing = w.Charges - rep.Results
 	rep.Elapsed = last.Sub(firstSend)
@@ -238,7 +328,7 @@ drain:
 	if t.MetricsURL != "" {
 		fams := scrape(ctx, t.MetricsURL)
 		rep.RelayLagP50, rep.RelayLagP99 = relayLag(fams)
-		rep.BatchMean = batchMean(fams)
+		rep.BatchMean, rep.BatchSizes = batchMean(fams), batchSizes(fams)
 	}
 	rep.PeakRSSMB = peakRSSMB()
 
@@ -253,11 +343,43 @@ drain:
 	return rep, nil
 }
 
+// xactCommits is the transactions committed in the connected database.
+func xactCommits(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var n int64
+	err := pool.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
+	return n, err
+}
+
+// perSecond buckets the results by the second they arrived in (arrived[i]
+// since the first request published, with latency lat[i]), up to the last
+// result's; commits are the database's cumulative commit counts at the
+// start and each second after.
+func perSecond(arrived, lat []time.Duration, commits []int64) []Second {
+	n := 0
+	for _, a := range arrived {
+		n = max(n, int(a/time.Second)+1)
+	}
+	secs := make([]Second, n)
+	lats := make([][]time.Duration, len(secs))
+	for i, a := range arrived {
+		s := int(a / time.Second)
+		secs[s].Results++
+		lats[s] = append(lats[s], lat[i])
+	}
+	for s := range secs {
+		secs[s].P50, secs[s].P99 = pct(lats[s], 50), pct(lats[s], 99)
+		if s+1 < len(commits) {
+			secs[s].Commits = commits[s+1] - commits[s]
+		}
+	}
+	return secs
+}
+
 func memberID(i int) string { return "bench-member-" + strconv.Itoa(i) }
 
 func chargeEvent(w Workload, i int, chargeID string) []byte {
 	cust := i % w.Customers
-	c := map[string]any{"phone": fmt.Sprintf("010-%04d-%04d", cust/10000, cust%10000+1), "name": "Customer"}
+	c := map[string]any{"phone": phone(cust), "name": "Customer"}
 	if cust < int(float64(w.Customers)*w.MemberRate) {
 		c["member_id"] = memberID(cust)
 	}
@@ -268,6 +390,12 @@ func chargeEvent(w Workload, i int, chargeID string) []byte {
 			"order_name": "bench order", "customer": c},
 	})
 	return b
+}
+
+// phone is customer cust's mobile number: distinct and valid for the first
+// 100,000,000 customers (010 and eight digits).
+func phone(cust int) string {
+	return fmt.Sprintf("010-%04d-%04d", cust/10000%10000, cust%10000)
 }
 
 func pct(d []time.Duration, p int) time.Duration {
@@ -376,8 +504,16 @@ func (r Report) Print(out io.Writer) {
 		fmt.Fprintf(out, "relay lag         not measured (the relay's metrics were not reachable)\n")
 	}
 	if len(r.BatchMean) > 0 {
-		fmt.Fprintf(out, "group commit      mean batch: claims %.1f, results %.1f (payflow_group_commit_batch_size)\n", r.BatchMean["create_charge"], r.BatchMean["finish_placing"])
+		var kinds []string
+		for k, m := range r.BatchMean {
+			kinds = append(kinds, fmt.Sprintf("%s %.1f", k, m))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(out, "group commit      mean batch: %s (payflow_group_commit_batch_size)\n", strings.Join(kinds, ", "))
+	} else {
+		fmt.Fprintf(out, "group commit      not measured (payflow's metrics were not reachable)\n")
 	}
+	fmt.Fprintf(out, "postgres commits  %.2f per charge (%d in database %s over the load phase: every commit in that database, not only payflow's)\n", r.CommitsPerCharge(), r.Commits, r.Database)
 	fmt.Fprintf(out, "consumed lag p99  %s (result committed → read by a downstream consumer)\n", r.ConsumedLagP99.Round(time.Millisecond))
 	if r.RSSOf == "" {
 		r.RSSOf = "whole process: payflow, embedded broker, PG simulator"
@@ -420,6 +556,32 @@ func batchMean(fams map[string]*dto.MetricFamily) map[string]float64 {
 		mean[m.GetLabel()[0].GetValue()] = h.GetSampleSum() / float64(h.GetSampleCount())
 	}
 	return mean
+}
+
+// batchSizes is the group commit's batch-size histogram by kind.
+func batchSizes(fams map[string]*dto.MetricFamily) map[string][]Bucket {
+	f := fams["payflow_group_commit_batch_size"]
+	if f == nil {
+		return nil
+	}
+	sizes := map[string][]Bucket{}
+	for _, m := range f.Metric {
+		h := m.GetHistogram()
+		if h.GetSampleCount() == 0 || len(m.GetLabel()) == 0 {
+			continue
+		}
+		var bs []Bucket
+		var below uint64
+		for _, b := range h.GetBucket() {
+			if math.IsInf(b.GetUpperBound(), 1) {
+				continue // the text format lists +Inf; its count is the sample count
+			}
+			bs = append(bs, Bucket{UpTo: b.GetUpperBound(), Count: b.GetCumulativeCount() - below})
+			below = b.GetCumulativeCount()
+		}
+		sizes[m.GetLabel()[0].GetValue()] = append(bs, Bucket{UpTo: math.Inf(1), Count: h.GetSampleCount() - below})
+	}
+	return sizes
 }
 
 // relayLag reads payflow's relay-lag histogram and estimates quantiles by

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -25,7 +27,7 @@ func benchCmd() *cobra.Command {
 	w := bench.W1
 	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
 	var maxInFlight int
-	var cpuProfile string
+	var cpuProfile, report string
 	var workerProcess bool
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -60,17 +62,23 @@ the Postgres ceiling measured in the same run.`,
 			}
 			defer d.Close()
 			var child *exec.Cmd
+			metrics := d.HTTP + "/metrics"
 			if workerProcess {
-				if child, err = startWorkerProcess(d, maxInFlight); err != nil {
+				if child, metrics, err = startWorkerProcess(ctx, d, maxInFlight); err != nil {
 					return err
 				}
 				defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
 			}
 			host, _ := os.Hostname()
-			fmt.Fprintf(out, "payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, host %s\n",
-				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, host)
+			mode := "one process"
+			if workerProcess {
+				mode = "worker and relay in their own serve process"
+			}
+			setup := fmt.Sprintf("payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, %s, host %s",
+				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, mode, host)
+			fmt.Fprintln(out, setup)
 			rep, err := bench.Run(ctx, bench.Target{
-				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: d.HTTP + "/metrics",
+				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: metrics,
 				RegisterMember: func(ctx context.Context, member string) error {
 					return registerMethod(ctx, d, member, "bk_bench_"+member)
 				},
@@ -82,6 +90,13 @@ the Postgres ceiling measured in the same run.`,
 				rep.PeakRSSMB, rep.RSSOf = procPeakRSSMB(child.Process.Pid), "the payflow serve process running worker and relay"
 			}
 			rep.Print(out)
+			if report != "" {
+				rep.Setup = setup + ", " + time.Now().UTC().Format("2006-01-02 15:04 MST")
+				if err := writeReport(report, rep); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "report            %s\n", report)
+			}
 			inv, err := runCheck(ctx, kafkaSource{brokers: []string{d.Kafka}}, d.DatabaseURL, d.PGSim, false)
 			if err != nil {
 				return err
@@ -104,26 +119,66 @@ the Postgres ceiling measured in the same run.`,
 	fl.IntVar(&maxInFlight, "max-in-flight", 512, "requests payflow handles at once")
 	fl.Float64Var(&w.Rate, "rate", 0, "publish at this many charges per second (0: all at once)")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process to this file")
+	fl.StringVar(&report, "report", "", "write the run as a self-contained HTML page with charts to this file")
 	fl.BoolVar(&workerProcess, "worker-process", false, "run payflow's worker and relay as a separate `payflow serve` process, to measure its own RSS")
 	return cmd
 }
 
-// startWorkerProcess runs `payflow serve` (worker and relay only) against the
-// dev stack, as a deployment would.
-func startWorkerProcess(d *devEnv, maxInFlight int) (*exec.Cmd, error) {
+// startWorkerProcess runs `payflow serve` (worker and relay, and HTTP on a
+// loopback port of its own for their /metrics) against the dev stack, as a
+// deployment would, and returns once it is ready, with its metrics URL.
+func startWorkerProcess(ctx context.Context, d *devEnv, maxInFlight int) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	cmd := exec.Command(self, "serve", "--http=false", "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
-		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(self, workerProcessArgs(d, maxInFlight, addr)...)
 	cmd.Env = append(os.Environ(), "PAYFLOW_VAULT_KEY="+d.secrets.vaultKey, "PAYFLOW_PG_WEBHOOK_SECRET="+d.secrets.webhook)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return cmd, nil
+	base := "http://" + addr
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd, base + "/metrics", nil
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, "", fmt.Errorf("bench: the worker process was not ready at %s within a minute", base)
+		}
+	}
+}
+
+// workerProcessArgs are the arguments of the worker process. It serves
+// HTTP, on httpAddr, for its /metrics: the relay's lag and the group
+// commit's batches are measured where the relay and the worker run.
+func workerProcessArgs(d *devEnv, maxInFlight int, httpAddr string) []string {
+	return []string{"serve", "--http-addr", httpAddr, "--brokers", d.Kafka, "--database-url", d.DatabaseURL,
+		"--pg-url", d.PGSim, "--max-in-flight", strconv.Itoa(maxInFlight), "--log-format", "text"}
+}
+
+func writeReport(path string, rep bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteHTML(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // procPeakRSSMB is a process's peak resident set (VmHWM).
