@@ -151,7 +151,11 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 		method   string
 		chargeID string
 	}
-	sent := make([]time.Time, w.Charges)
+	// sent[i] is when charge i was handed to the producer. It is written
+	// by the publisher and read here once its result arrives; the only
+	// ordering between the two goes through Kafka and payflow, which the
+	// memory model does not see, so it is atomic.
+	sent := make([]atomic.Int64, w.Charges)
 	var firstSend time.Time
 	results := make(chan result, 10000)
 	rctx, stopReading := context.WithCancel(ctx)
@@ -225,7 +229,7 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 			msgs := make([]kafka.Message, 0, end-start)
 			now := time.Now()
 			for i := start; i < end; i++ {
-				sent[i] = now
+				sent[i].Store(now.UnixNano())
 				id := run + "-" + strconv.Itoa(i)
 				msgs = append(msgs, kafka.Message{Key: []byte(id), Value: chargeEvent(w, i, id)})
 			}
@@ -260,7 +264,7 @@ wait:
 			}
 			resultOf[res.chargeID] = res.typ
 			i, _ := strconv.Atoi(strings.TrimPrefix(res.chargeID, run+"-"))
-			lat = append(lat, res.at.Sub(sent[i]))
+			lat = append(lat, res.at.Sub(time.Unix(0, sent[i].Load())))
 			arrived = append(arrived, res.at.Sub(firstSend))
 			if !res.eventAt.IsZero() {
 				lag = append(lag, res.at.Sub(res.eventAt))
