@@ -1,0 +1,44 @@
+package payflow
+
+import "time"
+
+// Repay is a re-payment: the refund of what is left of a paid bill, then a
+// new bill.
+type Repay struct {
+	PK          int64
+	MerchantID  string
+	RepayID     string
+	ChargePK    int64
+	OldBillID   string
+	NewBillID   string
+	Amount      int64
+	RequestHash []byte
+	Step        string // refunding, placing, done, failed
+	RefundPK    int64  // its refund step, 0 when nothing was left to refund
+}
+
+// NewRepay is a re-payment about to start. The caller holds the charge's
+// lease.
+type NewRepay struct {
+	MerchantID  string
+	RepayID     string
+	ChargePK    int64
+	OldBillID   string
+	Amount      int64
+	RequestHash []byte
+	// Bill is the new bill, placed at once when nothing of the old bill is
+	// left to refund; otherwise the refund step's success places a bill of
+	// its own decision.
+	Bill  Bill
+	Owner string
+	Lease time.Duration
+}
+
+// RepayNext is a re-payment's new bill, to be stored and leased for
+// placing.
+type RepayNext struct {
+	RepayPK int64
+	Bill    Bill
+	Owner   string
+	Lease   time.Duration
+}
