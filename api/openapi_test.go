@@ -81,7 +81,7 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 		c.Ready = func(context.Context) error { return ready }
 		// Webhooks as payflow serves them: Standard Webhooks over the store.
 		c.Webhooks = &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: []stdwebhook.Secret{sec}}},
-			Settler: storeSettler{c.Store}, Logger: c.Logger}
+			Settler: storeSettler{c.Store.(*store.Store)}, Logger: c.Logger}
 	})
 
 	kakao := seedKakao(t, e, "m1", "c1", "010-1234-5678")
