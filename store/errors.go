@@ -54,3 +54,8 @@ func temporarySQLState(code string) bool {
 	}
 	return false
 }
+
+func isUniqueViolation(err error) bool {
+	var pgErr interface{ SQLState() string }
+	return errors.As(err, &pgErr) && pgErr.SQLState() == "23505"
+}

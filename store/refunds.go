@@ -196,8 +196,3 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res payflow.RefundRe
 	})
 	return total, err
 }
-
-func isUniqueViolation(err error) bool {
-	var pgErr interface{ SQLState() string }
-	return errors.As(err, &pgErr) && pgErr.SQLState() == "23505"
-}

@@ -97,3 +97,42 @@ func collectBills(rows pgx.Rows) ([]payflow.Bill, error) {
 		return b, err
 	})
 }
+
+// CurrentBill reads a merchant's charge's current bill with its cached pay
+// URL. payflow.ErrNotFound when the charge does not exist for that merchant; a
+// charge without a current bill gives a CachedBill with an empty BillID.
+func (s *Store) CurrentBill(ctx context.Context, merchantID, chargeID string) (payflow.CachedBill, error) {
+	var b payflow.CachedBill
+	var method, fb, status string
+	var expires *time.Time
+	err := s.Pool.QueryRow(ctx, `SELECT c.id, coalesce(b.bill_id, ''), coalesce(b.method, ''), coalesce(b.method_id::text, ''),
+			coalesce(b.fallback_reason, ''), coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, ''),
+			coalesce(b.repay_pk, 0), coalesce(b.url, ''), b.url_expires_at
+		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
+		WHERE c.merchant_id = $1 AND c.charge_id = $2`, merchantID, chargeID).
+		Scan(&b.ChargePK, &b.BillID, &method, &b.MethodID, &fb, &b.Amount, &status, &b.PGTxID, &b.RepayPK, &b.URL, &expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payflow.CachedBill{}, payflow.ErrNotFound
+	}
+	if err != nil {
+		return payflow.CachedBill{}, fmt.Errorf("store: current bill: %w", err)
+	}
+	b.Method, b.FallbackReason, b.Status = payflow.Method(method), payflow.FallbackReason(fb), payflow.BillStatus(status)
+	if expires != nil {
+		b.URLExpiresAt = *expires
+	}
+	return b, nil
+}
+
+// CacheBillURL remembers a bill's pay URL until it expires, so that asking
+// for it again does not cost a PG call. payflow.ErrNotFound for an unknown bill.
+func (s *Store) CacheBillURL(ctx context.Context, billID, url string, expiresAt time.Time) error {
+	tag, err := s.Pool.Exec(ctx, `UPDATE bills SET url = $2, url_expires_at = $3 WHERE bill_id = $1`, billID, url, expiresAt)
+	if err != nil {
+		return fmt.Errorf("store: cache bill url: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return payflow.ErrNotFound
+	}
+	return nil
+}
