@@ -92,7 +92,7 @@ func toChargeJSON(v payflow.ChargeView) chargeJSON {
 	}
 	for _, r := range v.Refunds {
 		out.History.Refunds = append(out.History.Refunds, refundJSON{RefundID: r.RefundID, Kind: r.Kind, BillID: r.BillID,
-			Amount: r.Amount, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()})
+			Amount: r.Amount, Status: string(r.Status), FailureReason: r.FailureReason, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()})
 	}
 	return out
 }

@@ -14,11 +14,25 @@ type Refund struct {
 	Amount      int64
 	Reason      string
 	RequestHash []byte
-	Status      string // pending, succeeded, failed
+	Status      RefundStatus
 	// PGRefundID is the refund's idempotency key at the PG, the same for
 	// every retry.
 	PGRefundID string
 }
+
+// RefundStatus is where a refund stands. While it is pending its amount is
+// reserved on the paid bill (and its charge is busy); the PG's answer makes
+// it final, once:
+//
+//	pending ──► succeeded   (the reservation becomes refunded)
+//	   └──────► failed      (the reservation is released)
+type RefundStatus string
+
+const (
+	RefundPending   RefundStatus = "pending"
+	RefundSucceeded RefundStatus = "succeeded"
+	RefundFailed    RefundStatus = "failed"
+)
 
 // NewRefund is a refund about to be sent to the PG.
 type NewRefund struct {

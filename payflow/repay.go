@@ -13,9 +13,27 @@ type Repay struct {
 	NewBillID   string
 	Amount      int64
 	RequestHash []byte
-	Step        string // refunding, placing, done, failed
-	RefundPK    int64  // its refund step, 0 when nothing was left to refund
+	Step        RepayStep
+	RefundPK    int64 // its refund step, 0 when nothing was left to refund
 }
+
+// RepayStep is where a re-payment stands:
+//
+//	refunding ──► placing ──► done     (the new bill was accepted)
+//	    │            └──────► failed   (the new bill could not be placed)
+//	    └──► failed                    (the refund failed, or the charge
+//	                                    moved on meanwhile: superseded)
+//
+// A re-payment with nothing left to refund goes from refunding to placing
+// in the transaction that stores it.
+type RepayStep string
+
+const (
+	RepayRefunding RepayStep = "refunding"
+	RepayPlacing   RepayStep = "placing"
+	RepayDone      RepayStep = "done"
+	RepayFailed    RepayStep = "failed"
+)
 
 // NewRepay is a re-payment about to start. The caller holds the charge's
 // lease.

@@ -50,7 +50,7 @@ type RefundEntry struct {
 	Kind          string
 	BillID        string
 	Amount        int64
-	Status        string // pending, succeeded, failed
+	Status        RefundStatus
 	FailureReason string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time

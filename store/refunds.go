@@ -146,12 +146,12 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res payflow.RefundRe
 		if err != nil {
 			return err
 		}
-		status, refunded := "failed", int64(0)
+		status, refunded := payflow.RefundFailed, int64(0)
 		if res.Succeeded {
-			status, refunded = "succeeded", amount
+			status, refunded = payflow.RefundSucceeded, amount
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refunds SET status = $2, pg_tx_id = nullif($3, ''), failure_reason = nullif($4, ''),
-			updated_at = coalesce($5::timestamptz, now()) WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason, now); err != nil {
+			updated_at = coalesce($5::timestamptz, now()) WHERE id = $1`, pk, string(status), res.PGTxID, res.FailureReason, now); err != nil {
 			return err
 		}
 		var paid int64

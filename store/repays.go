@@ -29,9 +29,9 @@ func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow
 		if status != string(payflow.BillPaid) || current != r.OldBillID {
 			return payflow.ErrNotPaid
 		}
-		step := "refunding"
+		step := payflow.RepayRefunding
 		if refundable == 0 {
-			step = "placing"
+			step = payflow.RepayPlacing
 		}
 		var pk int64
 		err := tx.QueryRow(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step, created_at, updated_at)
@@ -44,7 +44,7 @@ func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow
 			return err
 		}
 		created = true
-		if step == "placing" {
+		if step == payflow.RepayPlacing {
 			return startRepayBill(ctx, tx, payflow.RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease}, now)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = coalesce($3::timestamptz, now()) WHERE bill_id = $1`,
