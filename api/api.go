@@ -15,16 +15,38 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
 )
 
+// Store is what the API needs of the database; *store.Store is the
+// implementation. Every read is scoped to one merchant or member: another
+// one's row is payflow.ErrNotFound.
+type Store interface {
+	Charges
+	Methods
+}
+
+// Charges: what a merchant may read of its charges, and a bill's pay URL.
+type Charges interface {
+	ChargeView(ctx context.Context, merchantID, chargeID string) (payflow.ChargeView, error)
+	CurrentBill(ctx context.Context, merchantID, chargeID string) (payflow.CachedBill, error)
+	CacheBillURL(ctx context.Context, billID, url string, expiresAt time.Time) error
+}
+
+// Methods: a member's registered payment methods.
+type Methods interface {
+	AddMethod(ctx context.Context, m payflow.PaymentMethod) (payflow.PaymentMethod, error)
+	ListMethods(ctx context.Context, memberID string) ([]payflow.PaymentMethod, error)
+	DeleteMethod(ctx context.Context, memberID, id string) error
+}
+
 // Config is what the API needs; the process wires it.
 type Config struct {
-	Store *store.Store
+	Store Store
 	Vault *vault.Vault
 	// PG answers bill URLs and payment lookups; nil disables both (the
 	// charge view then has no pg_status, bill URLs are 502).

@@ -8,7 +8,6 @@ import (
 
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 )
 
 // urlMinValidity is how long a cached pay URL must still be valid to be
@@ -73,7 +72,7 @@ type pgStatusJSON struct {
 	Decline        string `json:"decline,omitempty"`
 }
 
-func toChargeJSON(v store.View) chargeJSON {
+func toChargeJSON(v payflow.ChargeView) chargeJSON {
 	out := chargeJSON{
 		MerchantID: v.MerchantID, ChargeID: v.ChargeID, State: string(v.State),
 		BillID: v.BillID, BillStatus: string(v.BillStatus), Method: string(v.Method), FallbackReason: string(v.FallbackReason),
@@ -93,7 +92,7 @@ func toChargeJSON(v store.View) chargeJSON {
 	}
 	for _, r := range v.Refunds {
 		out.History.Refunds = append(out.History.Refunds, refundJSON{RefundID: r.RefundID, Kind: r.Kind, BillID: r.BillID,
-			Amount: r.Amount, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()})
+			Amount: r.Amount, Status: string(r.Status), FailureReason: r.FailureReason, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()})
 	}
 	return out
 }
@@ -117,7 +116,7 @@ func (s *server) getCharge(w http.ResponseWriter, r *http.Request) {
 	// Another merchant's charge is not found, exactly like a missing one:
 	// a merchant must not learn which charge ids others use.
 	v, err := s.Store.ChargeView(r.Context(), merchantID(r), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", "no such charge")
 		return
 	}
@@ -161,7 +160,7 @@ func (s *server) billURL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := s.Store.CurrentBill(r.Context(), merchantID(r), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", "no such charge")
 		return
 	}
@@ -210,7 +209,7 @@ func (s *server) billURL(w http.ResponseWriter, r *http.Request) {
 
 // notPayable says why a bill has no pay URL, or "" when it has one: only an
 // unpaid KakaoTalk bill the PG holds does.
-func notPayable(b store.Bill) string {
+func notPayable(b payflow.Bill) string {
 	switch {
 	case b.BillID == "":
 		return "the charge has no bill"

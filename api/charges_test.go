@@ -15,12 +15,12 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-func createCharge(t *testing.T, st *store.Store, merchant, charge, phone string, bill store.Bill) int64 {
+func createCharge(t *testing.T, st *store.Store, merchant, charge, phone string, bill payflow.Bill) int64 {
 	t.Helper()
 	req := payflow.ChargeRequest{MerchantID: merchant, ChargeID: charge, Amount: 5000, Currency: "KRW", OrderName: "coffee",
 		Customer: payflow.Customer{MemberID: "mem1", Phone: phone, Name: "Kim"}}
 	bill.Amount = 5000
-	pk, created, err := st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(),
+	pk, created, err := st.CreateCharge(context.Background(), payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(),
 		RequestEventID: "evt-" + merchant + "-" + charge, Bill: bill, LeaseOwner: "test", Lease: time.Minute})
 	if err != nil || !created {
 		t.Fatalf("create charge: %v (created %v)", err, created)
@@ -30,7 +30,7 @@ func createCharge(t *testing.T, st *store.Store, merchant, charge, phone string,
 
 func placed(t *testing.T, st *store.Store, pk int64, billID string) {
 	t.Helper()
-	if err := st.FinishPlacing(context.Background(), store.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
+	if err := st.FinishPlacing(context.Background(), payflow.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, PGTxID: "pgtx-" + billID, Attempts: 1, Owner: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func placed(t *testing.T, st *store.Store, pk int64, billID string) {
 func seedKakao(t *testing.T, e *env, merchant, charge, phone string) string {
 	t.Helper()
 	bill := "bill-" + merchant + "-" + charge
-	pk := createCharge(t, e.st, merchant, charge, phone, store.Bill{BillID: bill, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
+	pk := createCharge(t, e.st, merchant, charge, phone, payflow.Bill{BillID: bill, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
 	e.sendKakao(bill, phone)
 	placed(t, e.st, pk, bill)
 	return bill
@@ -49,7 +49,7 @@ func seedKakao(t *testing.T, e *env, merchant, charge, phone string) string {
 func seedAutoPay(t *testing.T, e *env, merchant, charge string) string {
 	t.Helper()
 	bill := "bill-" + merchant + "-" + charge
-	pk := createCharge(t, e.st, merchant, charge, "+821012345678", store.Bill{BillID: bill, Method: payflow.MethodAutoPay})
+	pk := createCharge(t, e.st, merchant, charge, "+821012345678", payflow.Bill{BillID: bill, Method: payflow.MethodAutoPay})
 	if _, err := e.pg.Client().AutoPay(context.Background(), pgclient.AutoPayRequest{BillID: bill, MerchantID: merchant, BillingKey: "bk_good", Amount: 5000, OrderName: "coffee"}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func pay(t *testing.T, e *env, bill string) {
 		t.Fatal(err)
 	}
 	if _, err := e.st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
-		func(store.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
+		func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -82,9 +82,9 @@ func TestChargeView(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	const phone = "+821077776666"
-	pk := createCharge(t, e.st, "m1", "c1", phone, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
-	if err := e.st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineExpired, payflow.MethodExpired,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, "test", time.Minute); err != nil {
+	pk := createCharge(t, e.st, "m1", "c1", phone, payflow.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
+	if err := e.st.Decline(ctx, pk, payflow.Bill{BillID: "b-auto"}, payflow.DeclineExpired, payflow.MethodExpired,
+		payflow.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodExpired, Amount: 5000}, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	e.sendKakao("b-kakao", phone)
@@ -132,12 +132,12 @@ func TestChargeView(t *testing.T) {
 
 	// Paid, then partly refunded.
 	pay(t, e, "b-kakao")
-	rpk, _, err := e.st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
+	rpk, _, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
 		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.FinishRefund(ctx, rpk, store.RefundResult{Succeeded: true, PGTxID: "rtx"},
+	if _, err := e.st.FinishRefund(ctx, rpk, payflow.RefundResult{Succeeded: true, PGTxID: "rtx"},
 		func(int64) ([]outbox.Message, error) { return nil, nil }, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestBillURLOnlyForUnpaidKakaoBills(t *testing.T) {
 	e := setup(t)
 	seedAutoPay(t, e, "m1", "auto")
 	pay(t, e, seedKakao(t, e, "m1", "paid", "+821012345678"))
-	createCharge(t, e.st, "m1", "pending", "+821012345678", store.Bill{BillID: "b-pending", Method: payflow.MethodKakaoBill})
+	createCharge(t, e.st, "m1", "pending", "+821012345678", payflow.Bill{BillID: "b-pending", Method: payflow.MethodKakaoBill})
 	for _, c := range []string{"auto", "paid", "pending"} {
 		rec, body := e.do("GET", "/v1/charges/"+c+"/bill-url", m1Token, "")
 		if rec.Code != 409 || errCode(t, rec, body) != "invalid_state" {

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/payflow/payflow/payflow"
-	"github.com/payflow/payflow/store"
 )
 
 const (
@@ -28,7 +27,7 @@ type methodJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func toMethodJSON(m store.Method) methodJSON {
+func toMethodJSON(m payflow.PaymentMethod) methodJSON {
 	return methodJSON{ID: m.ID, Label: m.Label, Default: m.Default, Status: string(m.Status), CreatedAt: m.CreatedAt.UTC()}
 }
 
@@ -95,7 +94,7 @@ func (s *server) addMethod(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, "seal billing key", err)
 		return
 	}
-	m, err := s.Store.AddMethod(r.Context(), store.Method{ID: id, MemberID: member,
+	m, err := s.Store.AddMethod(r.Context(), payflow.PaymentMethod{ID: id, MemberID: member,
 		Label: MaskedLabel(body.Label, body.BillingKey), Default: body.Default, BillingKeyEnc: sealed})
 	if err != nil {
 		s.internal(w, r, "add method", err)
@@ -130,7 +129,7 @@ func (s *server) deleteMethod(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.Store.DeleteMethod(r.Context(), member, r.PathValue("id"))
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, payflow.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such payment method")
 	case err != nil:
 		s.internal(w, r, "delete method", err)

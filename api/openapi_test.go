@@ -31,7 +31,7 @@ import (
 type storeSettler struct{ st *store.Store }
 
 func (s storeSettler) Settle(ctx context.Context, st payflow.Settlement) (payflow.SettleOutcome, error) {
-	return s.st.Settle(ctx, st, func(store.SettledBill) ([]outbox.Message, error) { return nil, nil })
+	return s.st.Settle(ctx, st, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil })
 }
 
 // openAPIDoc loads and validates the served document.
@@ -81,7 +81,7 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 		c.Ready = func(context.Context) error { return ready }
 		// Webhooks as payflow serves them: Standard Webhooks over the store.
 		c.Webhooks = &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": &stdwebhook.Verifier{Secrets: []stdwebhook.Secret{sec}}},
-			Settler: storeSettler{c.Store}, Logger: c.Logger}
+			Settler: storeSettler{c.Store.(*store.Store)}, Logger: c.Logger}
 	})
 
 	kakao := seedKakao(t, e, "m1", "c1", "010-1234-5678")
@@ -90,7 +90,7 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 	seedKakao(t, e, "m1", "c3", "010-1234-5678")
 	other := seedKakao(t, e, "m1", "c4", "010-1234-5678")
 	pending := "bill-m1-c5"
-	createCharge(t, e.st, "m1", "c5", "010-1234-5678", store.Bill{BillID: pending, Method: "kakao_bill", FallbackReason: "no_method"})
+	createCharge(t, e.st, "m1", "c5", "010-1234-5678", payflow.Bill{BillID: pending, Method: "kakao_bill", FallbackReason: "no_method"})
 
 	signed := func(id, body string) http.Header {
 		return stdwebhook.Headers(sec, id, time.Now(), []byte(body))

@@ -54,7 +54,7 @@ func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.S
 // returned as it is, to be retried.
 func (m *methodSource) BillingKey(ctx context.Context, methodID string) (string, error) {
 	sm, err := m.st.MethodByID(ctx, methodID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		return "", fmt.Errorf("%w: method deleted", payflow.ErrMethodUnusable)
 	}
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/payflow/payflow/checker"
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/producer"
@@ -198,7 +199,7 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 		}
 		id := uuid.NewString()
 		sealed, _ := v.Seal([]byte(key), []byte(id))
-		if _, err := st.AddMethod(ctx, store.Method{ID: id, MemberID: fmt.Sprint("member-", i), Label: "card", BillingKeyEnc: sealed}); err != nil {
+		if _, err := st.AddMethod(ctx, payflow.PaymentMethod{ID: id, MemberID: fmt.Sprint("member-", i), Label: "card", BillingKeyEnc: sealed}); err != nil {
 			t.Fatal(err)
 		}
 	}

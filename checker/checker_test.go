@@ -21,15 +21,15 @@ func charge(t *testing.T, st *store.Store, id, bill string, finish bool) outbox.
 	ctx := context.Background()
 	req := payflow.ChargeRequest{MerchantID: "m", ChargeID: id, Amount: 1000, Currency: "KRW", OrderName: "o",
 		Customer: payflow.Customer{Phone: "+821012345678", Name: "n"}}
-	pk, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill: store.Bill{BillID: bill, Method: payflow.MethodKakaoBill, Amount: 1000}, LeaseOwner: "w", Lease: time.Minute})
+	pk, _, err := st.CreateCharge(ctx, payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
+		Bill: payflow.Bill{BillID: bill, Method: payflow.MethodKakaoBill, Amount: 1000}, LeaseOwner: "w", Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	v, _ := events.Encode(events.ID(bill), events.TypeChargeProcessed, id, time.Now(), events.ChargeProcessed{MerchantID: "m", ChargeID: id, BillID: bill})
 	msg := outbox.Message{EventID: events.ID(bill), Topic: events.TopicEvents, Key: []byte(id), Value: v}
 	if finish {
-		if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, Owner: "w"}, []outbox.Message{msg}); err != nil {
+		if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, Owner: "w"}, []outbox.Message{msg}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := st.Pool.Exec(ctx, `UPDATE outbox SET published_at = now()`); err != nil {

@@ -30,3 +30,10 @@ var (
 	// sender should try again shortly.
 	ErrNotPlacedYet = errors.New("payflow: bill not placed yet")
 )
+
+// SettledBill is what the event of an applied settlement needs.
+type SettledBill struct {
+	Bill       Bill
+	MerchantID string
+	ChargeID   string
+}

@@ -29,8 +29,8 @@ func TestBacklog(t *testing.T) {
 		t.Helper()
 		req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: charge, Amount: 700, Currency: "KRW", OrderName: "o",
 			Customer: payflow.Customer{Phone: "+821012345678"}}
-		pk, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e-" + charge,
-			Bill:       store.Bill{BillID: "b-" + charge, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+		pk, _, err := st.CreateCharge(ctx, payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e-" + charge,
+			Bill:       payflow.Bill{BillID: "b-" + charge, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
 			LeaseOwner: "w1", Lease: time.Minute})
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +46,7 @@ func TestBacklog(t *testing.T) {
 	want("past the lease", store.Backlog{PlacingPastLease: 2})
 
 	msg := outbox.Message{EventID: uuid.NewString(), Topic: "payment.events", Key: []byte("c2"), Value: []byte("{}")}
-	if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: c2, BillID: "b-c2", ChargeState: payflow.StateRequested,
+	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: c2, BillID: "b-c2", ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, PGTxID: "tx", Attempts: 1, Owner: "w1"}, []outbox.Message{msg}); err != nil {
 		t.Fatal(err)
 	}

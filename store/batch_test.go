@@ -54,11 +54,11 @@ func openGrouped(t *testing.T, gc store.GroupCommit) *store.Store {
 	return st
 }
 
-func newCharge(id, billID, owner string) store.NewCharge {
+func newCharge(id, billID, owner string) payflow.NewCharge {
 	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: id, Amount: 700, Currency: "KRW", OrderName: "o",
 		Customer: payflow.Customer{Phone: "+821012345678"}}
-	return store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e-" + id + "-" + billID,
-		Bill:       store.Bill{BillID: billID, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+	return payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e-" + id + "-" + billID,
+		Bill:       payflow.Bill{BillID: billID, Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
 		LeaseOwner: owner, Lease: time.Minute}
 }
 
@@ -163,7 +163,7 @@ func TestGroupCommitConcurrentClaimsAndResults(t *testing.T) {
 			}
 			msg := resultMsg(id)
 			events[i] = msg.EventID
-			errs[i] = st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pks[id], BillID: bill, ChargeState: payflow.StateRequested,
+			errs[i] = st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pks[id], BillID: bill, ChargeState: payflow.StateRequested,
 				BillStatus: payflow.BillRequested, PGTxID: "tx-" + id, Attempts: 1, Owner: owner}, []outbox.Message{msg})
 		}()
 	}
@@ -195,7 +195,7 @@ func TestGroupCommitConcurrentClaimsAndResults(t *testing.T) {
 func TestGroupCommitStaleItemDoesNotFailItsBatch(t *testing.T) {
 	st := openGrouped(t, store.GroupCommit{})
 	ctx := context.Background()
-	var cs []store.NewCharge
+	var cs []payflow.NewCharge
 	for i := 0; i < 5; i++ {
 		cs = append(cs, newCharge(fmt.Sprintf("c%d", i), fmt.Sprintf("b%d", i), "w1"))
 	}
@@ -208,11 +208,11 @@ func TestGroupCommitStaleItemDoesNotFailItsBatch(t *testing.T) {
 	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET lease_owner = 'w2' WHERE id = $1`, pks[1]); err != nil {
 		t.Fatal(err)
 	}
-	res := func(i int, bill string) store.PlaceResult {
-		return store.PlaceResult{ChargePK: pks[i], BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested,
+	res := func(i int, bill string) payflow.PlaceResult {
+		return payflow.PlaceResult{ChargePK: pks[i], BillID: bill, ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested,
 			PGTxID: fmt.Sprintf("tx%d", i), Attempts: 1, Owner: "w1"}
 	}
-	rs := []store.PlaceResult{res(0, "b0"), res(1, "b1"), res(2, "b-other"), res(3, "b3"), res(3, "b3"), res(4, "b4")}
+	rs := []payflow.PlaceResult{res(0, "b0"), res(1, "b1"), res(2, "b-other"), res(3, "b3"), res(3, "b3"), res(4, "b4")}
 	msgs := make([]outbox.Message, len(rs))
 	for i := range rs {
 		msgs[i] = resultMsg(fmt.Sprint(i))
@@ -249,7 +249,7 @@ func TestGroupCommitRefusedItemFailsAlone(t *testing.T) {
 	ctx := context.Background()
 	bad := newCharge("c1", "b1", "w1")
 	bad.Bill.Method, bad.Bill.MethodID = payflow.MethodAutoPay, "not-a-uuid"
-	cs := []store.NewCharge{newCharge("c0", "b0", "w1"), bad, newCharge("c2", "b2", "w1"), newCharge("c2", "b2-again", "w1")}
+	cs := []payflow.NewCharge{newCharge("c0", "b0", "w1"), bad, newCharge("c2", "b2", "w1"), newCharge("c2", "b2-again", "w1")}
 	_, created, errs := st.CreateTogether(ctx, cs)
 	if errs[1] == nil {
 		t.Fatal("the refused claim reported no error")

@@ -13,54 +13,11 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
-// Charge is a charge row with its current bill.
-type Charge struct {
-	PK             int64
-	MerchantID     string
-	ChargeID       string
-	RequestHash    []byte
-	RequestEventID string
-	Amount         int64
-	OrderName      string
-	MemberID       string
-	Phone          string
-	CustomerName   string
-	State          payflow.ChargeState
-	Attempts       int
-	LeaseOwner     string
-	LeaseUntil     time.Time
-	Bill           Bill
-}
-
-// Bill is one bill of a charge.
-type Bill struct {
-	BillID         string
-	ChargePK       int64
-	Method         payflow.Method
-	MethodID       string // empty unless auto-pay
-	FallbackReason payflow.FallbackReason
-	Amount         int64
-	Status         payflow.BillStatus
-	PGTxID         string
-	RepayPK        int64 // the re-payment this bill belongs to, or 0
-}
-
-// NewCharge is a charge about to be placed, with the first bill the
-// decision chose for it.
-type NewCharge struct {
-	Request        payflow.ChargeRequest
-	RequestHash    []byte
-	RequestEventID string
-	Bill           Bill
-	LeaseOwner     string
-	Lease          time.Duration
-}
-
 // CreateCharge stores a new charge in state placing together with its first
 // bill, and leases it to the caller: from here on a crash cannot lose the
 // request, and the bill id is known before the PG is called. When the
 // charge already exists nothing is written and created is false.
-func (s *Store) CreateCharge(ctx context.Context, c NewCharge) (pk int64, created bool, err error) {
+func (s *Store) CreateCharge(ctx context.Context, c payflow.NewCharge) (pk int64, created bool, err error) {
 	if s.creates == nil {
 		r, err := s.createOne(ctx, s.createArgs(c))
 		return r.pk, r.created, err
@@ -89,7 +46,7 @@ SELECT id FROM c`
 
 // createArgs are CreateCharge's statement arguments, its time included:
 // taken when the caller asks, not when its batch is sent.
-func (s *Store) createArgs(c NewCharge) []any {
+func (s *Store) createArgs(c payflow.NewCharge) []any {
 	r := c.Request
 	return []any{r.MerchantID, r.ChargeID, c.RequestHash, c.RequestEventID, r.Amount, r.OrderName,
 		r.Customer.MemberID, r.Customer.Phone, r.Customer.Name, c.Bill.BillID, c.LeaseOwner, c.Lease,
@@ -143,17 +100,17 @@ const chargeColumns = `c.id, c.merchant_id, c.charge_id, c.request_hash, c.reque
 	coalesce(b.bill_id, ''), coalesce(b.method, ''), coalesce(b.method_id::text, ''), coalesce(b.fallback_reason, ''),
 	coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, ''), coalesce(b.repay_pk, 0)`
 
-func scanCharge(row pgx.Row) (Charge, error) {
-	var c Charge
+func scanCharge(row pgx.Row) (payflow.Charge, error) {
+	var c payflow.Charge
 	var state, method, fb, status string
 	err := row.Scan(&c.PK, &c.MerchantID, &c.ChargeID, &c.RequestHash, &c.RequestEventID, &c.Amount, &c.OrderName,
 		&c.MemberID, &c.Phone, &c.CustomerName, &state, &c.Attempts, &c.LeaseOwner, &c.LeaseUntil,
 		&c.Bill.BillID, &method, &c.Bill.MethodID, &fb, &c.Bill.Amount, &status, &c.Bill.PGTxID, &c.Bill.RepayPK)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Charge{}, ErrNotFound
+		return payflow.Charge{}, payflow.ErrNotFound
 	}
 	if err != nil {
-		return Charge{}, fmt.Errorf("store: read charge: %w", err)
+		return payflow.Charge{}, fmt.Errorf("store: read charge: %w", err)
 	}
 	c.State, c.Bill.Method, c.Bill.FallbackReason, c.Bill.Status = payflow.ChargeState(state), payflow.Method(method), payflow.FallbackReason(fb), payflow.BillStatus(status)
 	c.Bill.ChargePK = c.PK
@@ -161,14 +118,14 @@ func scanCharge(row pgx.Row) (Charge, error) {
 }
 
 // ChargeByKey reads a merchant's charge and its current bill.
-func (s *Store) ChargeByKey(ctx context.Context, merchantID, chargeID string) (Charge, error) {
+func (s *Store) ChargeByKey(ctx context.Context, merchantID, chargeID string) (payflow.Charge, error) {
 	return scanCharge(s.Pool.QueryRow(ctx, `SELECT `+chargeColumns+`
 		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
 		WHERE c.merchant_id = $1 AND c.charge_id = $2`, merchantID, chargeID))
 }
 
 // ChargeByPK reads a charge and its current bill.
-func (s *Store) ChargeByPK(ctx context.Context, pk int64) (Charge, error) {
+func (s *Store) ChargeByPK(ctx context.Context, pk int64) (payflow.Charge, error) {
 	return scanCharge(s.Pool.QueryRow(ctx, `SELECT `+chargeColumns+`
 		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
 		WHERE c.id = $1`, pk))
@@ -235,20 +192,6 @@ func (s *Store) ExpiredPlacing(ctx context.Context, limit int) ([]int64, error) 
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// PlaceResult is how a placing charge's current bill ended.
-type PlaceResult struct {
-	ChargePK      int64
-	BillID        string
-	ChargeState   payflow.ChargeState // requested or place_failed
-	BillStatus    payflow.BillStatus  // requested (or already settled) or abandoned
-	PGTxID        string
-	FailureReason string
-	Attempts      int
-	RepayPK       int64 // the bill's re-payment, finished along with it
-	// Owner is the worker recording it; it must still hold the lease.
-	Owner string
-}
-
 // ErrStale is returned when a change's precondition no longer holds: the
 // charge moved on (another worker finished it first). Nothing was written.
 var ErrStale = errors.New("store: charge changed meanwhile")
@@ -261,7 +204,7 @@ var ErrStale = errors.New("store: charge changed meanwhile")
 // and gave up must not overwrite the bill its successor placed), and msgs
 // must not be published. An expired lease nobody took over still counts as
 // held.
-func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.Message) error {
+func (s *Store) FinishPlacing(ctx context.Context, r payflow.PlaceResult, msgs []outbox.Message) error {
 	args := s.finishArgs(ctx, r, msgs)
 	if s.finishes == nil {
 		_, err := s.finishOne(ctx, args)
@@ -273,7 +216,7 @@ func (s *Store) FinishPlacing(ctx context.Context, r PlaceResult, msgs []outbox.
 
 // finishArgs are FinishPlacing's statement arguments, its time and the
 // caller's trace context included.
-func (s *Store) finishArgs(ctx context.Context, r PlaceResult, msgs []outbox.Message) []any {
+func (s *Store) finishArgs(ctx context.Context, r payflow.PlaceResult, msgs []outbox.Message) []any {
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
 	args = append(args, r.Owner, mutation.On("no-fence"), s.now())
@@ -345,7 +288,7 @@ func (s *Store) finishMany(ctx context.Context, items [][]any, out []outcome[str
 // one transaction. ErrStale unless owner still holds the charge, placing
 // the declined bill. The method's new status is stored too, so later charges
 // do not try an expired card again.
-func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next Bill, owner string, lease time.Duration) error {
+func (s *Store) Decline(ctx context.Context, pk int64, declined payflow.Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next payflow.Bill, owner string, lease time.Duration) error {
 	now := s.now()
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = coalesce($7::timestamptz, now()) + $4::interval, updated_at = coalesce($7::timestamptz, now())
@@ -374,64 +317,4 @@ func (s *Store) Decline(ctx context.Context, pk int64, declined Bill, code payfl
 			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK, now)
 		return err
 	})
-}
-
-// Request names a request for its rejection record: the event that carried
-// it, and, for requests with an id of their own (a refund, a re-payment),
-// that id and the request's content.
-type Request struct {
-	Source  string
-	EventID string
-	Key     string // e.g. "refund/<merchant>/<refund_id>"; empty for none
-	Hash    []byte
-}
-
-// Rejection is a request's rejection and the result event that reports it.
-type Rejection struct {
-	Request
-	Reason string
-	Event  outbox.Message
-	// ChargePK and Owner, when set, fence the rejection: it was judged
-	// under Owner's lease of the charge, and is recorded only while Owner
-	// still holds it (ErrStale otherwise: another worker may have judged
-	// the request since, against the charge as it now is).
-	ChargePK int64
-	Owner    string
-}
-
-// Reject records a rejection with its request and writes its event, in one
-// transaction. A request rejected before is not recorded twice.
-func (s *Store) Reject(ctx context.Context, r Rejection) error {
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if r.ChargePK != 0 {
-			var held bool
-			if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
-				r.ChargePK, r.Owner).Scan(&held); err != nil {
-				return err
-			}
-			if !held {
-				return ErrStale
-			}
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, request_key, request_hash, reason)
-			VALUES ($1, $2, nullif($3, ''), $4, $5) ON CONFLICT DO NOTHING`, r.Source, r.EventID, r.Key, r.Hash, r.Reason)
-		if err != nil || tag.RowsAffected() == 0 {
-			return err
-		}
-		return outbox.Insert(ctx, tx, r.Event)
-	})
-}
-
-// Rejected reports whether the request was rejected before, delivered by
-// this event or re-sent under another one with the same key and content:
-// its rejection is its result, replayed rather than judged again.
-func (s *Store) Rejected(ctx context.Context, r Request) (bool, error) {
-	var yes bool
-	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rejected_requests WHERE source = $1 AND event_id = $2)
-		OR EXISTS (SELECT 1 FROM rejected_requests WHERE $3 <> '' AND request_key = $3 AND request_hash = $4)`,
-		r.Source, r.EventID, r.Key, r.Hash).Scan(&yes)
-	if err != nil {
-		return false, fmt.Errorf("store: rejected: %w", err)
-	}
-	return yes, nil
 }

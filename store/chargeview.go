@@ -4,75 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/payflow"
 )
 
-// View is a charge as the charges API shows it to its merchant: where it
-// stands, its current bill, the money that moved, and its history.
-type View struct {
-	MerchantID     string
-	ChargeID       string
-	State          payflow.ChargeState
-	BillID         string // the current bill; the one a webhook or bill URL is about
-	Method         payflow.Method
-	FallbackReason payflow.FallbackReason
-	BillStatus     payflow.BillStatus
-	// Amount is the current bill's: what the customer is asked for now
-	// (a re-payment may ask for another amount than the original charge).
-	Amount int64
-	// PaidAmount and RefundedAmount add up every bill of the charge, so
-	// that after a re-payment paid − refunded is still what the customer
-	// is out of pocket.
-	PaidAmount     int64
-	RefundedAmount int64
-	FailureReason  string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	Bills          []BillEntry   // oldest first
-	Refunds        []RefundEntry // oldest first
-}
-
-// BillEntry is one bill in a charge's history: a declined auto-pay, the
-// KakaoTalk bill that replaced it, a re-payment's new bill.
-type BillEntry struct {
-	BillID         string
-	Method         payflow.Method
-	Status         payflow.BillStatus
-	Amount         int64
-	PaidAmount     int64
-	RefundedAmount int64
-	FallbackReason payflow.FallbackReason
-	DeclineCode    string
-	RepayID        string // set on a re-payment's bill
-	CreatedAt      time.Time
-	SettledAt      *time.Time
-}
-
-// RefundEntry is one refund in a charge's history, including the refund
-// step of a re-payment (Kind "repay").
-type RefundEntry struct {
-	RefundID      string
-	Kind          string
-	BillID        string
-	Amount        int64
-	Status        string // pending, succeeded, failed
-	FailureReason string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
-}
-
 // ChargeView reads a merchant's charge with its bills and refunds, from one
-// snapshot so that the amounts and the history agree. ErrNotFound when the
+// snapshot so that the amounts and the history agree. payflow.ErrNotFound when the
 // charge does not exist for that merchant, whether or not another merchant
 // has a charge of that id.
-func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (View, error) {
-	var v View
+func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (payflow.ChargeView, error) {
+	var v payflow.ChargeView
 	err := pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		v = View{}
+		v = payflow.ChargeView{}
 		var pk int64
 		var state, method, fb, status string
 		err := tx.QueryRow(ctx, `SELECT c.id, c.merchant_id, c.charge_id, c.state, coalesce(c.current_bill_id, ''),
@@ -83,7 +28,7 @@ func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (Vi
 			Scan(&pk, &v.MerchantID, &v.ChargeID, &state, &v.BillID, &method, &fb, &status, &v.Amount,
 				&v.FailureReason, &v.CreatedAt, &v.UpdatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			return payflow.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -101,8 +46,8 @@ func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (Vi
 		if err != nil {
 			return err
 		}
-		v.Bills, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (BillEntry, error) {
-			var e BillEntry
+		v.Bills, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (payflow.BillEntry, error) {
+			var e payflow.BillEntry
 			var method, status, fb string
 			err := r.Scan(&e.BillID, &method, &status, &e.Amount, &e.PaidAmount, &e.RefundedAmount, &fb,
 				&e.DeclineCode, &e.RepayID, &e.CreatedAt, &e.SettledAt)
@@ -123,64 +68,18 @@ func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (Vi
 		if err != nil {
 			return err
 		}
-		v.Refunds, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (RefundEntry, error) {
-			var e RefundEntry
+		v.Refunds, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (payflow.RefundEntry, error) {
+			var e payflow.RefundEntry
 			err := r.Scan(&e.RefundID, &e.Kind, &e.BillID, &e.Amount, &e.Status, &e.FailureReason, &e.CreatedAt, &e.UpdatedAt)
 			return e, err
 		})
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return View{}, ErrNotFound
+	if errors.Is(err, payflow.ErrNotFound) {
+		return payflow.ChargeView{}, payflow.ErrNotFound
 	}
 	if err != nil {
-		return View{}, fmt.Errorf("store: charge view: %w", err)
+		return payflow.ChargeView{}, fmt.Errorf("store: charge view: %w", err)
 	}
 	return v, nil
-}
-
-// CachedBill is a charge's current bill with the pay URL cached for it.
-type CachedBill struct {
-	Bill
-	URL          string    // empty when none is cached
-	URLExpiresAt time.Time // zero when none is cached
-}
-
-// CurrentBill reads a merchant's charge's current bill with its cached pay
-// URL. ErrNotFound when the charge does not exist for that merchant; a
-// charge without a current bill gives a CachedBill with an empty BillID.
-func (s *Store) CurrentBill(ctx context.Context, merchantID, chargeID string) (CachedBill, error) {
-	var b CachedBill
-	var method, fb, status string
-	var expires *time.Time
-	err := s.Pool.QueryRow(ctx, `SELECT c.id, coalesce(b.bill_id, ''), coalesce(b.method, ''), coalesce(b.method_id::text, ''),
-			coalesce(b.fallback_reason, ''), coalesce(b.amount, 0), coalesce(b.status, ''), coalesce(b.pg_tx_id, ''),
-			coalesce(b.repay_pk, 0), coalesce(b.url, ''), b.url_expires_at
-		FROM charges c LEFT JOIN bills b ON b.bill_id = c.current_bill_id
-		WHERE c.merchant_id = $1 AND c.charge_id = $2`, merchantID, chargeID).
-		Scan(&b.ChargePK, &b.BillID, &method, &b.MethodID, &fb, &b.Amount, &status, &b.PGTxID, &b.RepayPK, &b.URL, &expires)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return CachedBill{}, ErrNotFound
-	}
-	if err != nil {
-		return CachedBill{}, fmt.Errorf("store: current bill: %w", err)
-	}
-	b.Method, b.FallbackReason, b.Status = payflow.Method(method), payflow.FallbackReason(fb), payflow.BillStatus(status)
-	if expires != nil {
-		b.URLExpiresAt = *expires
-	}
-	return b, nil
-}
-
-// CacheBillURL remembers a bill's pay URL until it expires, so that asking
-// for it again does not cost a PG call. ErrNotFound for an unknown bill.
-func (s *Store) CacheBillURL(ctx context.Context, billID, url string, expiresAt time.Time) error {
-	tag, err := s.Pool.Exec(ctx, `UPDATE bills SET url = $2, url_expires_at = $3 WHERE bill_id = $1`, billID, url, expiresAt)
-	if err != nil {
-		return fmt.Errorf("store: cache bill url: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
 }

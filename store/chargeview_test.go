@@ -12,16 +12,16 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-func cvNoEvents(store.SettledBill) ([]outbox.Message, error) { return nil, nil }
-func cvNoRefundEvents(int64) ([]outbox.Message, error)       { return nil, nil }
+func cvNoEvents(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }
+func cvNoRefundEvents(int64) ([]outbox.Message, error)         { return nil, nil }
 
 // cvCreate stores a charge with its first bill and returns its pk.
-func cvCreate(t *testing.T, st *store.Store, merchant, charge string, amount int64, bill store.Bill) int64 {
+func cvCreate(t *testing.T, st *store.Store, merchant, charge string, amount int64, bill payflow.Bill) int64 {
 	t.Helper()
 	req := payflow.ChargeRequest{MerchantID: merchant, ChargeID: charge, Amount: amount, Currency: "KRW", OrderName: "order",
 		Customer: payflow.Customer{MemberID: "mem", Phone: "+821012345678", Name: "Kim"}}
 	bill.Amount = amount
-	pk, created, err := st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(),
+	pk, created, err := st.CreateCharge(context.Background(), payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(),
 		RequestEventID: "evt-" + charge, Bill: bill, LeaseOwner: "test", Lease: time.Minute})
 	if err != nil || !created {
 		t.Fatalf("create charge: %v (created %v)", err, created)
@@ -31,7 +31,7 @@ func cvCreate(t *testing.T, st *store.Store, merchant, charge string, amount int
 
 func cvPlaced(t *testing.T, st *store.Store, pk int64, billID string, repayPK int64) {
 	t.Helper()
-	if err := st.FinishPlacing(context.Background(), store.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
+	if err := st.FinishPlacing(context.Background(), payflow.PlaceResult{ChargePK: pk, BillID: billID, ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, PGTxID: "tx-" + billID, Attempts: 1, RepayPK: repayPK, Owner: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +52,9 @@ func cvPaid(t *testing.T, st *store.Store, billID string, amount int64) {
 func TestChargeViewHistory(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	pk := cvCreate(t, st, "m1", "c1", 5000, store.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
-	if err := st.Decline(ctx, pk, store.Bill{BillID: "b-auto"}, payflow.DeclineLimit, payflow.MethodActive,
-		store.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}, "test", time.Minute); err != nil {
+	pk := cvCreate(t, st, "m1", "c1", 5000, payflow.Bill{BillID: "b-auto", Method: payflow.MethodAutoPay})
+	if err := st.Decline(ctx, pk, payflow.Bill{BillID: "b-auto"}, payflow.DeclineLimit, payflow.MethodActive,
+		payflow.Bill{BillID: "b-kakao", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackMethodLimit, Amount: 5000}, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	cvPlaced(t, st, pk, "b-kakao", 0)
@@ -70,23 +70,23 @@ func TestChargeViewHistory(t *testing.T) {
 	}
 
 	cvPaid(t, st, "b-kakao", 5000)
-	rpk, _, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
+	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
 		Amount: 2000, Reason: "damaged", RequestHash: []byte("h")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.FinishRefund(ctx, rpk, store.RefundResult{Succeeded: true, PGTxID: "rtx"}, cvNoRefundEvents, nil); err != nil {
+	if _, err := st.FinishRefund(ctx, rpk, payflow.RefundResult{Succeeded: true, PGTxID: "rtx"}, cvNoRefundEvents, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Re-payment: refund what is left of the paid bill, then a new bill.
-	rp, _, err := st.CreateRepay(ctx, store.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",
+	rp, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",
 		Amount: 4000, RequestHash: []byte("h2"), Owner: "test", Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	newBill := store.Bill{BillID: "b-repay", Method: payflow.MethodKakaoBill, Amount: 4000}
-	if _, err := st.FinishRefund(ctx, rp.RefundPK, store.RefundResult{Succeeded: true, PGTxID: "rtx2"}, cvNoRefundEvents,
-		&store.RepayNext{RepayPK: rp.PK, Bill: newBill, Owner: "test", Lease: time.Minute}); err != nil {
+	newBill := payflow.Bill{BillID: "b-repay", Method: payflow.MethodKakaoBill, Amount: 4000}
+	if _, err := st.FinishRefund(ctx, rp.RefundPK, payflow.RefundResult{Succeeded: true, PGTxID: "rtx2"}, cvNoRefundEvents,
+		&payflow.RepayNext{RepayPK: rp.PK, Bill: newBill, Owner: "test", Lease: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	cvPlaced(t, st, pk, "b-repay", rp.PK)
@@ -142,9 +142,9 @@ func TestChargeViewHistory(t *testing.T) {
 func TestChargeViewIsScopedToTheMerchant(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	cvCreate(t, st, "m1", "c1", 5000, store.Bill{BillID: "b-m1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember})
+	cvCreate(t, st, "m1", "c1", 5000, payflow.Bill{BillID: "b-m1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember})
 	// The same charge id at another merchant is another charge.
-	cvCreate(t, st, "m2", "c1", 7000, store.Bill{BillID: "b-m2", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember})
+	cvCreate(t, st, "m2", "c1", 7000, payflow.Bill{BillID: "b-m2", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember})
 
 	for merchant, want := range map[string]string{"m1": "b-m1", "m2": "b-m2"} {
 		v, err := st.ChargeView(ctx, merchant, "c1")
@@ -156,10 +156,10 @@ func TestChargeViewIsScopedToTheMerchant(t *testing.T) {
 		}
 	}
 	for _, key := range [][2]string{{"m3", "c1"}, {"m1", "c2"}, {"", "c1"}, {"m1", ""}} {
-		if _, err := st.ChargeView(ctx, key[0], key[1]); !errors.Is(err, store.ErrNotFound) {
+		if _, err := st.ChargeView(ctx, key[0], key[1]); !errors.Is(err, payflow.ErrNotFound) {
 			t.Errorf("ChargeView%v: %v, want ErrNotFound", key, err)
 		}
-		if _, err := st.CurrentBill(ctx, key[0], key[1]); !errors.Is(err, store.ErrNotFound) {
+		if _, err := st.CurrentBill(ctx, key[0], key[1]); !errors.Is(err, payflow.ErrNotFound) {
 			t.Errorf("CurrentBill%v: %v, want ErrNotFound", key, err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestChargeViewIsScopedToTheMerchant(t *testing.T) {
 func TestBillURLCache(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	pk := cvCreate(t, st, "m1", "c1", 5000, store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
+	pk := cvCreate(t, st, "m1", "c1", 5000, payflow.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNoMethod})
 	cvPlaced(t, st, pk, "b1", 0)
 
 	b, err := st.CurrentBill(ctx, "m1", "c1")
@@ -188,10 +188,10 @@ func TestBillURLCache(t *testing.T) {
 		t.Fatalf("after caching: %+v %v", b, err)
 	}
 	// Another merchant cannot reach the bill through the same charge id.
-	if _, err := st.CurrentBill(ctx, "m2", "c1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.CurrentBill(ctx, "m2", "c1"); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("another merchant: %v", err)
 	}
-	if err := st.CacheBillURL(ctx, "no-such-bill", "https://x", expires); !errors.Is(err, store.ErrNotFound) {
+	if err := st.CacheBillURL(ctx, "no-such-bill", "https://x", expires); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("unknown bill: %v", err)
 	}
 }

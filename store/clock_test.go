@@ -56,8 +56,8 @@ func placingCharge(t *testing.T, st *store.Store) int64 {
 	t.Helper()
 	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "o",
 		Customer: payflow.Customer{Phone: "+821012345678"}}
-	pk, _, err := st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
-		Bill:       store.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+	pk, _, err := st.CreateCharge(context.Background(), payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e1",
+		Bill:       payflow.Bill{BillID: "b1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
 		LeaseOwner: "w1", Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	if ok, err := st.ClaimCharge(ctx, pk, "w2", time.Minute); err != nil || !ok {
 		t.Fatalf("claim after the clock passed the lease = %v, %v; want taken", ok, err)
 	}
-	if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
+	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, PGTxID: "tx1", Attempts: 1, Owner: "w2"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -113,13 +113,13 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 
 	// Every other change is stamped with the clock as well.
 	if _, err := st.Settle(ctx, payflow.Settlement{BillID: "b1", Status: payflow.SettlePaid, Amount: 700, PGTxID: "tx1",
-		Provider: "sim", WebhookID: "wh1"}, func(store.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
+		Provider: "sim", WebhookID: "wh1"}, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.AcquireCharge(ctx, pk, "w3", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	rpk, _, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk,
+	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk,
 		BillID: "b1", Amount: 100, Reason: "x", RequestHash: []byte{1}})
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +127,11 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	if err := st.RetryRefundLater(ctx, rpk, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.FinishRefund(ctx, rpk, store.RefundResult{Succeeded: true, PGTxID: "rtx"},
+	if _, err := st.FinishRefund(ctx, rpk, payflow.RefundResult{Succeeded: true, PGTxID: "rtx"},
 		func(int64) ([]outbox.Message, error) { return nil, nil }, nil); err != nil {
 		t.Fatal(err)
 	}
-	m, err := st.AddMethod(ctx, store.Method{ID: uuid.NewString(), MemberID: "mem", Label: "card", Default: true, BillingKeyEnc: []byte("k")})
+	m, err := st.AddMethod(ctx, payflow.PaymentMethod{ID: uuid.NewString(), MemberID: "mem", Label: "card", Default: true, BillingKeyEnc: []byte("k")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestARejectionIsFencedByTheLeaseItWasJudgedUnder(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
 	st := openWithClock(t, clock)
 	pk := placingCharge(t, st)
-	if err := st.FinishPlacing(ctx, store.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
+	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
 		BillStatus: payflow.BillRequested, Attempts: 1, Owner: "w1"}, nil); err != nil {
 		t.Fatal(err)
 	}

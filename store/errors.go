@@ -9,10 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrNotFound is returned when the row asked for does not exist (or belongs
-// to another merchant or member: callers must not learn the difference).
-var ErrNotFound = errors.New("store: not found")
-
 // Temporary reports whether err says the database is not available right
 // now (unreachable, restarting, overloaded, a connection lost mid-statement,
 // a transaction that lost a race), so that the same work will succeed once
@@ -57,4 +53,9 @@ func temporarySQLState(code string) bool {
 		return true
 	}
 	return false
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr interface{ SQLState() string }
+	return errors.As(err, &pgErr) && pgErr.SQLState() == "23505"
 }

@@ -70,7 +70,7 @@ func TestTemporary(t *testing.T) {
 		{"42P01 undefined table", pg("42P01"), false},
 		{"XX000 internal error", pg("XX000"), false},
 		{"no rows", pgx.ErrNoRows, false},
-		{"not found", store.ErrNotFound, false},
+		{"not found", payflow.ErrNotFound, false},
 		{"a validation error", &payflow.ValidationError{Field: "amount", Reason: "must be positive"}, false},
 		{"anything else", errors.New("boom"), false},
 	} {

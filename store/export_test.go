@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
 )
 
 // MigrateTo applies migrations up to version, for tests of an upgrade.
@@ -13,7 +14,7 @@ func MigrateTo(ctx context.Context, dsn string, version int32) error {
 
 // CreateTogether sends cs as one flush of the claims' group commit, so a
 // test chooses what shares a transaction.
-func (s *Store) CreateTogether(ctx context.Context, cs []NewCharge) (pks []int64, created []bool, errs []error) {
+func (s *Store) CreateTogether(ctx context.Context, cs []payflow.NewCharge) (pks []int64, created []bool, errs []error) {
 	batch := make([]*groupCall[[]any, createResult], len(cs))
 	for i, c := range cs {
 		batch[i] = &groupCall[[]any, createResult]{ctx: ctx, item: s.createArgs(c), done: make(chan struct{})}
@@ -27,7 +28,7 @@ func (s *Store) CreateTogether(ctx context.Context, cs []NewCharge) (pks []int64
 
 // FinishTogether sends rs (each with its message) as one flush of the
 // results' group commit.
-func (s *Store) FinishTogether(ctx context.Context, rs []PlaceResult, msgs []outbox.Message) []error {
+func (s *Store) FinishTogether(ctx context.Context, rs []payflow.PlaceResult, msgs []outbox.Message) []error {
 	batch := make([]*groupCall[[]any, struct{}], len(rs))
 	for i, r := range rs {
 		batch[i] = &groupCall[[]any, struct{}]{ctx: ctx, item: s.finishArgs(ctx, r, []outbox.Message{msgs[i]}), done: make(chan struct{})}

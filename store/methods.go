@@ -4,27 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/payflow"
 )
-
-// Method is a member's registered payment method. BillingKeyEnc is the
-// billing key as package vault sealed it: the store never sees the key
-// itself, and a deleted method keeps no trace of it.
-type Method struct {
-	ID            string // a UUID, chosen by the caller: the key is sealed to it
-	MemberID      string
-	Label         string // what users see, already masked
-	Default       bool
-	Status        payflow.MethodStatus
-	BillingKeyEnc []byte
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
-}
 
 // lockMember serialises changes to one member's methods, so that "the first
 // method is the default" and "a new default replaces the old one" hold when
@@ -49,12 +34,12 @@ func isUUID(s string) bool {
 // and also when the member has no usable default: a member's first card,
 // or the card that replaces an expired one, is the one users expect to be
 // charged. A new default replaces the old one in the same transaction.
-func (s *Store) AddMethod(ctx context.Context, m Method) (Method, error) {
+func (s *Store) AddMethod(ctx context.Context, m payflow.PaymentMethod) (payflow.PaymentMethod, error) {
 	if !isUUID(m.ID) {
-		return Method{}, errors.New("store: add method: id must be a UUID")
+		return payflow.PaymentMethod{}, errors.New("store: add method: id must be a UUID")
 	}
 	if m.MemberID == "" || len(m.BillingKeyEnc) == 0 {
-		return Method{}, errors.New("store: add method: member id and sealed billing key are required")
+		return payflow.PaymentMethod{}, errors.New("store: add method: member id and sealed billing key are required")
 	}
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := lockMember(ctx, tx, m.MemberID); err != nil {
@@ -79,15 +64,15 @@ func (s *Store) AddMethod(ctx context.Context, m Method) (Method, error) {
 			m.ID, m.MemberID, m.Label, m.BillingKeyEnc, m.Default, s.now()).Scan(&m.Status, &m.CreatedAt, &m.UpdatedAt)
 	})
 	if err != nil {
-		return Method{}, fmt.Errorf("store: add method: %w", err)
+		return payflow.PaymentMethod{}, fmt.Errorf("store: add method: %w", err)
 	}
 	return m, nil
 }
 
 const methodColumns = `id::text, member_id, label, is_default, status, billing_key_enc, created_at, updated_at`
 
-func scanMethod(row pgx.Row) (Method, error) {
-	var m Method
+func scanMethod(row pgx.Row) (payflow.PaymentMethod, error) {
+	var m payflow.PaymentMethod
 	var st string
 	err := row.Scan(&m.ID, &m.MemberID, &m.Label, &m.Default, &st, &m.BillingKeyEnc, &m.CreatedAt, &m.UpdatedAt)
 	m.Status = payflow.MethodStatus(st)
@@ -97,13 +82,13 @@ func scanMethod(row pgx.Row) (Method, error) {
 // ListMethods returns a member's methods that are not deleted (expired and
 // invalid ones included, so the member sees why a card is not charged):
 // the default first, then the newest first.
-func (s *Store) ListMethods(ctx context.Context, memberID string) ([]Method, error) {
+func (s *Store) ListMethods(ctx context.Context, memberID string) ([]payflow.PaymentMethod, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT `+methodColumns+` FROM payment_methods
 		WHERE member_id = $1 AND status <> 'deleted' ORDER BY is_default DESC, created_at DESC, id`, memberID)
 	if err != nil {
 		return nil, fmt.Errorf("store: list methods: %w", err)
 	}
-	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Method, error) { return scanMethod(r) })
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (payflow.PaymentMethod, error) { return scanMethod(r) })
 	if err != nil {
 		return nil, fmt.Errorf("store: list methods: %w", err)
 	}
@@ -113,11 +98,11 @@ func (s *Store) ListMethods(ctx context.Context, memberID string) ([]Method, err
 // DeleteMethod deletes a member's method. The row stays (bills refer to
 // it) with status deleted, but its sealed billing key is erased. If it was
 // the default, the most recent remaining active method becomes the
-// default. ErrNotFound for an unknown id, an already deleted one or another
+// default. payflow.ErrNotFound for an unknown id, an already deleted one or another
 // member's: callers must not learn which.
 func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
 	if !isUUID(id) {
-		return ErrNotFound
+		return payflow.ErrNotFound
 	}
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := lockMember(ctx, tx, memberID); err != nil {
@@ -127,7 +112,7 @@ func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
 		err := tx.QueryRow(ctx, `SELECT is_default FROM payment_methods
 			WHERE id = $1 AND member_id = $2 AND status <> 'deleted'`, id, memberID).Scan(&wasDefault)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			return payflow.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -144,7 +129,7 @@ func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
 			ORDER BY created_at DESC, id DESC LIMIT 1)`, memberID, s.now())
 		return err
 	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, payflow.ErrNotFound) {
 		return fmt.Errorf("store: delete method: %w", err)
 	}
 	return err
@@ -154,7 +139,7 @@ func (s *Store) DeleteMethod(ctx context.Context, memberID, id string) error {
 // key, or nil when there is none. An expired or invalid default is returned
 // as it is: the charge decision reports it as the reason for not using
 // auto-pay, which tells the merchant more than "no method" would.
-func (s *Store) DefaultMethod(ctx context.Context, memberID string) (*Method, error) {
+func (s *Store) DefaultMethod(ctx context.Context, memberID string) (*payflow.PaymentMethod, error) {
 	m, err := scanMethod(s.Pool.QueryRow(ctx, `SELECT `+methodColumns+` FROM payment_methods
 		WHERE member_id = $1 AND is_default AND status <> 'deleted'`, memberID))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -170,7 +155,7 @@ func (s *Store) DefaultMethod(ctx context.Context, memberID string) (*Method, er
 // invalid (or active again). It does not move the default: charging
 // another card than the one the member chose would surprise them more than
 // a KakaoTalk bill. Deleting goes through DeleteMethod, which also erases
-// the key; a deleted method is ErrNotFound here, never revived.
+// the key; a deleted method is payflow.ErrNotFound here, never revived.
 func (s *Store) SetMethodStatus(ctx context.Context, id string, status payflow.MethodStatus) error {
 	switch status {
 	case payflow.MethodActive, payflow.MethodExpired, payflow.MethodInvalid:
@@ -178,7 +163,7 @@ func (s *Store) SetMethodStatus(ctx context.Context, id string, status payflow.M
 		return fmt.Errorf("store: set method status: %q is not settable (use DeleteMethod to delete)", status)
 	}
 	if !isUUID(id) {
-		return ErrNotFound
+		return payflow.ErrNotFound
 	}
 	tag, err := s.Pool.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = coalesce($3::timestamptz, now())
 		WHERE id = $1 AND status <> 'deleted'`, id, string(status), s.now())
@@ -186,23 +171,23 @@ func (s *Store) SetMethodStatus(ctx context.Context, id string, status payflow.M
 		return fmt.Errorf("store: set method status: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+		return payflow.ErrNotFound
 	}
 	return nil
 }
 
 // MethodByID returns a method that is not deleted.
-func (s *Store) MethodByID(ctx context.Context, id string) (Method, error) {
+func (s *Store) MethodByID(ctx context.Context, id string) (payflow.PaymentMethod, error) {
 	if !isUUID(id) {
-		return Method{}, ErrNotFound
+		return payflow.PaymentMethod{}, payflow.ErrNotFound
 	}
 	m, err := scanMethod(s.Pool.QueryRow(ctx, `SELECT `+methodColumns+` FROM payment_methods
 		WHERE id = $1 AND status <> 'deleted'`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Method{}, ErrNotFound
+		return payflow.PaymentMethod{}, payflow.ErrNotFound
 	}
 	if err != nil {
-		return Method{}, fmt.Errorf("store: method: %w", err)
+		return payflow.PaymentMethod{}, fmt.Errorf("store: method: %w", err)
 	}
 	return m, nil
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-func pmAdd(t *testing.T, st *store.Store, member, label string, def bool) store.Method {
+func pmAdd(t *testing.T, st *store.Store, member, label string, def bool) payflow.PaymentMethod {
 	t.Helper()
-	m, err := st.AddMethod(context.Background(), store.Method{ID: uuid.NewString(), MemberID: member, Label: label,
+	m, err := st.AddMethod(context.Background(), payflow.PaymentMethod{ID: uuid.NewString(), MemberID: member, Label: label,
 		Default: def, BillingKeyEnc: []byte("sealed:" + label)})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestMethodsDeleteErasesTheSealedKey(t *testing.T) {
 	if status != "deleted" || len(sealed) != 0 {
 		t.Fatalf("deleted row: status %s, %d bytes of sealed key left", status, len(sealed))
 	}
-	if _, err := st.MethodByID(ctx, m.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.MethodByID(ctx, m.ID); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("MethodByID of a deleted method: %v", err)
 	}
 }
@@ -155,7 +155,7 @@ func TestMethodsDeleteNotFound(t *testing.T) {
 		"sql in the id":          "'; DELETE FROM payment_methods; --",
 		"uuid with extra spaces": " " + mine.ID + " ",
 	} {
-		if err := st.DeleteMethod(ctx, "mem", id); !errors.Is(err, store.ErrNotFound) {
+		if err := st.DeleteMethod(ctx, "mem", id); !errors.Is(err, payflow.ErrNotFound) {
 			t.Errorf("%s: %v, want ErrNotFound", name, err)
 		}
 	}
@@ -165,7 +165,7 @@ func TestMethodsDeleteNotFound(t *testing.T) {
 	if err := st.DeleteMethod(ctx, "mem", mine.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.DeleteMethod(ctx, "mem", mine.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := st.DeleteMethod(ctx, "mem", mine.ID); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("deleting twice: %v, want ErrNotFound", err)
 	}
 }
@@ -183,21 +183,21 @@ func TestMethodsSetStatus(t *testing.T) {
 	if err != nil || d == nil || d.ID != a.ID || d.Status != payflow.MethodExpired {
 		t.Fatalf("default after expiry = %+v, %v", d, err)
 	}
-	if err := st.SetMethodStatus(ctx, uuid.NewString(), payflow.MethodExpired); !errors.Is(err, store.ErrNotFound) {
+	if err := st.SetMethodStatus(ctx, uuid.NewString(), payflow.MethodExpired); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("unknown id: %v", err)
 	}
-	if err := st.SetMethodStatus(ctx, "nope", payflow.MethodExpired); !errors.Is(err, store.ErrNotFound) {
+	if err := st.SetMethodStatus(ctx, "nope", payflow.MethodExpired); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("malformed id: %v", err)
 	}
 	for _, bad := range []payflow.MethodStatus{payflow.MethodDeleted, "", "stolen"} {
-		if err := st.SetMethodStatus(ctx, a.ID, bad); err == nil || errors.Is(err, store.ErrNotFound) {
+		if err := st.SetMethodStatus(ctx, a.ID, bad); err == nil || errors.Is(err, payflow.ErrNotFound) {
 			t.Fatalf("status %q: %v, want a refusal", bad, err)
 		}
 	}
 	if err := st.DeleteMethod(ctx, "mem", a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetMethodStatus(ctx, a.ID, payflow.MethodActive); !errors.Is(err, store.ErrNotFound) {
+	if err := st.SetMethodStatus(ctx, a.ID, payflow.MethodActive); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("reviving a deleted method: %v, want ErrNotFound", err)
 	}
 }
@@ -221,7 +221,7 @@ func TestMethodsNewOneReplacesAnUnusableDefault(t *testing.T) {
 func TestMethodsAddRefusesBadInput(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	for name, m := range map[string]store.Method{
+	for name, m := range map[string]payflow.PaymentMethod{
 		"no id":         {MemberID: "mem", Label: "A", BillingKeyEnc: []byte("x")},
 		"id not a uuid": {ID: "1", MemberID: "mem", Label: "A", BillingKeyEnc: []byte("x")},
 		"no member":     {ID: uuid.NewString(), Label: "A", BillingKeyEnc: []byte("x")},
@@ -243,7 +243,7 @@ func TestMethodsConcurrentAddsKeepOneDefault(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := st.AddMethod(context.Background(), store.Method{ID: uuid.NewString(), MemberID: "mem",
+			_, err := st.AddMethod(context.Background(), payflow.PaymentMethod{ID: uuid.NewString(), MemberID: "mem",
 				Label: fmt.Sprint("card-", i), Default: i%3 == 0, BillingKeyEnc: []byte("x")})
 			errs <- err
 		})

@@ -12,51 +12,13 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
-// Refund is a refund row.
-type Refund struct {
-	PK          int64
-	MerchantID  string
-	RefundID    string
-	Kind        string // "refund", or "repay" for the refund step of a re-payment
-	ChargePK    int64
-	ChargeID    string
-	BillID      string
-	Amount      int64
-	Reason      string
-	RequestHash []byte
-	Status      string // pending, succeeded, failed
-	// PGRefundID is the refund's idempotency key at the PG, the same for
-	// every retry.
-	PGRefundID string
-}
-
-// ErrExceedsPaid: the refund would take the bill's refunds above what was
-// paid. Nothing was written.
-var ErrExceedsPaid = errors.New("store: refund exceeds the paid amount")
-
-// ErrNotPaid: the charge's current bill is not paid, so there is nothing to
-// refund.
-var ErrNotPaid = errors.New("store: bill is not paid")
-
-// NewRefund is a refund about to be sent to the PG.
-type NewRefund struct {
-	MerchantID  string
-	RefundID    string
-	Kind        string
-	ChargePK    int64
-	BillID      string
-	Amount      int64
-	Reason      string
-	RequestHash []byte
-}
-
 // CreateRefund reserves the amount on the paid bill and stores the refund
 // in one statement. The reservation is the guard against over-refunding:
 // the bill row's update re-checks the remaining amount after any concurrent
 // refund commits, and a CHECK constraint backs it. created is false when
 // the refund id exists (nothing is written then). The caller holds the
 // charge's lease.
-func (s *Store) CreateRefund(ctx context.Context, r NewRefund) (pk int64, created bool, err error) {
+func (s *Store) CreateRefund(ctx context.Context, r payflow.NewRefund) (pk int64, created bool, err error) {
 	var exists bool
 	var reserved *int64
 	err = s.Pool.QueryRow(ctx, `
@@ -91,9 +53,9 @@ SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
 			return 0, false, fmt.Errorf("store: create refund: %w", err)
 		}
 		if status != string(payflow.BillPaid) {
-			return 0, false, ErrNotPaid
+			return 0, false, payflow.ErrNotPaid
 		}
-		return 0, false, ErrExceedsPaid
+		return 0, false, payflow.ErrExceedsPaid
 	}
 	return *reserved, true, nil
 }
@@ -101,23 +63,23 @@ SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
 const refundColumns = `r.id, r.merchant_id, r.refund_id, r.kind, r.charge_pk, c.charge_id, r.bill_id, r.amount, r.reason, r.request_hash, r.status,
 	coalesce(r.pg_refund_id, 'rf-' || r.id)`
 
-func scanRefund(row pgx.Row) (Refund, error) {
-	var r Refund
+func scanRefund(row pgx.Row) (payflow.Refund, error) {
+	var r payflow.Refund
 	err := row.Scan(&r.PK, &r.MerchantID, &r.RefundID, &r.Kind, &r.ChargePK, &r.ChargeID, &r.BillID, &r.Amount, &r.Reason, &r.RequestHash, &r.Status, &r.PGRefundID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, ErrNotFound
+		return r, payflow.ErrNotFound
 	}
 	return r, err
 }
 
 // RefundByKey reads a merchant's refund (not a re-payment's refund step).
-func (s *Store) RefundByKey(ctx context.Context, merchantID, refundID string) (Refund, error) {
+func (s *Store) RefundByKey(ctx context.Context, merchantID, refundID string) (payflow.Refund, error) {
 	return scanRefund(s.Pool.QueryRow(ctx, `SELECT `+refundColumns+` FROM refunds r JOIN charges c ON c.id = r.charge_pk
 		WHERE r.merchant_id = $1 AND r.kind = 'refund' AND r.refund_id = $2`, merchantID, refundID))
 }
 
 // RefundByPK reads a refund.
-func (s *Store) RefundByPK(ctx context.Context, pk int64) (Refund, error) {
+func (s *Store) RefundByPK(ctx context.Context, pk int64) (payflow.Refund, error) {
 	return scanRefund(s.Pool.QueryRow(ctx, `SELECT `+refundColumns+` FROM refunds r JOIN charges c ON c.id = r.charge_pk
 		WHERE r.id = $1`, pk))
 }
@@ -159,13 +121,6 @@ func (s *Store) RetryRefundLater(ctx context.Context, pk int64, wait time.Durati
 	return nil
 }
 
-// RefundResult is how a refund ended at the PG.
-type RefundResult struct {
-	Succeeded     bool
-	PGTxID        string
-	FailureReason string
-}
-
 // FinishRefund records a refund's outcome: on success the reserved amount
 // becomes refunded, on failure the reservation is released; and the result
 // events are written, in one transaction. It returns the bill's refunded
@@ -175,7 +130,7 @@ type RefundResult struct {
 // transaction: on success next (its new bill) is stored and leased to owner
 // for placing (see startRepayBill), on failure the re-payment fails. So the
 // customer is never left refunded without the new request.
-func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error), next *RepayNext) (int64, error) {
+func (s *Store) FinishRefund(ctx context.Context, pk int64, res payflow.RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error), next *payflow.RepayNext) (int64, error) {
 	var total int64
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -191,12 +146,12 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 		if err != nil {
 			return err
 		}
-		status, refunded := "failed", int64(0)
+		status, refunded := payflow.RefundFailed, int64(0)
 		if res.Succeeded {
-			status, refunded = "succeeded", amount
+			status, refunded = payflow.RefundSucceeded, amount
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refunds SET status = $2, pg_tx_id = nullif($3, ''), failure_reason = nullif($4, ''),
-			updated_at = coalesce($5::timestamptz, now()) WHERE id = $1`, pk, status, res.PGTxID, res.FailureReason, now); err != nil {
+			updated_at = coalesce($5::timestamptz, now()) WHERE id = $1`, pk, string(status), res.PGTxID, res.FailureReason, now); err != nil {
 			return err
 		}
 		var paid int64
@@ -240,9 +195,4 @@ func (s *Store) FinishRefund(ctx context.Context, pk int64, res RefundResult, ms
 		return startRepayBill(ctx, tx, *next, now)
 	})
 	return total, err
-}
-
-func isUniqueViolation(err error) bool {
-	var pgErr interface{ SQLState() string }
-	return errors.As(err, &pgErr) && pgErr.SQLState() == "23505"
 }

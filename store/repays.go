@@ -4,51 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/payflow"
 )
 
-// Repay is a re-payment row.
-type Repay struct {
-	PK          int64
-	MerchantID  string
-	RepayID     string
-	ChargePK    int64
-	OldBillID   string
-	NewBillID   string
-	Amount      int64
-	RequestHash []byte
-	Step        string // refunding, placing, done, failed
-	RefundPK    int64  // its refund step, 0 when nothing was left to refund
-}
-
-// NewRepay is a re-payment about to start. The caller holds the charge's
-// lease.
-type NewRepay struct {
-	MerchantID  string
-	RepayID     string
-	ChargePK    int64
-	OldBillID   string
-	Amount      int64
-	RequestHash []byte
-	// Bill is the new bill, placed at once when nothing of the old bill is
-	// left to refund; otherwise the refund step's success places a bill of
-	// its own decision.
-	Bill  Bill
-	Owner string
-	Lease time.Duration
-}
-
 // CreateRepay stores a re-payment and, in the same transaction, its refund
 // step for whatever of the old bill is still paid and not refunded (kind
 // "repay", reserved like any refund). When nothing is left to refund the
 // re-payment goes straight to step placing with r.Bill, and RefundPK is 0.
-// created is false when the repay id exists. ErrNotPaid when the old bill
+// created is false when the repay id exists. payflow.ErrNotPaid when the old bill
 // is not paid or no longer the charge's current bill.
-func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created bool, err error) {
+func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow.Repay, created bool, err error) {
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var refundable int64
@@ -59,11 +27,11 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 			return err
 		}
 		if status != string(payflow.BillPaid) || current != r.OldBillID {
-			return ErrNotPaid
+			return payflow.ErrNotPaid
 		}
-		step := "refunding"
+		step := payflow.RepayRefunding
 		if refundable == 0 {
-			step = "placing"
+			step = payflow.RepayPlacing
 		}
 		var pk int64
 		err := tx.QueryRow(ctx, `INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step, created_at, updated_at)
@@ -76,8 +44,8 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 			return err
 		}
 		created = true
-		if step == "placing" {
-			return startRepayBill(ctx, tx, RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease}, now)
+		if step == payflow.RepayPlacing {
+			return startRepayBill(ctx, tx, payflow.RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease}, now)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = coalesce($3::timestamptz, now()) WHERE bill_id = $1`,
 			r.OldBillID, refundable, now); err != nil {
@@ -89,16 +57,16 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotPaid) {
-			return Repay{}, false, err
+		if errors.Is(err, payflow.ErrNotPaid) {
+			return payflow.Repay{}, false, err
 		}
 		if isUniqueViolation(err) {
-			return Repay{}, false, nil
+			return payflow.Repay{}, false, nil
 		}
-		return Repay{}, false, fmt.Errorf("store: create repay: %w", err)
+		return payflow.Repay{}, false, fmt.Errorf("store: create repay: %w", err)
 	}
 	if !created {
-		return Repay{}, false, nil
+		return payflow.Repay{}, false, nil
 	}
 	rp, err = s.RepayByKey(ctx, r.MerchantID, r.RepayID)
 	return rp, true, err
@@ -107,32 +75,23 @@ func (s *Store) CreateRepay(ctx context.Context, r NewRepay) (rp Repay, created 
 const repayColumns = `p.id, p.merchant_id, p.repay_id, p.charge_pk, p.old_bill_id, coalesce(p.new_bill_id, ''), p.amount, p.request_hash, p.step,
 	coalesce((SELECT r.id FROM refunds r WHERE r.merchant_id = p.merchant_id AND r.kind = 'repay' AND r.refund_id = p.repay_id), 0)`
 
-func scanRepay(row pgx.Row) (Repay, error) {
-	var r Repay
+func scanRepay(row pgx.Row) (payflow.Repay, error) {
+	var r payflow.Repay
 	err := row.Scan(&r.PK, &r.MerchantID, &r.RepayID, &r.ChargePK, &r.OldBillID, &r.NewBillID, &r.Amount, &r.RequestHash, &r.Step, &r.RefundPK)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, ErrNotFound
+		return r, payflow.ErrNotFound
 	}
 	return r, err
 }
 
 // RepayByKey reads a merchant's re-payment.
-func (s *Store) RepayByKey(ctx context.Context, merchantID, repayID string) (Repay, error) {
+func (s *Store) RepayByKey(ctx context.Context, merchantID, repayID string) (payflow.Repay, error) {
 	return scanRepay(s.Pool.QueryRow(ctx, `SELECT `+repayColumns+` FROM repays p WHERE p.merchant_id = $1 AND p.repay_id = $2`, merchantID, repayID))
 }
 
 // RepayByPK reads a re-payment.
-func (s *Store) RepayByPK(ctx context.Context, pk int64) (Repay, error) {
+func (s *Store) RepayByPK(ctx context.Context, pk int64) (payflow.Repay, error) {
 	return scanRepay(s.Pool.QueryRow(ctx, `SELECT `+repayColumns+` FROM repays p WHERE p.id = $1`, pk))
-}
-
-// RepayNext is a re-payment's new bill, to be stored and leased for
-// placing.
-type RepayNext struct {
-	RepayPK int64
-	Bill    Bill
-	Owner   string
-	Lease   time.Duration
 }
 
 // startRepayBill moves a re-payment to step placing: the new bill is
@@ -141,7 +100,7 @@ type RepayNext struct {
 // current bill: only a re-payment of the bill the charge still stands on
 // may bill again. A re-payment that finds its charge moved on fails
 // (superseded) instead of placing a second live bill.
-func startRepayBill(ctx context.Context, tx pgx.Tx, n RepayNext, now any) error {
+func startRepayBill(ctx context.Context, tx pgx.Tx, n payflow.RepayNext, now any) error {
 	var chargePK int64
 	var oldBill string
 	err := tx.QueryRow(ctx, `UPDATE repays SET step = 'placing', new_bill_id = $2, updated_at = coalesce($3::timestamptz, now())

@@ -12,18 +12,11 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
-// SettledBill is what the event of an applied settlement needs.
-type SettledBill struct {
-	Bill       Bill
-	MerchantID string
-	ChargeID   string
-}
-
 // Settle applies a final result to a bill, once. A webhook's id is recorded
 // in the same transaction, so a replay is answered without effect and a
 // crash cannot leave a receipt without its change. events builds the result
 // events; they are written in the same transaction.
-func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error) {
+func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error) {
 	var outcome payflow.SettleOutcome
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -44,7 +37,7 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(S
 			WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, st.BillID).
 			Scan(&pk, &merchant, &chargeID, &currentBill, &chargeState, &method, &status, &fb, &amount, &txID)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			return payflow.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -102,8 +95,8 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(S
 				return err
 			}
 		}
-		msgs, err := events(SettledBill{
-			Bill: Bill{BillID: st.BillID, ChargePK: pk, Method: payflow.Method(method), FallbackReason: payflow.FallbackReason(fb),
+		msgs, err := events(payflow.SettledBill{
+			Bill: payflow.Bill{BillID: st.BillID, ChargePK: pk, Method: payflow.Method(method), FallbackReason: payflow.FallbackReason(fb),
 				Amount: amount, Status: payflow.BillStatus(st.Status), PGTxID: st.PGTxID},
 			MerchantID: merchant, ChargeID: chargeID,
 		})

@@ -1,7 +1,16 @@
 // Package store owns payflow's Postgres schema and every query against it:
-// charges, bills, refunds, re-payments, payment methods and webhook receipts.
-// Methods that change state take the outbox messages that report the change
+// it persists package payflow's entities (charges, bills, refunds,
+// re-payments, payment methods) and webhook receipts. Each state change is
+// one typed operation, guarded in SQL by the transition payflow allows;
+// methods that change state take the outbox messages that report the change
 // and write them in the same transaction (see package outbox).
+//
+// A table's queries live in the file named after it: charges.go (a charge's
+// lease, placement and decline), bills.go, refunds.go, repays.go,
+// methods.go (payment_methods) and rejections.go (rejected_requests).
+// settle.go settles bills and lists them for reconciliation, chargeview.go
+// reads a charge's history for the API, backlog.go counts unfinished work
+// (the outbox included), and batch.go groups the hot path's two writes.
 package store
 
 import (

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
 
@@ -52,7 +53,7 @@ INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, r
 		t.Fatalf("re-payment refund step %+v, %v; want PG id m1/repay:p1 and refund id p1", step, err)
 	}
 	// A merchant may now use the refund id the old step had.
-	if _, created, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "repay:p1", Kind: "refund", ChargePK: 1, BillID: "b1",
+	if _, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "repay:p1", Kind: "refund", ChargePK: 1, BillID: "b1",
 		Amount: 1, RequestHash: []byte("h")}); err == nil && created {
 		t.Fatal("a refund beyond the paid amount was stored")
 	}
@@ -60,7 +61,7 @@ INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, r
 	if _, err := st.Pool.Exec(ctx, `UPDATE bills SET refund_reserved = 0 WHERE bill_id = 'b1'`); err != nil {
 		t.Fatal(err)
 	}
-	pk, created, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: 1, BillID: "b1",
+	pk, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: 1, BillID: "b1",
 		Amount: 100, RequestHash: []byte("h")})
 	if err != nil || !created {
 		t.Fatal(created, err)
@@ -83,7 +84,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 	}
 	var pks []int64
 	for _, id := range []string{"r1", "r2"} {
-		pk, _, err := st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h")})
+		pk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +133,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES 
 	if m, err := st.MerchantOf(ctx, "b1"); err != nil || m != "m1" {
 		t.Fatalf("merchant of b1: %q, %v", m, err)
 	}
-	if _, err := st.MerchantOf(ctx, "nope"); err != store.ErrNotFound {
+	if _, err := st.MerchantOf(ctx, "nope"); err != payflow.ErrNotFound {
 		t.Fatalf("merchant of an unknown bill: %v", err)
 	}
 	if u, _, err := st.PGURL(ctx, "b1"); err != nil || u != "" {
@@ -148,7 +149,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES 
 	if u, e, err := st.PGURL(ctx, "b1"); err != nil || u != "https://pay.example/1" || !e.Equal(exp) {
 		t.Fatalf("pg url: %q %v, %v; want the first one stored", u, e, err)
 	}
-	if err := st.StorePGURL(ctx, "nope", "u", exp); err != store.ErrNotFound {
+	if err := st.StorePGURL(ctx, "nope", "u", exp); err != payflow.ErrNotFound {
 		t.Fatalf("store pg url of an unknown bill: %v", err)
 	}
 }

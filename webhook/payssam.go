@@ -15,7 +15,6 @@ import (
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/payssam"
-	"github.com/payflow/payflow/store"
 )
 
 // ProviderPaySSam is the provider name of 결제선생 (PaySSam) callbacks:
@@ -48,13 +47,13 @@ const paySSamRetry = `{"code":"ERROR","msg":"retry later"}`
 // wrong apiKey or a body that is not a callback is answered 403/401/400.
 type PaySSam struct {
 	// Bills returns payflow's bills whose PG transaction id is the PaySSam
-	// bill id (store.BillsByPGTxID).
-	Bills func(ctx context.Context, pgTxID string) ([]store.Bill, error)
+	// bill id (the store's BillsByPGTxID).
+	Bills func(ctx context.Context, pgTxID string) ([]payflow.Bill, error)
 	// Pending, when set, returns the pending bills whose id starts with a
-	// prefix (store.PendingBillsWithPrefix): a callback can arrive before
+	// prefix (the store's PendingBillsWithPrefix): a callback can arrive before
 	// its bill's placement is recorded (an auto-pay approved at once), and
 	// is then answered so that PaySSam sends it again.
-	Pending func(ctx context.Context, prefix string) ([]store.Bill, error)
+	Pending func(ctx context.Context, prefix string) ([]payflow.Bill, error)
 	// PG confirms a callback with LookupPayment.
 	PG      pgclient.Client
 	Settler Settler
@@ -282,7 +281,7 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		retry("error")
 		return
 	}
-	var bill store.Bill
+	var bill payflow.Bill
 	for _, b := range candidates {
 		if payssam.BillID(b.BillID) == cb.BillID {
 			bill = b
@@ -348,7 +347,7 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, err := h.Settler.Settle(ctx, payflow.Settlement{BillID: bill.BillID, Status: payflow.SettlePaid, Amount: p.Amount,
 		PGTxID: p.PGTxID, Provider: ProviderPaySSam, WebhookID: cb.BillID})
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, payflow.ErrNotFound):
 		logger.Warn("payssam callback for an unknown bill; not settled")
 		ack("unknown_bill")
 	case errors.Is(err, payflow.ErrAmountMismatch):

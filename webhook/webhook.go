@@ -15,7 +15,6 @@ import (
 
 	"github.com/payflow/payflow/internal/strictjson"
 	"github.com/payflow/payflow/payflow"
-	"github.com/payflow/payflow/store"
 )
 
 // Verifier authenticates a provider's callback. Each provider signs its own
@@ -140,7 +139,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		BillID: cb.BillID, Status: status, Amount: cb.Amount, PGTxID: cb.PGTxID, Provider: provider, WebhookID: id,
 	})
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, payflow.ErrNotFound):
 		result("unknown_bill", http.StatusNotFound, "not_found", "unknown bill")
 	case errors.Is(err, payflow.ErrAmountMismatch):
 		log.ErrorContext(r.Context(), "webhook amount differs from the bill; not settled", "provider", provider, "bill_id", cb.BillID, "amount", cb.Amount)

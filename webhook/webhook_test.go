@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/payflow/payflow/payflow"
-	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/webhook"
 )
 
@@ -59,7 +58,7 @@ func TestReceiverStatusCodes(t *testing.T) {
 	}{
 		{"applied", "good", good, nil, 200},
 		{"forged", "bad", good, nil, 401},
-		{"unknown bill", "good", good, store.ErrNotFound, 404},
+		{"unknown bill", "good", good, payflow.ErrNotFound, 404},
 		{"amount mismatch", "good", good, payflow.ErrAmountMismatch, 422},
 		{"not placed yet", "good", good, payflow.ErrNotPlacedYet, 409},
 		{"database down", "good", good, errors.New("boom"), 500},

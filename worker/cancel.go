@@ -8,7 +8,6 @@ import (
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 )
 
 // cancel executes payment.bill.cancel.requested: destroy the charge's
@@ -28,7 +27,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	}
 	return w.onExisting(ctx, env, existingRequest{who: who,
 		decided: func(ctx context.Context, _ bool) (bool, error) { return w.replayed(ctx, env, "", nil) },
-	}, func(ctx context.Context, c store.Charge) error {
+	}, func(ctx context.Context, c payflow.Charge) error {
 		if c.State == payflow.StateCancelled {
 			return w.recordCancel(ctx, c) // already destroyed: the event exists, or is written once now
 		}
@@ -56,7 +55,7 @@ func (w *Worker) cancel(ctx context.Context, env events.Envelope) error {
 	})
 }
 
-func (w *Worker) recordCancel(ctx context.Context, c store.Charge) error {
+func (w *Worker) recordCancel(ctx context.Context, c payflow.Charge) error {
 	msg, err := w.message(events.TypeBillCancelled, c.ChargeID, []string{"bill", c.Bill.BillID, "cancelled"}, events.BillCancelled{
 		MerchantID: c.MerchantID, ChargeID: c.ChargeID, BillID: c.Bill.BillID,
 	})

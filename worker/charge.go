@@ -52,7 +52,7 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 		return w.again(ctx, env, existing, hash)
 	}
 	bill.ChargePK = pk
-	c := store.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: hash, RequestEventID: env.ID,
+	c := payflow.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: hash, RequestEventID: env.ID,
 		Amount: req.Amount, OrderName: req.OrderName, MemberID: req.Customer.MemberID, Phone: req.Customer.Phone,
 		CustomerName: req.Customer.Name, State: payflow.StatePlacing, LeaseOwner: w.cfg.Owner, Bill: bill}
 	w.log.DebugContext(ctx, "charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
@@ -68,7 +68,7 @@ func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
 // method, or a KakaoTalk bill) and stores the charge with its first bill
 // and a lease. created is false when the charge was there already.
 func (w *Worker) decide(ctx context.Context, env events.Envelope, req payflow.ChargeRequest, hash []byte) (
-	dec payflow.Decision, bill store.Bill, key string, pk int64, created bool, err error) {
+	dec payflow.Decision, bill payflow.Bill, key string, pk int64, created bool, err error) {
 	ctx, end := w.cfg.Observer.Step(ctx, StepDecide)
 	defer func() { end(err) }()
 	var method *payflow.StoredMethod
@@ -78,15 +78,15 @@ func (w *Worker) decide(ctx context.Context, env events.Envelope, req payflow.Ch
 		}
 	}
 	dec = payflow.Decide(req.Customer, method)
-	bill = store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
-	pk, created, err = w.cfg.Store.CreateCharge(ctx, store.NewCharge{
+	bill = payflow.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
+	pk, created, err = w.cfg.Store.CreateCharge(ctx, payflow.NewCharge{
 		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
 	})
 	return dec, bill, key, pk, created, err
 }
 
 // again handles a charge request whose (merchant_id, charge_id) is known.
-func (w *Worker) again(ctx context.Context, env events.Envelope, c store.Charge, hash []byte) error {
+func (w *Worker) again(ctx context.Context, env events.Envelope, c payflow.Charge, hash []byte) error {
 	if string(c.RequestHash) != string(hash) {
 		return w.reject(ctx, env, ids{c.MerchantID, c.ChargeID}, events.RejectIdempotencyConflict,
 			"charge_id was already used with different content")
@@ -170,7 +170,7 @@ func failedDecline(code payflow.DeclineCode) string { return "declined: " + stri
 // drive places the charge's current bill until the charge leaves placing.
 // The caller holds the lease. key is the auto-pay billing key when the
 // caller already has it.
-func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, key string) error {
+func (w *Worker) drive(ctx context.Context, c payflow.Charge, lookupFirst bool, key string) error {
 	bill := c.Bill
 	attempts := c.Attempts
 	for {
@@ -179,15 +179,15 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 		switch {
 		case out.accepted:
 			w.storePGURL(ctx, bill, out.url)
-			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
+			return w.finish(ctx, c, bill, payflow.PlaceResult{ChargeState: payflow.StateRequested, BillStatus: payflow.BillRequested, PGTxID: out.pgTxID, Attempts: attempts})
 		case out.decline != "" && bill.Method != payflow.MethodAutoPay && !mutation.On("kakao-fallback"):
 			// Fallback is auto-pay's alone: a refused KakaoTalk bill ends
 			// the charge, or one charge could send bills without end.
-			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillDeclined,
+			return w.finish(ctx, c, bill, payflow.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillDeclined,
 				FailureReason: failedDecline(out.decline), Attempts: attempts})
 		case out.decline != "":
 			reason, methodStatus := payflow.AfterDecline(out.decline)
-			next := store.Bill{BillID: w.cfg.NewBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
+			next := payflow.Bill{BillID: w.cfg.NewBillID(), ChargePK: c.PK, Method: payflow.MethodKakaoBill, FallbackReason: reason,
 				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
 			// Decline also renews the lease: the next bill's placement must
 			// have a whole lease (retry budget plus a call timeout) too.
@@ -201,7 +201,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 				"decline", out.decline, "bill_id", next.BillID)
 			bill, lookupFirst = next, false
 		case out.failed != "":
-			return w.finish(ctx, c, bill, store.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
+			return w.finish(ctx, c, bill, payflow.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
 		default: // unknown, or our context ended
 			// The lease is left to expire rather than released: until then a
 			// request of ours may still be in flight, and a successor that
@@ -218,7 +218,7 @@ func (w *Worker) drive(ctx context.Context, c store.Charge, lookupFirst bool, ke
 // reported placed, so that a merchant who asks for it on charge.processed
 // finds it. It is best effort: the money path does not wait on it, and a
 // bill without it only has no pay URL to show.
-func (w *Worker) storePGURL(ctx context.Context, bill store.Bill, u pgclient.BillURL) {
+func (w *Worker) storePGURL(ctx context.Context, bill payflow.Bill, u pgclient.BillURL) {
 	if u.URL == "" {
 		return
 	}
@@ -228,7 +228,7 @@ func (w *Worker) storePGURL(ctx context.Context, bill store.Bill, u pgclient.Bil
 }
 
 // finish records the placement's outcome with its result event.
-func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r store.PlaceResult) error {
+func (w *Worker) finish(ctx context.Context, c payflow.Charge, bill payflow.Bill, r payflow.PlaceResult) error {
 	r.ChargePK, r.BillID, r.RepayPK, r.Owner = c.PK, bill.BillID, bill.RepayPK, w.cfg.Owner
 	var msg outbox.Message
 	var err error
@@ -285,7 +285,7 @@ func (w *Worker) finish(ctx context.Context, c store.Charge, bill store.Bill, r 
 // retry budget plus a call timeout, so they have landed or died). A
 // request of this drive whose outcome is unknown is never cleared: it may
 // still be in flight when the drive gives up.
-func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, lookupFirst bool, key string) outcome {
+func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill, lookupFirst bool, key string) outcome {
 	var out outcome
 	// The lease was just taken or renewed. Past this deadline (a margin
 	// before it expires, by our own clock) no request of this drive may
@@ -371,7 +371,7 @@ func (w *Worker) place(ctx context.Context, c store.Charge, bill store.Bill, loo
 }
 
 // call performs the bill's PG operation.
-func (w *Worker) call(ctx context.Context, c store.Charge, bill store.Bill, key string) (pgclient.Accepted, error) {
+func (w *Worker) call(ctx context.Context, c payflow.Charge, bill payflow.Bill, key string) (pgclient.Accepted, error) {
 	if bill.Method == payflow.MethodAutoPay {
 		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: key, Amount: bill.Amount, OrderName: c.OrderName})
 	}
@@ -451,7 +451,7 @@ func (w *Worker) RunSweeper(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func eventTypeOf(bill store.Bill) string {
+func eventTypeOf(bill payflow.Bill) string {
 	if bill.RepayPK != 0 {
 		return events.TypeRepayProcessed
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 )
 
 func requestEvent(typ string, d map[string]any) []byte {
@@ -125,9 +124,9 @@ func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, ok, err := e.st.CreateRefund(ctx, store.NewRefund{MerchantID: "m1", RefundID: fmt.Sprint("direct", i), Kind: "refund",
+			_, ok, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: fmt.Sprint("direct", i), Kind: "refund",
 				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h")})
-			if err != nil && !errors.Is(err, store.ErrExceedsPaid) {
+			if err != nil && !errors.Is(err, payflow.ErrExceedsPaid) {
 				t.Error(err)
 			}
 			created.Store(i, ok)

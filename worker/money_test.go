@@ -17,7 +17,6 @@ import (
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/worker"
 )
 
@@ -45,7 +44,7 @@ func (e *env) expireLeases() {
 
 // abandoned handles a charge whose every attempt meets a PG that did not
 // act, so it is given up (place_failed, its bill abandoned), and returns it.
-func (e *env) abandoned(charge string, amount int64) store.Charge {
+func (e *env) abandoned(charge string, amount int64) payflow.Charge {
 	e.t.Helper()
 	for i := 0; i < 10000; i++ {
 		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
@@ -344,8 +343,8 @@ func TestAKeySourceBlipDoesNotDisableTheCard(t *testing.T) {
 	ctx := context.Background()
 	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
 		Customer: payflow.Customer{MemberID: "mem1", Phone: "+821012345678", Name: "Kim"}}
-	if _, _, err := st.CreateCharge(ctx, store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodAutoPay, MethodID: methodID("mem1"), Amount: 700},
+	if _, _, err := st.CreateCharge(ctx, payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
+		Bill:       payflow.Bill{BillID: "bill-1", Method: payflow.MethodAutoPay, MethodID: methodID("mem1"), Amount: 700},
 		LeaseOwner: "dead-worker", Lease: time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}

@@ -29,19 +29,19 @@ func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
 	key := "refund/" + req.MerchantID + "/" + req.RefundID
 	return w.onExisting(ctx, env, existingRequest{who: who, key: key, hash: hash,
 		decided: func(ctx context.Context, _ bool) (bool, error) { return w.refundDecided(ctx, env, req, hash) },
-	}, func(ctx context.Context, c store.Charge) error {
+	}, func(ctx context.Context, c payflow.Charge) error {
 		if c.State == payflow.StatePaid && req.Amount != c.Bill.Amount && !pgclient.CapabilitiesOf(w.cfg.PG).PartialRefund {
 			return w.rejectRequest(ctx, env, key, hash, who, events.RejectNotSupported,
 				"the PG refunds only the whole payment; ask for the paid amount")
 		}
-		pk, created, err := w.cfg.Store.CreateRefund(ctx, store.NewRefund{
+		pk, created, err := w.cfg.Store.CreateRefund(ctx, payflow.NewRefund{
 			MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
 			Amount: req.Amount, Reason: req.Reason, RequestHash: hash,
 		})
 		switch {
-		case errors.Is(err, store.ErrNotPaid):
+		case errors.Is(err, payflow.ErrNotPaid):
 			return w.rejectRequest(ctx, env, key, hash, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
-		case errors.Is(err, store.ErrExceedsPaid):
+		case errors.Is(err, payflow.ErrExceedsPaid):
 			return w.rejectRequest(ctx, env, key, hash, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
 		case err != nil:
 			return err
@@ -62,7 +62,7 @@ func (w *Worker) refundDecided(ctx context.Context, env events.Envelope, req pay
 		return true, err
 	}
 	r, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -142,11 +142,11 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 		w.log.WarnContext(ctx, "refund outcome unknown; the sweeper will retry it", "refund_id", r.RefundID, "err", err)
 		return ctx.Err()
 	}
-	result := store.RefundResult{Succeeded: final == nil, PGTxID: res.PGTxID}
+	result := payflow.RefundResult{Succeeded: final == nil, PGTxID: res.PGTxID}
 	if final != nil {
 		result.FailureReason = "pg_rejected: " + errorCode(final)
 	}
-	var next *store.RepayNext
+	var next *payflow.RepayNext
 	if r.Kind == "repay" && result.Succeeded {
 		if next, err = w.repayNext(ctx, r); err != nil {
 			return err
@@ -186,14 +186,14 @@ func refundKey(pk int64) string { return "refund/" + itoa(pk) }
 
 // publicRefundID is the refund id published in refund events: the
 // merchant's, or "repay:<repay_id>" for a re-payment's refund step.
-func publicRefundID(r store.Refund) string {
+func publicRefundID(r payflow.Refund) string {
 	if r.Kind == "repay" {
 		return payflow.RepayRefundPrefix + r.RefundID
 	}
 	return r.RefundID
 }
 
-func refundReason(r store.Refund, res store.RefundResult) string {
+func refundReason(r payflow.Refund, res payflow.RefundResult) string {
 	if !res.Succeeded {
 		return res.FailureReason
 	}

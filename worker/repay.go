@@ -8,7 +8,6 @@ import (
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
-	"github.com/payflow/payflow/store"
 )
 
 // repay executes payment.repay.requested: refund what is left of the paid
@@ -32,7 +31,7 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 	hash := req.Fingerprint()
 	return w.onExisting(ctx, env, existingRequest{who: who, key: repayKey(req), hash: hash,
 		decided: func(ctx context.Context, held bool) (bool, error) { return w.repayDecided(ctx, env, req, hash, held) },
-	}, func(ctx context.Context, c store.Charge) error {
+	}, func(ctx context.Context, c payflow.Charge) error {
 		if _, err := c.State.Repay(); err != nil {
 			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, err.Error())
 		}
@@ -44,12 +43,12 @@ func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
 		if err != nil {
 			return err
 		}
-		rp, created, err := w.cfg.Store.CreateRepay(ctx, store.NewRepay{
+		rp, created, err := w.cfg.Store.CreateRepay(ctx, payflow.NewRepay{
 			MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
 			RequestHash: hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
 		})
 		switch {
-		case errors.Is(err, store.ErrNotPaid):
+		case errors.Is(err, payflow.ErrNotPaid):
 			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, "the charge's bill is not paid")
 		case err != nil:
 			return err
@@ -71,7 +70,7 @@ func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payf
 		return true, err
 	}
 	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -89,7 +88,7 @@ func repayKey(req payflow.RepayRequest) string { return "repay/" + req.MerchantI
 // continueRepay runs a re-payment's current step. held says whether the
 // caller holds the charge's lease; otherwise a step is taken over only
 // from a holder whose lease expired.
-func (w *Worker) continueRepay(ctx context.Context, rp store.Repay, held bool) error {
+func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay, held bool) error {
 	switch {
 	case rp.Step == "refunding" && held:
 		return w.driveRefund(ctx, rp.RefundPK)
@@ -105,7 +104,7 @@ func (w *Worker) continueRepay(ctx context.Context, rp store.Repay, held bool) e
 
 // repayNext decides the new bill of a re-payment whose refund step
 // succeeded, to be stored with that success.
-func (w *Worker) repayNext(ctx context.Context, r store.Refund) (*store.RepayNext, error) {
+func (w *Worker) repayNext(ctx context.Context, r payflow.Refund) (*payflow.RepayNext, error) {
 	rp, err := w.cfg.Store.RepayByKey(ctx, r.MerchantID, r.RefundID)
 	if err != nil {
 		return nil, err
@@ -118,25 +117,25 @@ func (w *Worker) repayNext(ctx context.Context, r store.Refund) (*store.RepayNex
 	if err != nil {
 		return nil, err
 	}
-	return &store.RepayNext{RepayPK: rp.PK, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease}, nil
+	return &payflow.RepayNext{RepayPK: rp.PK, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease}, nil
 }
 
 // repayBill decides how to bill the customer again.
-func (w *Worker) repayBill(ctx context.Context, c store.Charge, amount int64) (store.Bill, error) {
+func (w *Worker) repayBill(ctx context.Context, c payflow.Charge, amount int64) (payflow.Bill, error) {
 	var method *payflow.StoredMethod
 	if c.MemberID != "" {
 		var err error
 		if method, _, err = w.cfg.Methods.Default(ctx, c.MemberID); err != nil {
-			return store.Bill{}, err
+			return payflow.Bill{}, err
 		}
 	}
 	dec := payflow.Decide(payflow.Customer{MemberID: c.MemberID}, method)
-	return store.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason,
+	return payflow.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason,
 		Amount: amount, Status: payflow.BillPending}, nil
 }
 
 // repayProcessed builds payment.repay.processed for a re-payment's bill.
-func (w *Worker) repayProcessed(ctx context.Context, c store.Charge, bill store.Bill) (outbox.Message, error) {
+func (w *Worker) repayProcessed(ctx context.Context, c payflow.Charge, bill payflow.Bill) (outbox.Message, error) {
 	rp, err := w.cfg.Store.RepayByPK(ctx, bill.RepayPK)
 	if err != nil {
 		return outbox.Message{}, err

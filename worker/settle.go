@@ -18,7 +18,7 @@ import (
 // it final and changes nothing.
 func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.SettleOutcome, error) {
 	sctx, end := w.cfg.Observer.Step(ctx, StepSettle)
-	outcome, err := w.cfg.Store.Settle(sctx, s, func(b store.SettledBill) ([]outbox.Message, error) {
+	outcome, err := w.cfg.Store.Settle(sctx, s, func(b payflow.SettledBill) ([]outbox.Message, error) {
 		msg, err := w.message(events.TypeSettled, b.ChargeID, []string{"bill", b.Bill.BillID, "settled"}, events.Settled{
 			MerchantID: b.MerchantID, ChargeID: b.ChargeID, BillID: b.Bill.BillID, Status: string(s.Status),
 			Amount: b.Bill.Amount, PGTxID: b.Bill.PGTxID,

@@ -9,7 +9,6 @@ import (
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
-	"github.com/payflow/payflow/store"
 )
 
 // placed handles a non-member charge and returns its bill id.
@@ -86,7 +85,7 @@ func TestSettlementRejectsWrongAmountAndUnknownBill(t *testing.T) {
 	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 4999, Provider: "sim", WebhookID: "x"}); !errors.Is(err, payflow.ErrAmountMismatch) {
 		t.Fatalf("wrong amount: %v", err)
 	}
-	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: "nope", Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "y"}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.w.Settle(ctx, payflow.Settlement{BillID: "nope", Status: payflow.SettlePaid, Amount: 5000, Provider: "sim", WebhookID: "y"}); !errors.Is(err, payflow.ErrNotFound) {
 		t.Fatalf("unknown bill: %v", err)
 	}
 	// Neither left a receipt, so a corrected resend is still applied.

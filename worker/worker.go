@@ -364,12 +364,12 @@ type existingRequest struct {
 // unknown_charge), its lease taken, the request checked once more for a
 // decision another process made meanwhile, and judge decides it against
 // the charge as it now is, under the lease.
-func (w *Worker) onExisting(ctx context.Context, env events.Envelope, r existingRequest, judge func(context.Context, store.Charge) error) error {
+func (w *Worker) onExisting(ctx context.Context, env events.Envelope, r existingRequest, judge func(context.Context, payflow.Charge) error) error {
 	if done, err := r.decided(ctx, false); done || err != nil {
 		return err
 	}
 	c, err := w.cfg.Store.ChargeByKey(ctx, r.who.MerchantID, r.who.ChargeID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, payflow.ErrNotFound) {
 		return w.rejectRequest(ctx, env, r.key, r.hash, r.who, events.RejectUnknownCharge, "no such charge for this merchant")
 	}
 	if err != nil {

@@ -438,8 +438,8 @@ func (e *env) stranded(owner string, lease time.Duration) {
 	e.t.Helper()
 	req := payflow.ChargeRequest{MerchantID: "m1", ChargeID: "c1", Amount: 700, Currency: "KRW", OrderName: "order",
 		Customer: payflow.Customer{Phone: "+821012345678", Name: "Kim"}}
-	if _, _, err := e.st.CreateCharge(context.Background(), store.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
-		Bill:       store.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
+	if _, _, err := e.st.CreateCharge(context.Background(), payflow.NewCharge{Request: req, RequestHash: req.Fingerprint(), RequestEventID: "e",
+		Bill:       payflow.Bill{BillID: "bill-1", Method: payflow.MethodKakaoBill, FallbackReason: payflow.FallbackNotMember, Amount: 700},
 		LeaseOwner: owner, Lease: lease}); err != nil {
 		e.t.Fatal(err)
 	}

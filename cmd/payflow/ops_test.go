@@ -17,6 +17,7 @@ import (
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/kafkaconf"
+	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
@@ -42,7 +43,7 @@ func TestRotateVaultKey(t *testing.T) {
 	old, _ := vault.New(oldKey)
 	id := uuid.NewString()
 	sealed, _ := old.Seal([]byte("bk_rotate_me"), []byte(id))
-	if _, err := st.AddMethod(ctx, store.Method{ID: id, MemberID: "m", Label: "card", BillingKeyEnc: sealed}); err != nil {
+	if _, err := st.AddMethod(ctx, payflow.PaymentMethod{ID: id, MemberID: "m", Label: "card", BillingKeyEnc: sealed}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PAYFLOW_VAULT_KEY", newKey+" "+oldKey)
