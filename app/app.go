@@ -106,6 +106,7 @@ type Config struct {
 
 	tracing tracing
 	metrics *metricSet                  // this run's metrics, one registry per payflow
+	observe observer                    // this run's metrics and tracing, as every package's Observer
 	ping    func(context.Context) error // Kafka's readiness, with the security above
 	vault   *vault.Vault                // the parsed VaultKey
 	// wrap, when set, wraps every component before it runs (tests).
@@ -205,6 +206,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.TracerProvider = tp
 	}
 	cfg.tracing = newTracing(cfg.TracerProvider)
+	cfg.observe = observer{m: cfg.metrics, t: cfg.tracing}
 	cfg.Logger = slog.New(traceLog{cfg.Logger.Handler()})
 	log := cfg.Logger
 	dial, err := cfg.KafkaSecurity.Dial()
@@ -223,7 +225,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.DB.GroupCommit.Observe == nil {
-		cfg.DB.GroupCommit.Observe = cfg.metrics.flushed
+		cfg.DB.GroupCommit.Observe = cfg.observe.Flushed
 	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
@@ -237,7 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.PG = pg
 	}
-	cfg.PG = instrumentedPG{next: cfg.PG, tracing: cfg.tracing, m: cfg.metrics}
+	cfg.PG = pgclient.Observed(cfg.PG, cfg.observe)
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))
@@ -254,14 +256,13 @@ func Run(ctx context.Context, cfg Config) error {
 	writer := producer.NewWriter(cfg.Brokers, kopts...)
 	defer writer.Close()
 
-	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: cfg.metrics.relayed,
-		TracerProvider: cfg.TracerProvider}
+	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observer: cfg.observe}
 	notifier := outbox.NewNotifier(st.Pool)
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
-		Observer:  observer{cfg.metrics, cfg.tracing}, RequestKeys: cfg.RequestKeys,
+		Observer:  cfg.observe, RequestKeys: cfg.RequestKeys,
 	})
 	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
 		log.Info("signed requests required", "merchants", m)
@@ -287,19 +288,16 @@ func Run(ctx context.Context, cfg Config) error {
 		cons := consumer.New(consumer.Config{
 			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: cfg.Topics.Requests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
-				ctx, span := cfg.tracing.consume(ctx, m)
 				err := wk.HandleMessage(ctx, m.Value, headersOf(m))
-				end(span, err)
 				if errors.Is(err, events.ErrUnparseable) {
 					return consumer.DeadLetter(err)
 				}
 				return err
 			},
 			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight,
-			OnHandled: cfg.metrics.handledOne, OnDeadLettered: cfg.metrics.deadLettered,
-			SessionTimeout: cfg.SessionTimeout,
-			Retry:          retriable,
-			Waiting:        func(err error) bool { return errors.Is(err, worker.ErrBusy) },
+			Observer: cfg.observe, SessionTimeout: cfg.SessionTimeout,
+			Retry:   retriable,
+			Waiting: func(err error) bool { return errors.Is(err, worker.ErrBusy) },
 		})
 		inFlight = cons.OldestInFlight
 		consuming = stage{
