@@ -104,9 +104,9 @@ type Config struct {
 	// Ready, when set, is called once every part has started.
 	Ready func()
 
-	tracing tracing
-	metrics *metricSet                  // this run's metrics, one registry per payflow
-	observe observer                    // this run's metrics and tracing, as every package's Observer
+	// observe is this run's metrics (one registry per payflow) and
+	// tracing, as every package's Observer.
+	observe observer
 	ping    func(context.Context) error // Kafka's readiness, with the security above
 	vault   *vault.Vault                // the parsed VaultKey
 	// wrap, when set, wraps every component before it runs (tests).
@@ -190,7 +190,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	cfg.metrics = newMetrics()
 	if cfg.TracerProvider == nil {
 		tp, shutdown, err := tracerProviderFromEnv(ctx)
 		if err != nil {
@@ -205,8 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		cfg.TracerProvider = tp
 	}
-	cfg.tracing = newTracing(cfg.TracerProvider)
-	cfg.observe = observer{m: cfg.metrics, t: cfg.tracing}
+	cfg.observe = observer{m: newMetrics(), t: newTracing(cfg.TracerProvider)}
 	cfg.Logger = slog.New(traceLog{cfg.Logger.Handler()})
 	log := cfg.Logger
 	dial, err := cfg.KafkaSecurity.Dial()
@@ -280,7 +278,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
 	}
 	local.MustRegister(newClusterGauges(st, leading, cfg.ReconcileAge, groupLag))
-	cfg.gather = prometheus.Gatherers{cfg.metrics.registry, local}
+	cfg.gather = prometheus.Gatherers{cfg.observe.m.registry, local}
 
 	var consuming, publishing, serving stage
 	var inFlight func() time.Duration

@@ -30,7 +30,7 @@ func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
 		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(cfg.gatherer(), promhttp.HandlerOpts{}),
-		Webhooks: cfg.tracing.webhook(receiver),
+		Webhooks: cfg.observe.t.webhook(receiver),
 		Ready: func(ctx context.Context) error {
 			if err := st.Pool.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
@@ -53,7 +53,7 @@ func (c Config) gatherer() prometheus.Gatherer {
 	if c.gather != nil {
 		return c.gather
 	}
-	return c.metrics.registry
+	return c.observe.m.registry
 }
 
 // webhookReceiver is the PG callback endpoint, telling its results to o.
