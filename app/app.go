@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,9 +22,12 @@ import (
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/producer"
 	"github.com/payflow/payflow/reqsig"
+	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/vault"
 	"github.com/payflow/payflow/worker"
 )
 
@@ -103,9 +104,13 @@ type Config struct {
 	// Ready, when set, is called once every part has started.
 	Ready func()
 
-	tracing tracing
-	metrics *metricSet                  // this run's metrics, one registry per payflow
+	// observe is this run's metrics (one registry per payflow) and
+	// tracing, as every package's Observer.
+	observe observer
 	ping    func(context.Context) error // Kafka's readiness, with the security above
+	vault   *vault.Vault                // the parsed VaultKey
+	// wrap, when set, wraps every component before it runs (tests).
+	wrap func(component) component
 	// gather is what /metrics serves: the process's metrics and this
 	// run's cluster gauges.
 	gather prometheus.Gatherer
@@ -139,11 +144,52 @@ func (c *Config) defaults() {
 	}
 }
 
-// Run runs payflow until ctx ends, then shuts down in order: stop consuming
-// and let in-flight requests finish, publish what they wrote, stop serving.
+// Validate reports a configuration that cannot work: Run calls it before
+// it connects to anything.
+func (c Config) Validate() error {
+	c.defaults()
+	return c.validate()
+}
+
+// validate checks what can be checked without connecting, on a
+// configuration with its defaults, and keeps the parsed vault keys.
+func (c *Config) validate() error {
+	if err := c.Topics.Validate(); err != nil {
+		return err
+	}
+	if err := kafkaconf.ValidGroup(c.GroupID); err != nil {
+		return err
+	}
+	if c.VaultKey == "" {
+		return errors.New("app: PAYFLOW_VAULT_KEY is required (base64 of 32 random bytes)")
+	}
+	v, err := vault.ParseKeys(c.VaultKey)
+	if err != nil {
+		return err
+	}
+	c.vault = v
+	if c.PaySSam != nil {
+		// The adapter Run builds adds only the store's lookups.
+		if _, err := payssam.New(c.PaySSam.Adapter); err != nil {
+			return err
+		}
+	}
+	if c.Roles.HTTP && (c.PaySSam == nil || c.WebhookSecrets != "") {
+		if _, err := stdwebhook.ParseSecrets(c.WebhookSecrets); err != nil {
+			return errors.New("app: PAYFLOW_PG_WEBHOOK_SECRET: " + err.Error())
+		}
+	}
+	return nil
+}
+
+// Run runs payflow until ctx ends or one of its parts fails, then shuts
+// down in the order written in stages. A configuration that cannot work
+// fails before anything connects.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
-	cfg.metrics = newMetrics()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	if cfg.TracerProvider == nil {
 		tp, shutdown, err := tracerProviderFromEnv(ctx)
 		if err != nil {
@@ -158,15 +204,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		cfg.TracerProvider = tp
 	}
-	cfg.tracing = newTracing(cfg.TracerProvider)
+	cfg.observe = observer{m: newMetrics(), t: newTracing(cfg.TracerProvider)}
 	cfg.Logger = slog.New(traceLog{cfg.Logger.Handler()})
 	log := cfg.Logger
-	if err := cfg.Topics.Validate(); err != nil {
-		return err
-	}
-	if err := kafkaconf.ValidGroup(cfg.GroupID); err != nil {
-		return err
-	}
 	dial, err := cfg.KafkaSecurity.Dial()
 	if err != nil {
 		return err
@@ -183,7 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.DB.GroupCommit.Observe == nil {
-		cfg.DB.GroupCommit.Observe = cfg.metrics.flushed
+		cfg.DB.GroupCommit.Observe = cfg.observe.Flushed
 	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {
@@ -197,7 +237,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.PG = pg
 	}
-	cfg.PG = instrumentedPG{next: cfg.PG, tracing: cfg.tracing, m: cfg.metrics}
+	cfg.PG = pgclient.Observed(cfg.PG, cfg.observe)
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))
@@ -210,21 +250,17 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if err := producer.EnsureTopics(ctx, cfg.Brokers, topics, kopts...); err != nil {
 		return err
 	}
-	methods, err := newMethodSource(st, cfg.VaultKey)
-	if err != nil {
-		return err
-	}
+	methods := &methodSource{st: st, vault: cfg.vault}
 	writer := producer.NewWriter(cfg.Brokers, kopts...)
 	defer writer.Close()
 
-	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observe: cfg.metrics.relayed,
-		TracerProvider: cfg.TracerProvider}
+	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observer: cfg.observe}
 	notifier := outbox.NewNotifier(st.Pool)
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,
 		Committed: func() { relay.Wake(); notifier.Signal() },
-		Observer:  observer{cfg.metrics, cfg.tracing}, RequestKeys: cfg.RequestKeys,
+		Observer:  cfg.observe, RequestKeys: cfg.RequestKeys,
 	})
 	if m := cfg.RequestKeys.Merchants(); len(m) > 0 && cfg.Roles.Worker {
 		log.Info("signed requests required", "merchants", m)
@@ -242,131 +278,118 @@ func Run(ctx context.Context, cfg Config) error {
 		return consumer.GroupLag(ctx, lagClient, cfg.GroupID, cfg.Topics.Requests)
 	}
 	local.MustRegister(newClusterGauges(st, leading, cfg.ReconcileAge, groupLag))
-	cfg.gather = prometheus.Gatherers{cfg.metrics.registry, local}
+	cfg.gather = prometheus.Gatherers{cfg.observe.m.registry, local}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	if cfg.Roles.Relay {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = relay.Run(relayCtx) }()
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); notifier.Run(relayCtx) }()
-
-	var cons *consumer.Consumer
+	var consuming, publishing, serving stage
+	var inFlight func() time.Duration
 	if cfg.Roles.Worker {
-		cons = consumer.New(consumer.Config{
+		cons := consumer.New(consumer.Config{
 			Brokers: cfg.Brokers, Dialer: dial.Dialer(), GroupID: cfg.GroupID, Topic: cfg.Topics.Requests,
 			Handler: func(ctx context.Context, m kafka.Message) error {
-				ctx, span := cfg.tracing.consume(ctx, m)
 				err := wk.HandleMessage(ctx, m.Value, headersOf(m))
-				end(span, err)
 				if errors.Is(err, events.ErrUnparseable) {
 					return consumer.DeadLetter(err)
 				}
 				return err
 			},
 			DLQ: writer, Logger: log.With("part", "consumer"), MaxInFlight: cfg.MaxInFlight,
-			OnHandled: cfg.metrics.handledOne, OnDeadLettered: cfg.metrics.deadLettered,
-			SessionTimeout: cfg.SessionTimeout,
-			Retry:          retriable,
-			Waiting:        func(err error) bool { return errors.Is(err, worker.ErrBusy) },
+			Observer: cfg.observe, SessionTimeout: cfg.SessionTimeout,
+			Retry:   retriable,
+			Waiting: func(err error) bool { return errors.Is(err, worker.ErrBusy) },
 		})
-	}
-
-	var srv *http.Server
-	if cfg.Roles.HTTP {
-		var inFlight func() time.Duration
-		if cons != nil {
-			inFlight = cons.OldestInFlight
+		inFlight = cons.OldestInFlight
+		consuming = stage{
+			{"consumer", cons.Run},
+			{"sweeper", func(ctx context.Context) error { wk.RunSweeper(ctx, cfg.SweepInterval); return nil }},
+			{"reconciler", func(ctx context.Context) error {
+				wk.RunReconciler(ctx, cfg.ReconcileInterval, cfg.ReconcileAge)
+				return nil
+			}},
 		}
-		srv, err = serveHTTP(cfg, st, methods, wk, inFlight, errs)
+	}
+	if cfg.Roles.Relay {
+		publishing = append(publishing, relayComponent(relay, log))
+	}
+	publishing = append(publishing, component{"notifier", func(ctx context.Context) error { notifier.Run(ctx); return nil }})
+	if cfg.Roles.HTTP {
+		c, err := httpComponent(cfg, st, methods, wk, inFlight)
 		if err != nil {
 			return err
 		}
+		serving = stage{c}
 	}
-
-	workerDone := make(chan struct{})
-	if cfg.Roles.Worker {
-		go func() {
-			defer close(workerDone)
-			var sw sync.WaitGroup
-			sweepCtx, stopSweep := context.WithCancel(ctx)
-			sw.Add(2)
-			go func() { defer sw.Done(); wk.RunSweeper(sweepCtx, cfg.SweepInterval) }()
-			go func() { defer sw.Done(); wk.RunReconciler(sweepCtx, cfg.ReconcileInterval, cfg.ReconcileAge) }()
-			if err := cons.Run(ctx); err != nil {
-				errs <- err
+	if cfg.wrap != nil {
+		for _, s := range []stage{consuming, publishing, serving} {
+			for i := range s {
+				s[i] = cfg.wrap(s[i])
 			}
-			stopSweep()
-			sw.Wait()
-		}()
-	} else {
-		close(workerDone)
+		}
 	}
 
 	log.Info("payflow running", "brokers", cfg.Brokers, "kafka_security", cfg.KafkaSecurity.String(),
 		"topic_requests", cfg.Topics.Requests, "topic_events", cfg.Topics.Events, "topic_dlq", cfg.Topics.DLQ, "group", cfg.GroupID, "worker", cfg.Roles.Worker, "relay", cfg.Roles.Relay, "http", cfg.Roles.HTTP)
-	if cfg.Ready != nil {
-		cfg.Ready()
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-		log.Error("payflow stopping on error", "err", runErr)
-	}
-
-	// Shut down in the order that loses nothing: the consumer first (its
-	// in-flight requests still write results), then one last relay pass
-	// for what they wrote, then HTTP.
-	<-workerDone
-	stopRelay()
-	wg.Wait()
-	if cfg.Roles.Relay {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		for {
-			n, err := relay.PublishBatch(flushCtx)
-			if err != nil || n == 0 {
-				if err != nil {
-					log.Warn("final outbox flush incomplete; the next relay publishes the rest", "err", err)
-				}
-				break
-			}
-		}
-		cancel()
-	}
-	if srv != nil {
-		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(shutCtx)
-		cancel()
-	}
+	// The shutdown order, which loses nothing: stop consuming, sweeping
+	// and reconciling first, letting in-flight requests finish and write
+	// their results; then stop the relay, which publishes what they wrote
+	// in a last pass; then stop serving HTTP.
+	err = supervise(ctx, log, cfg.Ready, consuming, publishing, serving)
 	log.Info("payflow stopped")
-	return runErr
+	return err
 }
 
-func serveHTTP(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration, errs chan<- error) (*http.Server, error) {
+// relayComponent runs the relay. Told to stop, it publishes what is left
+// in a last pass: the stages stopped before it (the consumer's in-flight
+// requests) wrote results that should not wait for the next relay.
+func relayComponent(relay *outbox.Relay, log *slog.Logger) component {
+	return component{"relay", func(ctx context.Context) error {
+		if err := relay.Run(ctx); err != nil || ctx.Err() == nil {
+			return err
+		}
+		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			n, err := relay.PublishBatch(flushCtx)
+			if err != nil {
+				log.Warn("final outbox flush incomplete; the next relay publishes the rest", "err", err)
+			}
+			if err != nil || n == 0 {
+				return nil
+			}
+		}
+	}}
+}
+
+// httpComponent serves the API, webhooks, health and metrics. It listens
+// at once, so that an address in use fails Run before anything starts;
+// told to stop, it lets requests in progress finish for a few seconds.
+func httpComponent(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration) (component, error) {
 	h, err := httpHandler(cfg, st, methods, wk, inFlight)
 	if err != nil {
-		return nil, err
+		return component{}, err
 	}
 	ln := cfg.HTTPListener
 	if ln == nil {
-		var err error
 		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("app: listen %s: %w", cfg.HTTPAddr, err)
+			return component{}, fmt.Errorf("app: listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
 	srv := newHTTPServer(h, defaultHTTPTimeouts)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- err
+	return component{"http", func(ctx context.Context) error {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
 		}
-	}()
-	return srv, nil
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutCtx); err != nil {
+			log := cfg.Logger.With("part", "http")
+			log.Warn("requests still in progress at shutdown", "err", err)
+		}
+		return nil
+	}}, nil
 }
 
 // retriable is the consumer's classifier: true for an error that waits on

@@ -20,17 +20,17 @@ import (
 // httpHandler serves the API, the webhooks, health and metrics. inFlight,
 // when set, is the consumer's OldestInFlight, for readiness.
 func httpHandler(cfg Config, st *store.Store, methods *methodSource, wk *worker.Worker, inFlight func() time.Duration) (http.Handler, error) {
-	receiver, err := webhookReceiver(cfg, wk, cfg.metrics)
+	receiver, err := webhookReceiver(cfg, wk, cfg.observe)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.PaySSam != nil {
-		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, cfg.metrics)}
+		receiver.Handlers = map[string]http.Handler{webhook.ProviderPaySSam: paySSamReceiver(cfg, st, wk, cfg.observe)}
 	}
 	return api.New(api.Config{
 		Store: st, Vault: methods.vault, PG: cfg.PG, PlatformToken: cfg.PlatformToken, MerchantTokens: cfg.MerchantTokens,
 		Logger: cfg.Logger.With("part", "api"), Metrics: promhttp.HandlerFor(cfg.gatherer(), promhttp.HandlerOpts{}),
-		Webhooks: cfg.tracing.webhook(receiver),
+		Webhooks: cfg.observe.t.webhook(receiver),
 		Ready: func(ctx context.Context) error {
 			if err := st.Pool.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
@@ -53,11 +53,11 @@ func (c Config) gatherer() prometheus.Gatherer {
 	if c.gather != nil {
 		return c.gather
 	}
-	return c.metrics.registry
+	return c.observe.m.registry
 }
 
-// webhookReceiver is the PG callback endpoint, counting its results in m.
-func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhook.Receiver, error) {
+// webhookReceiver is the PG callback endpoint, telling its results to o.
+func webhookReceiver(cfg Config, settler webhook.Settler, o webhook.Observer) (*webhook.Receiver, error) {
 	verifiers := map[string]webhook.Verifier{}
 	// With PaySSam as the PG the simulator's signed webhooks are optional.
 	if cfg.PaySSam == nil || cfg.WebhookSecrets != "" {
@@ -71,7 +71,7 @@ func webhookReceiver(cfg Config, settler webhook.Settler, m *metricSet) (*webhoo
 		Verifiers: verifiers,
 		Settler:   settler,
 		Logger:    cfg.Logger.With("part", "webhook"),
-		OnResult:  m.webhook,
+		Observer:  o,
 	}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/producer"
+	"github.com/payflow/payflow/vault"
 )
 
 // acceptingPG accepts every bill at once.
@@ -100,7 +101,7 @@ func TestRunRefusesWrongKafkaCredentials(t *testing.T) {
 	defer cancel()
 	err := app.Run(ctx, app.Config{
 		Brokers: []string{addr}, KafkaSecurity: sec, DatabaseURL: testdb.NewDSN(t), PG: acceptingPG(),
-		Roles: app.Roles{Worker: true}, RetryBudget: time.Minute, Lease: 2 * time.Minute,
+		VaultKey: vault.GenerateKey(), Roles: app.Roles{Worker: true}, RetryBudget: time.Minute, Lease: 2 * time.Minute,
 	})
 	if err == nil || !errors.Is(err, kafkaconf.ErrRefused) || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "SASL authentication failed") {
 		t.Fatalf("err = %v", err)

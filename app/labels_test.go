@@ -45,12 +45,13 @@ func labelValues(t *testing.T, m *metricSet, name, label string) map[string]bool
 // a series of its own, for ever.
 func TestMetricLabelsTakeNoPGCodes(t *testing.T) {
 	metrics := newMetrics()
-	pg := instrumentedPG{next: codePG{}, m: metrics}
+	o := observer{m: metrics}
+	pg := pgclient.Observed(codePG{}, o)
 	for i := range 50 {
 		_, _ = pg.Refund(context.Background(), pgclient.RefundRequest{RefundID: fmt.Sprint(4000 + i)})
-		metrics.Result("payment.refund.failed", fmt.Sprintf("pg_rejected: E%d", 4000+i))
-		metrics.Result("payment.charge.failed", fmt.Sprintf("declined: LIMIT_%d", i))
-		metrics.Result("payment.charge.processed", fmt.Sprintf("kakao_bill/Declined %d", i))
+		o.Result("payment.refund.failed", fmt.Sprintf("pg_rejected: E%d", 4000+i))
+		o.Result("payment.charge.failed", fmt.Sprintf("declined: LIMIT_%d", i))
+		o.Result("payment.charge.processed", fmt.Sprintf("kakao_bill/Declined %d", i))
 	}
 	if got := labelValues(t, metrics, "payflow_pg_call_seconds", "outcome"); fmt.Sprint(got) != "map[other:true]" {
 		t.Errorf("pg call outcomes: %v", got)

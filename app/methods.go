@@ -17,17 +17,6 @@ type methodSource struct {
 	vault *vault.Vault
 }
 
-func newMethodSource(st *store.Store, key string) (*methodSource, error) {
-	if key == "" {
-		return nil, errors.New("app: PAYFLOW_VAULT_KEY is required (base64 of 32 random bytes)")
-	}
-	v, err := vault.ParseKeys(key)
-	if err != nil {
-		return nil, err
-	}
-	return &methodSource{st: st, vault: v}, nil
-}
-
 func (m *methodSource) Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error) {
 	sm, err := m.st.DefaultMethod(ctx, memberID)
 	if err != nil || sm == nil {

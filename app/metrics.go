@@ -1,19 +1,16 @@
 package app
 
 import (
-	"errors"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/payflow/payflow/consumer"
 )
 
 // metricSet is one payflow's Prometheus metrics, in a registry of its own
 // (not the global one, and not shared by several payflows in one
-// process: each run of app.Run counts only what it did).
+// process: each run of app.Run counts only what it did). The observer
+// feeds it.
 type metricSet struct {
 	registry *prometheus.Registry
 	handled  *prometheus.HistogramVec
@@ -34,25 +31,6 @@ type metricSet struct {
 	pointsExhausted *prometheus.CounterVec
 	buildInfo       *prometheus.GaugeVec
 }
-
-// Result implements worker.Observer.
-func (m *metricSet) Result(eventType, detail string) {
-	switch eventType {
-	case "payment.charge.processed", "payment.repay.processed":
-		// detail is method/fallback_reason: the decision path.
-		method, reason, _ := strings.Cut(detail, "/")
-		method, reason = boundedLabel(method), boundedLabel(reason)
-		m.decisions.WithLabelValues(method, reason).Inc()
-		detail = method
-	}
-	m.results.WithLabelValues(eventType, boundedLabel(detail)).Inc()
-}
-
-// Retry implements worker.Observer.
-func (m *metricSet) Retry(operation string) { m.retries.WithLabelValues(operation).Inc() }
-
-// Reconciled implements worker.Observer.
-func (m *metricSet) Reconciled(outcome string) { m.reconcile.WithLabelValues(outcome).Inc() }
 
 func newMetrics() *metricSet {
 	m := &metricSet{
@@ -135,33 +113,4 @@ func boundedLabel(v string) string {
 		}
 	}
 	return v
-}
-
-func (m *metricSet) webhook(provider, result string) {
-	m.webhooks.WithLabelValues(provider, result).Inc()
-}
-
-func (m *metricSet) handledOne(d time.Duration, err error) {
-	outcome := "ok"
-	if err != nil {
-		outcome = "retry"
-	}
-	m.handled.WithLabelValues(outcome).Observe(d.Seconds())
-}
-
-// deadLettered counts a message in the dead-letter topic.
-func (m *metricSet) deadLettered(cause error) {
-	reason := "unparseable"
-	if errors.Is(cause, consumer.ErrRetriesExhausted) {
-		reason = "retries_exhausted"
-	}
-	m.deadLetters.WithLabelValues(reason).Inc()
-}
-
-func (m *metricSet) relayed(lag time.Duration) { m.relayLag.Observe(lag.Seconds()) }
-
-// flushed observes one group-commit flush (store.GroupCommit.Observe).
-func (m *metricSet) flushed(kind string, items int, took time.Duration) {
-	m.batchSize.WithLabelValues(kind).Observe(float64(items))
-	m.batchCommit.WithLabelValues(kind).Observe(took.Seconds())
 }

@@ -70,7 +70,7 @@ func TestDeployAssetsUseExportedMetrics(t *testing.T) {
 // /metrics: 2,000 of them once grew it from 27 KB to 16 MB.
 func TestWebhookMetricsDoNotGrowWithUnknownProviders(t *testing.T) {
 	m := newMetrics()
-	rc, err := webhookReceiver(Config{WebhookSecrets: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", Logger: slog.New(slog.DiscardHandler)}, nil, m)
+	rc, err := webhookReceiver(Config{WebhookSecrets: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", Logger: slog.New(slog.DiscardHandler)}, nil, observer{m: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +115,10 @@ func TestWebhookMetricsDoNotGrowWithUnknownProviders(t *testing.T) {
 // histograms, by kind.
 func TestGroupCommitMetrics(t *testing.T) {
 	m := newMetrics()
-	m.flushed("create_charge", 1, time.Millisecond)
-	m.flushed("create_charge", 40, 3*time.Millisecond)
-	m.flushed("finish_placing", 7, 2*time.Millisecond)
+	o := observer{m: m}
+	o.Flushed("create_charge", 1, time.Millisecond)
+	o.Flushed("create_charge", 40, 3*time.Millisecond)
+	o.Flushed("finish_placing", 7, 2*time.Millisecond)
 	fams, err := m.registry.Gather()
 	if err != nil {
 		t.Fatal(err)

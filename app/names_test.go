@@ -14,7 +14,9 @@ import (
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/producer"
+	"github.com/payflow/payflow/stdwebhook"
 	"github.com/payflow/payflow/store"
+	"github.com/payflow/payflow/vault"
 )
 
 var renamed = kafkaconf.Topics{Requests: "shop.pay.in", Events: "shop.pay.out", DLQ: "shop.pay.dlq"}
@@ -92,6 +94,7 @@ func TestRunWithoutTopicCreationNamesMissingTopics(t *testing.T) {
 	defer ln.Close()
 	err = app.Run(ctx, app.Config{
 		Brokers: []string{k.Addr()}, DatabaseURL: testdb.NewDSN(t), PG: acceptingPG(), HTTPListener: ln,
+		WebhookSecrets: stdwebhook.NewSecret(), VaultKey: vault.GenerateKey(),
 		Topics: renamed, SkipTopicCreation: true, RetryBudget: time.Minute, Lease: 2 * time.Minute,
 	})
 	if err == nil || !strings.Contains(err.Error(), "--create-topics=false") || !strings.Contains(err.Error(), "topic shop.pay.out does not exist") ||

@@ -23,8 +23,9 @@ import (
 )
 
 // Tracing: payflow's spans are OpenTelemetry's, made here and nowhere else
-// (the worker tells of its steps through worker.Observer; the outbox stores
-// and forwards the W3C trace context). A request's trace is
+// (the packages tell of their work through their Observers, all
+// implemented by observer; the outbox stores and forwards the W3C trace
+// context). A request's trace is
 //
 //	consume payment.requests  (child of the producer's traceparent, if any)
 //	├── decide
@@ -40,14 +41,15 @@ const tracerName = "github.com/payflow/payflow"
 // and nothing is recorded, but an incoming trace context is still passed
 // on to the events the request causes.
 type tracing struct {
-	tp     trace.TracerProvider
 	tracer trace.Tracer
+	// outbox makes the spans of publications, under the outbox's name.
+	outbox trace.Tracer
 	on     bool
 }
 
 func newTracing(tp trace.TracerProvider) tracing {
 	_, off := tp.(noop.TracerProvider)
-	return tracing{tp: tp, tracer: tp.Tracer(tracerName), on: !off}
+	return tracing{tracer: tp.Tracer(tracerName), outbox: tp.Tracer(tracerName + "/outbox"), on: !off}
 }
 
 // tracerProviderFromEnv reads the OpenTelemetry SDK's standard variables:
@@ -160,7 +162,7 @@ func messageTrace(m kafka.Message) propagation.MapCarrier {
 	return c
 }
 
-// step is worker.Observer's Step: each step of a request is a span.
+// step starts the span of one step of a request.
 func (t tracing) step(ctx context.Context, name string) (context.Context, func(error)) {
 	if !t.on {
 		return ctx, noEnd
@@ -223,14 +225,3 @@ func (h traceLog) Handle(ctx context.Context, r slog.Record) error {
 
 func (h traceLog) WithAttrs(as []slog.Attr) slog.Handler { return traceLog{h.Handler.WithAttrs(as)} }
 func (h traceLog) WithGroup(name string) slog.Handler    { return traceLog{h.Handler.WithGroup(name)} }
-
-// observer is what the worker reports to: metrics, and spans for its steps.
-type observer struct {
-	*metricSet
-	tracing
-}
-
-// Step implements worker.Observer.
-func (o observer) Step(ctx context.Context, name string) (context.Context, func(error)) {
-	return o.step(ctx, name)
-}

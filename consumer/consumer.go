@@ -66,15 +66,9 @@ type Config struct {
 	// consumer is asked to stop; after it their contexts are cancelled and
 	// they are left uncommitted, to be redelivered.
 	ShutdownGrace time.Duration
-	// OnHandled, when set, is called after each attempt at a message with
-	// how long it took and the error to be retried (nil when the attempt
-	// finished the message, dead letters included), for metrics.
-	OnHandled func(d time.Duration, err error)
-	// OnDeadLettered, when set, is called once a message is in the
-	// dead-letter topic, with the cause; errors.Is(cause,
-	// ErrRetriesExhausted) tells a message given up on from one the handler
-	// dead-lettered. For metrics.
-	OnDeadLettered func(cause error)
+	// Observer, when set, hears each attempt at a message and each dead
+	// letter, for metrics and tracing.
+	Observer Observer
 	// Retry classifies a handler error that is not a dead letter. True:
 	// the error waits on something that comes back (the database, the PG,
 	// an earlier request of the same charge), and the message is retried
@@ -96,6 +90,28 @@ type Config struct {
 	// crashed worker's partitions are idle that long.
 	SessionTimeout time.Duration
 }
+
+// Observer hears what the consumer does. As every payflow observer, a
+// method that returns a context and a func starts something (a span, a
+// clock): the handler runs with that context, and the func is called once,
+// with how it ended.
+type Observer interface {
+	// Attempt starts one attempt at m. end is told the handler's error:
+	// nil when the message is done, a *DeadLetterError when it goes to the
+	// dead-letter topic, any other error when it is tried again.
+	Attempt(ctx context.Context, m kafka.Message) (_ context.Context, end func(error))
+	// DeadLettered is called once m is in the dead-letter topic, with the
+	// cause; errors.Is(cause, ErrRetriesExhausted) tells a message given up
+	// on from one the handler dead-lettered.
+	DeadLettered(m kafka.Message, cause error)
+}
+
+type noObserver struct{}
+
+func (noObserver) Attempt(ctx context.Context, _ kafka.Message) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+func (noObserver) DeadLettered(kafka.Message, error) {}
 
 // Consumer reads the request topic.
 type Consumer struct {
@@ -122,6 +138,9 @@ func New(cfg Config) *Consumer {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
@@ -325,17 +344,11 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 	b := retryBackOff()
 	failures := 0
 	for attempt := 1; ; attempt++ {
-		start := time.Now()
-		err := c.cfg.Handler(ctx, m)
+		actx, end := c.cfg.Observer.Attempt(ctx, m)
+		err := c.cfg.Handler(actx, m)
+		end(err)
 		var dl *DeadLetterError
 		isDL := errors.As(err, &dl)
-		if c.cfg.OnHandled != nil {
-			if isDL {
-				c.cfg.OnHandled(time.Since(start), nil)
-			} else {
-				c.cfg.OnHandled(time.Since(start), err)
-			}
-		}
 		switch {
 		case err == nil:
 			return true
@@ -386,9 +399,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error,
 			} else {
 				log.Warn("dead-lettered message", "err", cause, "stub", stub)
 			}
-			if c.cfg.OnDeadLettered != nil {
-				c.cfg.OnDeadLettered(cause)
-			}
+			c.cfg.Observer.DeadLettered(m, cause)
 			return true
 		}
 		if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -192,5 +193,94 @@ func TestDeadLetterHeaders(t *testing.T) {
 	}
 	if string(m.Value) != "{not json" || h["dlq-error"] != "unparseable event: bad json" || h["dlq-source-partition"] != "0" || h["dlq-source-offset"] != "42" {
 		t.Fatalf("dlq message %q headers %v", m.Value, h)
+	}
+}
+
+// deadLetters is an observer that hears only dead letters.
+type deadLetters func(cause error)
+
+func (deadLetters) Attempt(ctx context.Context, _ kafka.Message) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+func (f deadLetters) DeadLettered(_ kafka.Message, cause error) { f(cause) }
+
+type attemptKey struct{}
+
+// attempts records every attempt the consumer reports, with its outcome.
+type attempts struct {
+	mu   sync.Mutex
+	ends []string
+}
+
+func (a *attempts) Attempt(ctx context.Context, m kafka.Message) (context.Context, func(error)) {
+	return context.WithValue(ctx, attemptKey{}, string(m.Value)), func(err error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		outcome := "ok"
+		var dl *consumer.DeadLetterError
+		switch {
+		case errors.As(err, &dl):
+			outcome = "dead"
+		case err != nil:
+			outcome = "retry"
+		}
+		a.ends = append(a.ends, string(m.Value)+" "+outcome)
+	}
+}
+
+func (a *attempts) DeadLettered(m kafka.Message, _ error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ends = append(a.ends, string(m.Value)+" dead-lettered")
+}
+
+func (a *attempts) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.ends...)
+}
+
+// The observer hears every attempt, in the context the handler runs with,
+// and its outcome; then each dead letter once it is in the topic.
+func TestObserverHearsEachAttemptAndDeadLetter(t *testing.T) {
+	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "in", BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte("k"), Value: []byte("flaky")},
+		kafka.Message{Key: []byte("k"), Value: []byte("poison")}); err != nil {
+		t.Fatal(err)
+	}
+	obs := &attempts{}
+	var mu sync.Mutex
+	tries := 0
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond, DLQ: &dlq{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: obs,
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			if got, _ := ctx.Value(attemptKey{}).(string); got != string(m.Value) {
+				t.Errorf("the handler of %s runs without its attempt's context (%q)", m.Value, got)
+			}
+			if string(m.Value) == "poison" {
+				return consumer.DeadLetter(errors.New("not a request"))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tries++; tries == 1 {
+				return errors.New("database down")
+			}
+			return nil
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	eventually(t, "the commit", func() bool { return committed(t, addr, "g", "in") == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"flaky retry", "flaky ok", "poison dead", "poison dead-lettered"}
+	if got := obs.list(); !slices.Equal(got, want) {
+		t.Fatalf("observed %v, want %v", got, want)
 	}
 }

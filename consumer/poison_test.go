@@ -86,11 +86,11 @@ func TestBoundedRetriesDeadLetterWhatNeverSucceeds(t *testing.T) {
 		Logger:      out.logger(),
 		Retry:       func(err error) bool { return errors.Is(err, errDatabaseDown) },
 		MaxAttempts: 3,
-		OnDeadLettered: func(cause error) {
+		Observer: deadLetters(func(cause error) {
 			mu.Lock()
 			defer mu.Unlock()
 			causes = append(causes, cause)
-		},
+		}),
 		Handler: func(ctx context.Context, m kafka.Message) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -115,7 +115,7 @@ func TestBoundedRetriesDeadLetterWhatNeverSucceeds(t *testing.T) {
 		t.Fatalf("dead letters = %q, want only nul", got)
 	}
 	if len(causes) != 1 || !errors.Is(causes[0], consumer.ErrRetriesExhausted) || !strings.Contains(causes[0].Error(), "SQLSTATE 22021") {
-		t.Fatalf("OnDeadLettered causes = %v, want one that wraps ErrRetriesExhausted and names the last error", causes)
+		t.Fatalf("DeadLettered causes = %v, want one that wraps ErrRetriesExhausted and names the last error", causes)
 	}
 	var logged bool
 	for _, line := range strings.Split(out.String(), "\n") {

@@ -108,8 +108,8 @@ func TestSecuredBrokerEndToEnd(t *testing.T) {
 					}
 					return nil
 				},
-				DLQ:            w,
-				OnDeadLettered: func(cause error) { dead <- cause },
+				DLQ:      w,
+				Observer: deadLetters(func(cause error) { dead <- cause }),
 			})
 			runCtx, stop := context.WithCancel(ctx)
 			done := make(chan error, 1)

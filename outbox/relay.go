@@ -11,11 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Publisher delivers a batch of messages, in slice order per key, and
@@ -42,23 +38,41 @@ type Relay struct {
 	// PublishTimeout bounds one batch: a Kafka write that never returns
 	// must not stall the relay forever.
 	PublishTimeout time.Duration
-	// Observe, when set, is told how long each published row waited
-	// between its commit and its publication.
-	Observe func(lag time.Duration)
+	// Observer, when set, hears each publication, for metrics and
+	// tracing. Nil: the stored trace context is passed on unchanged.
+	Observer Observer
 	// Retention is how long published rows are kept (for audits and the
 	// invariant checker) before the leading relay deletes them; default 7
 	// days, negative keeps them forever.
 	Retention time.Duration
-	// TracerProvider, when set, records a span for the publication of each
-	// row stored with a trace context, as a child of that context; the
-	// message then carries the span's context. Nil: the stored context is
-	// passed on unchanged, and nothing is recorded.
-	TracerProvider trace.TracerProvider
 
 	lastPrune time.Time
 	wake      chan struct{}
 	leading   atomic.Bool
 }
+
+// Observer hears what the relay does. As every payflow observer, a method
+// that returns a context and a func starts something (a span, a clock):
+// the work goes on with that context, and the func is called once, with
+// how it ended.
+type Observer interface {
+	// Publish starts the publication of m, a row stored with a trace
+	// context; ctx carries that context as its parent. The message is
+	// sent with the trace context of the returned one, so the event
+	// continues the trace of the request that caused it. end is told the
+	// outcome of the batch m is in.
+	Publish(ctx context.Context, m Message) (_ context.Context, end func(error))
+	// Published is told, for each row marked published, how long it
+	// waited between its commit and its publication.
+	Published(lag time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) Publish(ctx context.Context, _ Message) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+func (noObserver) Published(time.Duration) {}
 
 // Leading reports whether this relay holds the publisher lock now: true in
 // exactly one process among those sharing the database (none while the lock
@@ -86,8 +100,8 @@ func (r *Relay) defaults() {
 	if r.wake == nil {
 		r.wake = make(chan struct{}, 1)
 	}
-	if r.TracerProvider == nil {
-		r.TracerProvider = noop.NewTracerProvider()
+	if r.Observer == nil {
+		r.Observer = noObserver{}
 	}
 }
 
@@ -232,15 +246,12 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	spans := r.startSpans(ctx, msgs)
+	ends := r.startPublish(ctx, msgs)
 	pctx, cancel := context.WithTimeout(ctx, r.PublishTimeout)
 	err = r.Publisher.Publish(pctx, msgs)
 	cancel()
-	for _, s := range spans {
-		if err != nil {
-			s.SetStatus(codes.Error, err.Error())
-		}
-		s.End()
+	for _, end := range ends {
+		end(err)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("outbox: publish %d events: %w", len(msgs), err)
@@ -248,21 +259,19 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	if _, err := r.Pool.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {
 		return 0, fmt.Errorf("outbox: mark published: %w", err)
 	}
-	if r.Observe != nil {
-		now := time.Now()
-		for _, at := range created {
-			r.Observe(now.Sub(at))
-		}
+	now := time.Now()
+	for _, at := range created {
+		r.Observer.Published(now.Sub(at))
 	}
 	return len(msgs), nil
 }
 
-// startSpans starts the publication span of each message stored with a
-// trace context and gives the message that span's context, so the
-// published event continues the trace of the request that caused it.
-func (r *Relay) startSpans(ctx context.Context, msgs []Message) []trace.Span {
-	var spans []trace.Span
-	tracer := r.TracerProvider.Tracer("github.com/payflow/payflow/outbox")
+// startPublish tells the observer of the publication of each message
+// stored with a trace context, and gives the message the context the
+// observer returns (its span's), so the published event continues the
+// trace of the request that caused it.
+func (r *Relay) startPublish(ctx context.Context, msgs []Message) []func(error) {
+	var ends []func(error)
 	prop := propagation.TraceContext{}
 	for i := range msgs {
 		m := &msgs[i]
@@ -273,17 +282,13 @@ func (r *Relay) startSpans(ctx context.Context, msgs []Message) []trace.Span {
 		if m.TraceState != "" {
 			c["tracestate"] = m.TraceState
 		}
-		parent := prop.Extract(ctx, c)
-		sctx, span := tracer.Start(parent, "publish "+m.Topic, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(attribute.String("messaging.system", "kafka"),
-				attribute.String("messaging.destination.name", m.Topic),
-				attribute.String("messaging.message.id", m.EventID)))
+		pctx, end := r.Observer.Publish(prop.Extract(ctx, c), *m)
 		out := propagation.MapCarrier{}
-		prop.Inject(sctx, out)
+		prop.Inject(pctx, out)
 		m.TraceParent, m.TraceState = out["traceparent"], out["tracestate"]
-		spans = append(spans, span)
+		ends = append(ends, end)
 	}
-	return spans
+	return ends
 }
 
 // Prune deletes rows published longer ago than Retention, at most 10,000 at

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
@@ -225,5 +226,75 @@ func TestPruneDeletesOnlyOldPublishedRows(t *testing.T) {
 	}
 	if fmt.Sprint(left) != "[new-published old-unpublished]" {
 		t.Fatalf("left %v", left)
+	}
+}
+
+// publications is an Observer that records what it hears, and gives each
+// publication a span of its own in the stored trace.
+type publications struct {
+	mu      sync.Mutex
+	parents []trace.SpanContext
+	ends    []error
+	lags    int
+}
+
+var publishSpan = trace.SpanID{0xb, 0xb, 0xb, 0xb, 0xb, 0xb, 0xb, 0xb}
+
+func (p *publications) Publish(ctx context.Context, _ outbox.Message) (context.Context, func(error)) {
+	parent := trace.SpanContextFromContext(ctx)
+	p.mu.Lock()
+	p.parents = append(p.parents, parent)
+	p.mu.Unlock()
+	own := parent.WithSpanID(publishSpan).WithRemote(false)
+	return trace.ContextWithSpanContext(ctx, own), func(err error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.ends = append(p.ends, err)
+	}
+}
+
+func (p *publications) Published(time.Duration) { p.mu.Lock(); defer p.mu.Unlock(); p.lags++ }
+
+// The observer hears the publication of each row stored with a trace
+// context, as a child of that context, and the message carries the context
+// the observer returned; each row marked published is told once.
+func TestObserverHearsEachPublication(t *testing.T) {
+	db := testdb.Pool(t)
+	writer := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:  trace.SpanID{1, 1, 1, 1, 1, 1, 1, 1}, TraceFlags: trace.FlagsSampled,
+	})
+	if err := outbox.Insert(trace.ContextWithSpanContext(context.Background(), writer), db, msg("c1", "traced")); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(context.Background(), db, msg("c2", "untraced")); err != nil {
+		t.Fatal(err)
+	}
+	pub, obs := &recorder{fail: 1}, &publications{}
+	r := &outbox.Relay{Pool: db, Publisher: pub, Observer: obs}
+	ctx := context.Background()
+	if _, err := r.PublishBatch(ctx); err == nil {
+		t.Fatal("publish failure was not reported")
+	}
+	if n, err := r.PublishBatch(ctx); err != nil || n != 2 {
+		t.Fatalf("PublishBatch = %d, %v", n, err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.parents) != 2 || !obs.parents[0].Equal(writer.WithRemote(true)) || !obs.parents[1].Equal(writer.WithRemote(true)) {
+		t.Fatalf("publications heard with parents %v, want the writer's span twice (one failed attempt, one success)", obs.parents)
+	}
+	if len(obs.ends) != 2 || obs.ends[0] == nil || obs.ends[1] != nil {
+		t.Fatalf("publications ended with %v, want the failure, then nil", obs.ends)
+	}
+	if obs.lags != 2 {
+		t.Fatalf("Published heard %d times, want once per row", obs.lags)
+	}
+	want := "00-0102030405060708090a0b0c0d0e0f10-0b0b0b0b0b0b0b0b-01"
+	if got := pub.got[0].TraceParent; got != want {
+		t.Fatalf("published with traceparent %q, want the observer's span %q", got, want)
+	}
+	if got := pub.got[1].TraceParent; got != "" {
+		t.Fatalf("a row without a trace context published with %q", got)
 	}
 }

@@ -65,9 +65,9 @@ type PaySSam struct {
 	// come from (the TCP peer: behind a proxy, filter there instead).
 	AllowFrom []netip.Prefix
 	Logger    *slog.Logger
-	// OnResult is told each callback's result (bounded values: applied,
+	// Observer, when set, hears each callback's result (applied,
 	// duplicate, ignored, unknown_bill, amount_mismatch, unconfirmed, ...).
-	OnResult func(provider, result string)
+	Observer Observer
 }
 
 // PaySSamCallback is what payflow reads of an approval callback.
@@ -232,8 +232,8 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = slog.Default()
 	}
 	answer := func(result string, status int, body string) {
-		if h.OnResult != nil {
-			h.OnResult(ProviderPaySSam, result)
+		if h.Observer != nil {
+			h.Observer.Callback(ProviderPaySSam, result)
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(status)

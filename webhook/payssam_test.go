@@ -62,14 +62,14 @@ func newPSEnv(t *testing.T) *psEnv {
 		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
 	e.h = &webhook.PaySSam{Bills: st.BillsByPGTxID, Pending: st.PendingBillsWithPrefix, PG: e.pg, Settler: e.w, APIKey: psKey,
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, nil)),
-		OnResult: func(provider, result string) {
+		Observer: callbacks(func(provider, result string) {
 			if provider != webhook.ProviderPaySSam {
 				t.Errorf("provider label %q", provider)
 			}
 			e.mu.Lock()
 			e.results[result]++
 			e.mu.Unlock()
-		}}
+		})}
 	return e
 }
 

@@ -41,15 +41,21 @@ type Receiver struct {
 	Handlers map[string]http.Handler
 	Settler  Settler
 	Logger   *slog.Logger
-	// OnResult, when set, is told each callback's result for metrics:
-	// accepted, duplicate, ignored, bad_signature, unknown_bill, ... Its
-	// provider is a key of Verifiers or UnknownProvider, never the path as
-	// sent, so its values are bounded.
-	OnResult func(provider, result string)
+	// Observer, when set, hears each callback's result, for metrics.
+	Observer Observer
 }
 
-// UnknownProvider is the provider OnResult is told of for a callback to a
-// provider that is not configured (answered 404).
+// Observer hears what the callback endpoints do.
+type Observer interface {
+	// Callback is told each callback's result (bounded values: applied,
+	// duplicate, ignored, bad_signature, unknown_bill, ...) and its
+	// provider: a key of Receiver.Verifiers, ProviderPaySSam or
+	// UnknownProvider, never the path as sent, so its values are bounded.
+	Callback(provider, result string)
+}
+
+// UnknownProvider is the provider Observer.Callback is told of for a
+// callback to a provider that is not configured (answered 404).
 const UnknownProvider = "unknown"
 
 // Callback is the body a PG posts.
@@ -106,8 +112,8 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		provider = UnknownProvider
 	}
 	result := func(res string, status int, code, msg string) {
-		if rc.OnResult != nil {
-			rc.OnResult(provider, res)
+		if rc.Observer != nil {
+			rc.Observer.Callback(provider, res)
 		}
 		writeJSON(w, status, code, msg, res)
 	}

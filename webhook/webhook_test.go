@@ -142,7 +142,7 @@ func TestUnknownProvidersAreNotMetricLabels(t *testing.T) {
 	reported := map[[2]string]int{}
 	s := &settler{out: payflow.SettleApplied}
 	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: s,
-		OnResult: func(provider, result string) { reported[[2]string{provider, result}]++ }}
+		Observer: callbacks(func(provider, result string) { reported[[2]string{provider, result}]++ })}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/pg/{provider}", rc)
 	providers := []string{"SIM", "sim%20", "Sim", "payssam", "%3Cscript%3E", strings.Repeat("p", 300), "%ED%95%9C"}
@@ -182,7 +182,7 @@ func (failingBody) Read([]byte) (int, error) { return 0, errors.New("i/o timeout
 func TestUnreadableBodyIsNotTooLarge(t *testing.T) {
 	var results []string
 	rc := &webhook.Receiver{Verifiers: map[string]webhook.Verifier{"sim": headerVerifier{}}, Settler: &settler{},
-		OnResult: func(_, result string) { results = append(results, result) }}
+		Observer: callbacks(func(_, result string) { results = append(results, result) })}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/pg/{provider}", rc)
 	req := httptest.NewRequest("POST", "/webhooks/pg/sim", io.MultiReader(strings.NewReader(`{"bill_id":`), failingBody{}))
@@ -212,3 +212,8 @@ func TestParseCallbackAppliesTheIDRule(t *testing.T) {
 		t.Errorf("a bill id of MaxIDLen bytes: %v", err)
 	}
 }
+
+// callbacks is an observer that hears callbacks' results.
+type callbacks func(provider, result string)
+
+func (f callbacks) Callback(provider, result string) { f(provider, result) }

@@ -75,7 +75,8 @@ type Config struct {
 	// NewBillID, when set, names new bills (the simulation's seed, so a
 	// run replays exactly); nil: UUIDv7, unique and in creation order.
 	NewBillID func() string
-	// Observer is told of results and retries, for metrics.
+	// Observer, when set, hears results, retries and steps, for metrics
+	// and tracing.
 	Observer Observer
 	// RequestKeys, when set, are the merchants whose requests must be
 	// signed (PAYFLOW_MERCHANT_KEYS): their requests without a valid

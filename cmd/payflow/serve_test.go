@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/payflow/payflow/stdwebhook"
+	"github.com/payflow/payflow/vault"
 )
 
 // One step of a drive is a lookup plus a call, each bounded by the PG
@@ -139,6 +142,8 @@ func TestServeFailsFastOnAPostgresThatNeverAnswers(t *testing.T) {
 		}
 	}()
 	t.Setenv("PAYFLOW_MERCHANT_TOKENS", "")
+	t.Setenv("PAYFLOW_VAULT_KEY", vault.GenerateKey())
+	t.Setenv("PAYFLOW_PG_WEBHOOK_SECRET", stdwebhook.NewSecret())
 	t.Setenv("PAYFLOW_DB_CONNECT_TIMEOUT", "1s")
 	cmd := serveCmd()
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
