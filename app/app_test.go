@@ -24,10 +24,16 @@ import (
 )
 
 // stuckPG holds every bill until released: a PG call that does not come
-// back.
+// back. The calls it does not hold go to a simulator, so it is a fault
+// injector around a PG that passes the shared suite, not a PG of its own.
 type stuckPG struct {
 	pgclient.Client
 	release chan struct{}
+}
+
+// newStuckPG returns a stuckPG whose bills wait for release.
+func newStuckPG() *stuckPG {
+	return &stuckPG{Client: app.SimPG(), release: make(chan struct{})}
 }
 
 func (p *stuckPG) SendKakaoBill(ctx context.Context, req pgclient.KakaoBillRequest) (pgclient.Accepted, error) {
@@ -151,7 +157,7 @@ func charge(id, phone string) kafka.Message {
 // lag reads low and every other request may flow: the stuck one holds its
 // partition's commits. Ready again once it finishes.
 func TestReadyzIsFalseWhileARequestIsStuck(t *testing.T) {
-	pg := &stuckPG{release: make(chan struct{})}
+	pg := newStuckPG()
 	p := start(t, pg, func(c *app.Config) { c.MaxInFlightAge = 500 * time.Millisecond })
 	if code, body := p.readyz(t); code != http.StatusOK {
 		t.Fatalf("/readyz before any request = %d %s", code, body)
@@ -169,7 +175,7 @@ func TestReadyzIsFalseWhileARequestIsStuck(t *testing.T) {
 // that names why, in its header and in the log, quotes none of it.
 func TestDeadLettersAndLogsCarryNoPersonalData(t *testing.T) {
 	const phone, key = "01012345678", "bk_live_7Hq2ZpL9xW"
-	p := start(t, &stuckPG{release: make(chan struct{})}, nil)
+	p := start(t, newStuckPG(), nil)
 	valid := string(charge("c-1", phone).Value)
 	bad := []kafka.Message{
 		// A NUL byte in the id: Postgres would refuse it for ever.
@@ -269,7 +275,7 @@ func TestNoDatabaseGaugesWithoutTheRelay(t *testing.T) {
 // committed them. The lag is exported per partition from the group's
 // committed offsets, not from what the reader last fetched.
 func TestConsumerLagCountsRequestsNotCommitted(t *testing.T) {
-	pg := &stuckPG{release: make(chan struct{})}
+	pg := newStuckPG()
 	p := start(t, pg, nil)
 	p.publish(t, charge("c-1", "010-1234-5678"), charge("c-2", "010-1234-5678"), charge("c-3", "010-1234-5678"))
 	eventually(t, "the lag of partition 0 to show the 3 stuck requests", func() bool {

@@ -17,3 +17,6 @@ func WrapComponent(c *Config, name string, wrap func(ctx context.Context, run fu
 		return cp
 	}
 }
+
+// SimPG is simPG, for the external tests.
+var SimPG = simPG

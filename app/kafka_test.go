@@ -23,9 +23,9 @@ import (
 
 // acceptingPG accepts every bill at once.
 func acceptingPG() *stuckPG {
-	release := make(chan struct{})
-	close(release)
-	return &stuckPG{release: release}
+	pg := newStuckPG()
+	close(pg.release)
+	return pg
 }
 
 // securedKafka starts a broker that requires TLS and SASL SCRAM-SHA-256,

@@ -3,12 +3,25 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"testing"
 
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/pgclient/pgsim"
 )
+
+// simPG is a PG simulator's in-process client; its bills stay as placed
+// until a test settles them. The tests' PGs wrap it, so a call they do not
+// fake goes to a PG that passes the shared suite.
+func simPG() pgclient.Client {
+	sim, err := pgsim.New(pgsim.Config{SettleDelay: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	return sim.Client()
+}
 
 // codePG fails every refund with an error whose kind is a PG's own code, as
 // an adapter might classify it.
@@ -46,7 +59,7 @@ func labelValues(t *testing.T, m *metricSet, name, label string) map[string]bool
 func TestMetricLabelsTakeNoPGCodes(t *testing.T) {
 	metrics := newMetrics()
 	o := observer{m: metrics}
-	pg := pgclient.Observed(codePG{}, o)
+	pg := pgclient.Observed(codePG{simPG()}, o)
 	for i := range 50 {
 		_, _ = pg.Refund(context.Background(), pgclient.RefundRequest{RefundID: fmt.Sprint(4000 + i)})
 		o.Result("payment.refund.failed", fmt.Sprintf("pg_rejected: E%d", 4000+i))

@@ -22,10 +22,10 @@ func (pointsPG) Capabilities() pgclient.Capabilities { return pgclient.Capabilit
 // The observing decorator keeps the adapter's capabilities: without them the
 // worker would send a partial refund to a PG that cancels only in full.
 func TestObservedPGKeepsCapabilities(t *testing.T) {
-	if pgclient.CapabilitiesOf(pgclient.Observed(pointsPG{}, observer{})).PartialRefund {
+	if pgclient.CapabilitiesOf(pgclient.Observed(pointsPG{simPG()}, observer{})).PartialRefund {
 		t.Fatal("the decorator claims partial refunds for a PG that cannot do them")
 	}
-	if !pgclient.CapabilitiesOf(pgclient.Observed(codePG{}, observer{})).PartialRefund {
+	if !pgclient.CapabilitiesOf(pgclient.Observed(codePG{simPG()}, observer{})).PartialRefund {
 		t.Fatal("the decorator took partial refunds from a PG that can do them")
 	}
 }
@@ -42,7 +42,7 @@ func TestPointsExhaustedIsCounted(t *testing.T) {
 		return m.GetCounter().GetValue()
 	}
 	before := value()
-	pg := pgclient.Observed(pointsPG{}, observer{m: metrics})
+	pg := pgclient.Observed(pointsPG{simPG()}, observer{m: metrics})
 	for range 3 {
 		_, _ = pg.SendKakaoBill(context.Background(), pgclient.KakaoBillRequest{})
 	}

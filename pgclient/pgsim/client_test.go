@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,5 +162,32 @@ func TestInProcessClientLatencyRespectsTheCaller(t *testing.T) {
 	}
 	if sim.Calls(pgsim.OpLookup) != 1 {
 		t.Fatalf("lookup calls = %d, want 1", sim.Calls(pgsim.OpLookup))
+	}
+}
+
+// countCalls is an observer that counts the calls it hears and checks each
+// one ends exactly once.
+type countCalls struct {
+	mu           sync.Mutex
+	started, end int
+}
+
+func (c *countCalls) Call(ctx context.Context, _ string) (context.Context, func(error)) {
+	c.mu.Lock()
+	c.started++
+	c.mu.Unlock()
+	return ctx, func(error) { c.mu.Lock(); c.end++; c.mu.Unlock() }
+}
+
+// payflow puts pgclient.Observed around every client it runs with, so the
+// wrapper must be invisible to the suite as well: same answers, same
+// refusals, same capabilities.
+func TestObservedClientSuite(t *testing.T) {
+	sim := newSim(t, pgsim.Config{SettleDelay: -1})
+	o := &countCalls{}
+	h := harness(sim, pgclient.Observed(sim.Client(), o))
+	pgclienttest.Run(t, h)
+	if o.started == 0 || o.started != o.end {
+		t.Fatalf("observer heard %d calls start and %d end", o.started, o.end)
 	}
 }
