@@ -16,7 +16,13 @@
 //   - payssam.Client, on pgsim speaking the PaySSam protocol, through one
 //     store and across several (pgclient/payssam);
 //   - the simulation's PG, sim.PG's client (sim);
+//   - pgclient.Observed, the observing wrapper payflow puts around every
+//     client, over pgsim.Client (pgclient/pgsim);
+//   - the simulation's PG, sim.PG's client (sim);
 //   - the worker tests' fake PG (worker).
+//
+// The app tests' PGs that hold or fail a few calls wrap pgsim.Client, so
+// every call they do not fake is answered by a PG this suite checks.
 package pgclienttest
 
 import (
