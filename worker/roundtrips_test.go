@@ -73,7 +73,9 @@ func (m storeMethods) BillingKey(ctx context.Context, id string) (string, error)
 // TestOneChargeCostsItsRoundTrips pins the hot path's statements: a new
 // auto-pay charge reads the member's default method, stores its claim and
 // stores its result (3); a KakaoTalk charge of a non-member stores its claim
-// and its result (2). Nothing is read back that the worker already holds.
+// and its result (2); a declined auto-pay adds one statement, the decline
+// with the switch to a KakaoTalk bill. Nothing is read back that the worker
+// already holds.
 // A statement added to this path shows up here first.
 func TestOneChargeCostsItsRoundTrips(t *testing.T) {
 	ctx := context.Background()
@@ -87,8 +89,10 @@ func TestOneChargeCostsItsRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := st.AddMethod(ctx, payflow.PaymentMethod{ID: uuid.NewString(), MemberID: "mem1", Label: "card", BillingKeyEnc: []byte("bk_good")}); err != nil {
-		t.Fatal(err)
+	for member, key := range map[string]string{"mem1": "bk_good", "mem2": "decline_card"} {
+		if _, err := st.AddMethod(ctx, payflow.PaymentMethod{ID: uuid.NewString(), MemberID: member, Label: "card", BillingKeyEnc: []byte(key)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pg := newFakePG()
 	w := worker.New(worker.Config{Store: st, PG: pg, Methods: storeMethods{st}, Lease: time.Minute,
@@ -100,6 +104,7 @@ func TestOneChargeCostsItsRoundTrips(t *testing.T) {
 	}{
 		{"auto-pay", "mem1", 3},
 		{"kakao", "", 2},
+		{"declined", "mem2", 4}, // and the decline with the switch to a KakaoTalk bill
 	} {
 		sent.take()
 		if err := w.Handle(ctx, chargeEvent("c-"+c.name, c.member, 1000)); err != nil {
@@ -113,7 +118,7 @@ func TestOneChargeCostsItsRoundTrips(t *testing.T) {
 			t.Errorf("a new %s charge took %d round trips to Postgres, want %d", c.name, len(got), c.want)
 		}
 	}
-	if pg.count("auto_pay") != 1 || pg.count("kakao_bill") != 1 {
+	if pg.count("auto_pay") != 2 || pg.count("kakao_bill") != 2 {
 		t.Fatalf("PG calls: auto_pay %d, kakao_bill %d", pg.count("auto_pay"), pg.count("kakao_bill"))
 	}
 }
