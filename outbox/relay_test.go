@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
@@ -391,4 +393,33 @@ func TestPublishBatchMarksInOneStatementOnlyWhatItPublished(t *testing.T) {
 	if published != 50 || unpublished != 1 {
 		t.Fatalf("%d rows marked published and %d left, want 50 and the 1 committed during the publish", published, unpublished)
 	}
+}
+
+// notifies counts the NOTIFYs a Notifier sends.
+type notifies struct{ n atomic.Int32 }
+
+func (c *notifies) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	c.n.Add(1)
+	return pgconn.CommandTag{}, nil
+}
+
+// Only the leading relay listens: while it is this process's (woken by
+// Relay.Wake), a NOTIFY would wake nobody, and none is sent.
+func TestNotifierIsQuietWhileThisProcessLeads(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var leading atomic.Bool
+	db := &notifies{}
+	n := outbox.NewNotifier(db)
+	n.Leading = leading.Load
+	go n.Run(ctx)
+	leading.Store(true)
+	n.Signal()
+	time.Sleep(100 * time.Millisecond)
+	if got := db.n.Load(); got != 0 {
+		t.Fatalf("%d NOTIFYs sent while this process's relay leads, want 0", got)
+	}
+	leading.Store(false)
+	n.Signal()
+	waitFor(t, "a NOTIFY once another process's relay leads", func() bool { return db.n.Load() == 1 })
 }
