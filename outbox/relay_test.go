@@ -423,3 +423,35 @@ func TestNotifierIsQuietWhileThisProcessLeads(t *testing.T) {
 	n.Signal()
 	waitFor(t, "a NOTIFY once another process's relay leads", func() bool { return db.n.Load() == 1 })
 }
+
+// A writer in the leading relay's process wakes it with Wake alone (its
+// Notifier stays quiet): every row so announced is published at once, the
+// poll being a minute away, also while NOTIFYs from other processes end
+// the relay's waits.
+func TestRelayPublishesOnWakeAlone(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := &recorder{}
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	go r.Run(ctx)
+	waitFor(t, "the relay to lead", r.Leading)
+	for i := 0; i < 200; i++ {
+		// A NOTIFY from another process ends the relay's wait; a row
+		// committed here at the same moment is announced by Wake alone.
+		if err := outbox.Notify(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Insert(ctx, db, msg("c", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		r.Wake()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(pub.ids()) < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("row %d was announced by Wake and not published within 5s", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
