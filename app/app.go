@@ -256,6 +256,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	relay := &outbox.Relay{Pool: st.Pool, Publisher: writer, Logger: log.With("part", "relay"), Observer: cfg.observe}
 	notifier := outbox.NewNotifier(st.Pool)
+	notifier.Leading = relay.Leading
 	wk := worker.New(worker.Config{
 		Store: st, PG: cfg.PG, Methods: methods, Logger: log.With("part", "worker"),
 		Owner: uuid.NewString(), Lease: cfg.Lease, RetryBudget: cfg.RetryBudget,

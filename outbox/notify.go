@@ -15,6 +15,12 @@ import (
 type Notifier struct {
 	DB       Execer
 	Interval time.Duration // default 5 ms
+	// Leading, when set, reports whether the relay of this process leads
+	// (Relay.Leading). Only the leading relay listens, so while it is this
+	// process's, a NOTIFY would wake nobody that Relay.Wake has not: Signal
+	// then sends none. A relay that loses the lead just after hands over to
+	// one that publishes as it takes the lock.
+	Leading func() bool
 
 	signal chan struct{}
 }
@@ -26,6 +32,9 @@ func NewNotifier(db Execer) *Notifier {
 
 // Signal records that rows were committed. It never blocks.
 func (n *Notifier) Signal() {
+	if n.Leading != nil && n.Leading() {
+		return
+	}
 	select {
 	case n.signal <- struct{}{}:
 	default:

@@ -189,10 +189,17 @@ func (r *Relay) lead(ctx context.Context) error {
 
 // waitForWork returns on a notification, a Wake or the poll interval, and
 // with an error when the lock connection broke (the lock is gone with it).
+//
+// It returns only once its listener for Wake has stopped: a listener left
+// behind by a wait that ended otherwise (a NOTIFY, the poll) could take a
+// Wake sent after the next read began, and the row it announced would wait
+// for the poll.
 func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
 	wctx, cancel := context.WithTimeout(ctx, r.PollInterval)
 	defer cancel()
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		select {
 		case <-r.wake:
 			cancel()
@@ -200,12 +207,15 @@ func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}()
 	_, err := conn.WaitForNotification(wctx)
+	ended := wctx.Err() // the poll or a Wake ended the wait, not the connection
+	cancel()
+	<-stopped
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case conn.IsClosed():
 		return fmt.Errorf("outbox relay: lock connection lost: %v", err)
-	case err != nil && wctx.Err() == nil:
+	case err != nil && ended == nil:
 		return err
 	}
 	return nil

@@ -3,16 +3,21 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/store"
 )
 
 // recorder is a Publisher that remembers what it published.
@@ -296,5 +301,157 @@ func TestObserverHearsEachPublication(t *testing.T) {
 	}
 	if got := pub.got[1].TraceParent; got != "" {
 		t.Fatalf("a row without a trace context published with %q", got)
+	}
+}
+
+// statements counts the statements a pool sends.
+type statements struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sql = append(s.sql, d.SQL)
+	return ctx
+}
+
+func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *statements) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.sql
+	s.sql = nil
+	return out
+}
+
+// insertDuring is a Publisher that commits another row while it publishes,
+// as a worker does while the relay waits for the broker.
+type insertDuring struct {
+	recorder
+	db *pgxpool.Pool
+}
+
+func (p *insertDuring) Publish(ctx context.Context, msgs []outbox.Message) error {
+	if err := outbox.Insert(ctx, p.db, msg("c9", "committed-while-publishing")); err != nil {
+		return err
+	}
+	return p.recorder.Publish(ctx, msgs)
+}
+
+// A batch is read in one statement and marked in one, however many rows it
+// holds, and the mark covers exactly the rows published: not a row
+// committed while they were.
+func TestPublishBatchMarksInOneStatementOnlyWhatItPublished(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &statements{}
+	cfg.ConnConfig.Tracer = sent
+	db, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < 50; i++ {
+		if err := outbox.Insert(ctx, db, msg(fmt.Sprint("c", i%7), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &insertDuring{db: db}
+	r := &outbox.Relay{Pool: db, Publisher: pub, BatchSize: 100}
+	sent.take()
+	n, err := r.PublishBatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 {
+		t.Fatalf("published %d rows, want 50", n)
+	}
+	var relaySQL []string
+	for _, s := range sent.take() {
+		if s != outbox.InsertSQL { // the publisher's own insert
+			relaySQL = append(relaySQL, s)
+		}
+	}
+	if len(relaySQL) != 2 {
+		t.Fatalf("a batch of 50 rows took %d statements, want 2 (read, mark):\n%s", len(relaySQL), strings.Join(relaySQL, "\n"))
+	}
+	var published, unpublished int
+	if err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL) FROM outbox`).
+		Scan(&published, &unpublished); err != nil {
+		t.Fatal(err)
+	}
+	if published != 50 || unpublished != 1 {
+		t.Fatalf("%d rows marked published and %d left, want 50 and the 1 committed during the publish", published, unpublished)
+	}
+}
+
+// notifies counts the NOTIFYs a Notifier sends.
+type notifies struct{ n atomic.Int32 }
+
+func (c *notifies) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	c.n.Add(1)
+	return pgconn.CommandTag{}, nil
+}
+
+// Only the leading relay listens: while it is this process's (woken by
+// Relay.Wake), a NOTIFY would wake nobody, and none is sent.
+func TestNotifierIsQuietWhileThisProcessLeads(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var leading atomic.Bool
+	db := &notifies{}
+	n := outbox.NewNotifier(db)
+	n.Leading = leading.Load
+	go n.Run(ctx)
+	leading.Store(true)
+	n.Signal()
+	time.Sleep(100 * time.Millisecond)
+	if got := db.n.Load(); got != 0 {
+		t.Fatalf("%d NOTIFYs sent while this process's relay leads, want 0", got)
+	}
+	leading.Store(false)
+	n.Signal()
+	waitFor(t, "a NOTIFY once another process's relay leads", func() bool { return db.n.Load() == 1 })
+}
+
+// A writer in the leading relay's process wakes it with Wake alone (its
+// Notifier stays quiet): every row so announced is published at once, the
+// poll being a minute away, also while NOTIFYs from other processes end
+// the relay's waits.
+func TestRelayPublishesOnWakeAlone(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := &recorder{}
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	go r.Run(ctx)
+	waitFor(t, "the relay to lead", r.Leading)
+	for i := 0; i < 200; i++ {
+		// A NOTIFY from another process ends the relay's wait; a row
+		// committed here at the same moment is announced by Wake alone.
+		if err := outbox.Notify(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Insert(ctx, db, msg("c", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		r.Wake()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(pub.ids()) < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("row %d was announced by Wake and not published within 5s", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

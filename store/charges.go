@@ -285,36 +285,40 @@ func (s *Store) finishMany(ctx context.Context, items [][]any, out []outcome[str
 
 // Decline records that the PG refused the auto-pay bill and makes next the
 // charge's current bill, renewing the caller's lease for its placement, in
-// one transaction. ErrStale unless owner still holds the charge, placing
-// the declined bill. The method's new status is stored too, so later charges
-// do not try an expired card again.
+// one statement (so one transaction). ErrStale unless owner still holds the
+// charge, placing the declined bill: then nothing is written. The method's
+// new status is stored too, so later charges do not try an expired card
+// again.
 func (s *Store) Decline(ctx context.Context, pk int64, declined payflow.Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus, next payflow.Bill, owner string, lease time.Duration) error {
-	now := s.now()
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE charges SET current_bill_id = $3, lease_until = coalesce($7::timestamptz, now()) + $4::interval, updated_at = coalesce($7::timestamptz, now())
-			WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $5 OR $6)`,
-			pk, declined.BillID, next.BillID, lease, owner, mutation.On("no-fence"), now)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return ErrStale
-		}
-		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'declined', decline_code = $2, updated_at = coalesce($3::timestamptz, now())
-			WHERE bill_id = $1 AND status = 'pending'`, declined.BillID, string(code), now); err != nil {
-			return err
-		}
-		if declined.MethodID != "" && methodStatus != payflow.MethodActive {
-			// It stays the default: the next charge then reports
-			// method_expired rather than a misleading no_method.
-			if _, err := tx.Exec(ctx, `UPDATE payment_methods SET status = $2, updated_at = coalesce($3::timestamptz, now())
-				WHERE id = $1 AND status = 'active'`, declined.MethodID, string(methodStatus), now); err != nil {
-				return err
-			}
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status, repay_pk, created_at, updated_at)
-			VALUES ($1, $2, $3, nullif($4, ''), $5, 'pending', nullif($6, 0), coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now()))`,
-			next.BillID, pk, string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK, now)
-		return err
-	})
+	var n int
+	err := s.Pool.QueryRow(ctx, declineSQL, pk, declined.BillID, next.BillID, lease, owner, mutation.On("no-fence"), s.now(),
+		string(code), declined.MethodID, string(methodStatus), string(next.Method), string(next.FallbackReason), next.Amount, next.RepayPK).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("store: decline: %w", err)
+	}
+	if n == 0 {
+		return ErrStale
+	}
+	return nil
 }
+
+// declineSQL writes nothing unless its first part, the fenced switch of
+// the charge to the next bill, updated the charge. A method that is not
+// active after the decline stays the default: the next charge then reports
+// method_expired rather than a misleading no_method.
+const declineSQL = `
+WITH c AS (
+	UPDATE charges SET current_bill_id = $3, lease_until = coalesce($7::timestamptz, now()) + $4::interval, updated_at = coalesce($7::timestamptz, now())
+	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $5 OR $6)
+	RETURNING id
+), d AS (
+	UPDATE bills SET status = 'declined', decline_code = $8, updated_at = coalesce($7::timestamptz, now())
+	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
+), m AS (
+	UPDATE payment_methods SET status = $10, updated_at = coalesce($7::timestamptz, now())
+	WHERE id = nullif($9::text, '')::uuid AND $10::text <> 'active' AND status = 'active' AND EXISTS (SELECT 1 FROM c)
+), b AS (
+	INSERT INTO bills (bill_id, charge_pk, method, fallback_reason, amount, status, repay_pk, created_at, updated_at)
+	SELECT $3, c.id, $11, nullif($12::text, ''), $13, 'pending', nullif($14::bigint, 0), coalesce($7::timestamptz, now()), coalesce($7::timestamptz, now()) FROM c
+)
+SELECT count(*) FROM c`
