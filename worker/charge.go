@@ -41,6 +41,8 @@ func (r *chargeRequest) validate() (named, error) {
 		MerchantID: d.MerchantID, ChargeID: d.ChargeID, Amount: d.Amount, Currency: d.Currency, OrderName: d.OrderName,
 		Customer: payflow.Customer{MemberID: d.Customer.MemberID, Phone: d.Customer.Phone, Name: d.Customer.Name},
 	}
+	// Its rejections are recorded under its event alone: the key of a
+	// charge request is its charge's, which storing the charge guards.
 	n := named{ids: requestIDs{d.MerchantID, d.ChargeID}}
 	if err := r.req.Validate(); err != nil {
 		return n, err

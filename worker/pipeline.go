@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/internal/strictjson"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
@@ -76,6 +77,27 @@ func (w *Worker) run(ctx context.Context, env events.Envelope, r request) error 
 		}
 		return err
 	})
+}
+
+// decodeData holds an event's data to its type's schema (events/schemas,
+// the contract's word on what a request may hold: the rejection quotes the
+// rule the data breaks), then decodes it strictly enough to reject what
+// cannot be a request or could be read two ways (numbers that are not
+// whole, duplicate or case-variant keys, which no schema sees), leniently
+// enough to let producers add fields. The money rules
+// (payflow.*Request.Validate) follow.
+func decodeData(env events.Envelope, v any) error {
+	if err := events.ValidateData(env.Type, env.Data); err != nil {
+		return err
+	}
+	if err := strictjson.Decode(env.Data, v); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Field != "" {
+			return &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
+		}
+		return &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
+	}
+	return nil
 }
 
 // refusal is a request judged and refused: its rejection's reason and

@@ -336,24 +336,3 @@ func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outb
 	}
 	return outbox.Message{EventID: id, Topic: events.TopicEvents, Key: []byte(chargeID), Value: value}, nil
 }
-
-// decodeData holds an event's data to its type's schema (events/schemas,
-// the contract's word on what a request may hold: the rejection quotes the
-// rule the data breaks), then decodes it strictly enough to reject what
-// cannot be a request or could be read two ways (numbers that are not
-// whole, duplicate or case-variant keys, which no schema sees), leniently
-// enough to let producers add fields. The money rules
-// (payflow.*Request.Validate) follow.
-func decodeData(env events.Envelope, v any) error {
-	if err := events.ValidateData(env.Type, env.Data); err != nil {
-		return err
-	}
-	if err := strictjson.Decode(env.Data, v); err != nil {
-		var se *strictjson.Error
-		if errors.As(err, &se) && se.Field != "" {
-			return &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
-		}
-		return &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
-	}
-	return nil
-}
