@@ -321,7 +321,7 @@ func (w *Worker) finish(ctx context.Context, c payflow.Charge, bill payflow.Bill
 // still be in flight when the drive gives up.
 func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill, from start) outcome {
 	var out outcome
-	key := from.billingKey
+	billingKey := from.billingKey
 	// The lease was just taken or renewed. Past this deadline (a margin
 	// before it expires, by our own clock) no request of this drive may
 	// leave: a successor may hold the charge and have looked the bill up,
@@ -350,7 +350,7 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 			}
 			needLookup, inherited = false, false // the PG never got it: placing it is safe
 		}
-		if bill.Method == payflow.MethodAutoPay && key == "" {
+		if bill.Method == payflow.MethodAutoPay && billingKey == "" {
 			k, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
 			switch {
 			case errors.Is(err, payflow.ErrMethodUnusable), err != nil && mutation.On("key-blip"):
@@ -361,10 +361,10 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 				keyTrouble, lastErr = true, err
 				return err
 			}
-			key = k
+			billingKey = k
 		}
 		out.attempts++
-		acc, err := w.call(ctx, c, bill, key)
+		acc, err := w.call(ctx, c, bill, billingKey)
 		b.saw(err)
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
@@ -406,9 +406,9 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 }
 
 // call performs the bill's PG operation.
-func (w *Worker) call(ctx context.Context, c payflow.Charge, bill payflow.Bill, key string) (pgclient.Accepted, error) {
+func (w *Worker) call(ctx context.Context, c payflow.Charge, bill payflow.Bill, billingKey string) (pgclient.Accepted, error) {
 	if bill.Method == payflow.MethodAutoPay {
-		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: key, Amount: bill.Amount, OrderName: c.OrderName})
+		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: billingKey, Amount: bill.Amount, OrderName: c.OrderName})
 	}
 	return w.cfg.PG.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: bill.BillID, MerchantID: c.MerchantID, Phone: c.Phone, Name: c.CustomerName, Amount: bill.Amount, OrderName: c.OrderName})
 }

@@ -36,7 +36,7 @@ type Methods interface {
 	// billing key (one read on the hot path), or nil when there is none.
 	Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error)
 	// BillingKey returns a method's decrypted billing key, for a charge
-	// resumed after a crash. An error wrapping payflow.ErrMethodUnusable
+	// taken over after a crash. An error wrapping payflow.ErrMethodUnusable
 	// means the method is gone or its key provably cannot be opened: a
 	// decline. Any other error is transient and retried.
 	BillingKey(ctx context.Context, methodID string) (string, error)
