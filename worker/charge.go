@@ -17,78 +17,107 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-// charge executes payment.charge.requested.
+// chargeRequest is payment.charge.requested.
 //
 // The money path: validate; decide auto-pay or KakaoTalk bill; store the
 // charge, its first bill id and a lease in one statement (a crash after this
 // loses nothing: the sweeper finishes it); call the PG with retries, looking
 // the bill up before any retry whose predecessor may have reached the PG;
 // store the outcome and its result event in one statement.
-func (w *Worker) charge(ctx context.Context, env events.Envelope) error {
-	var d events.ChargeRequested
-	if err := decodeData(env, &d); err != nil {
-		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
-	}
-	req := payflow.ChargeRequest{
+type chargeRequest struct {
+	w          *Worker
+	env        events.Envelope
+	d          events.ChargeRequested
+	req        payflow.ChargeRequest
+	hash       []byte
+	billingKey string // the member's default method's, read as the charge is decided
+}
+
+func (r *chargeRequest) data() any { return &r.d }
+
+func (r *chargeRequest) validate() (named, error) {
+	d := r.d
+	r.req = payflow.ChargeRequest{
 		MerchantID: d.MerchantID, ChargeID: d.ChargeID, Amount: d.Amount, Currency: d.Currency, OrderName: d.OrderName,
 		Customer: payflow.Customer{MemberID: d.Customer.MemberID, Phone: d.Customer.Phone, Name: d.Customer.Name},
 	}
-	if err := req.Validate(); err != nil {
-		return w.reject(ctx, env, ids{d.MerchantID, d.ChargeID}, events.RejectInvalid, err.Error())
+	// Its rejections are recorded under its event alone: the key of a
+	// charge request is its charge's, which storing the charge guards.
+	n := named{ids: requestIDs{d.MerchantID, d.ChargeID}}
+	if err := r.req.Validate(); err != nil {
+		return n, err
 	}
-	hash := req.Fingerprint()
+	r.hash = r.req.Fingerprint()
+	return n, nil
+}
 
-	// Decide first and insert: a new charge (the common case) costs one
-	// read and one write before the PG call; a redelivery finds the row.
-	dec, bill, key, pk, created, err := w.decide(ctx, env, req, hash)
+// decided is never true before the charge is stored: a charge request
+// finds that it was decided before when storing its charge finds the
+// charge there (hold), so a new charge, the common case, costs one read
+// and one write before the PG call.
+func (r *chargeRequest) decided(context.Context) (bool, error) { return false, nil }
+
+// hold decides the charge and stores it with its lease, or finds it
+// stored: a redelivery, a producer retry, or the same id reused.
+func (r *chargeRequest) hold(ctx context.Context, _ named, act func(context.Context, payflow.Charge) error) error {
+	w, req := r.w, r.req
+	dec, bill, pk, created, err := r.create(ctx)
 	if err != nil {
 		return err
 	}
-	if !created { // a redelivery, a producer retry, or the same id reused
+	if !created {
 		existing, err := w.cfg.Store.ChargeByKey(ctx, req.MerchantID, req.ChargeID)
 		if err != nil {
 			return err
 		}
-		return w.again(ctx, env, existing, hash)
+		return r.redelivered(ctx, existing)
 	}
 	bill.ChargePK = pk
-	c := payflow.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: hash, RequestEventID: env.ID,
+	c := payflow.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: r.hash, RequestEventID: r.env.ID,
 		Amount: req.Amount, OrderName: req.OrderName, MemberID: req.Customer.MemberID, Phone: req.Customer.Phone,
 		CustomerName: req.Customer.Name, State: payflow.StatePlacing, LeaseOwner: w.cfg.Owner, Bill: bill}
 	w.log.DebugContext(ctx, "charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
 		"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
+	return act(ctx, c)
+}
+
+// act places the new charge's first bill: the money rules were its
+// judgement, and nobody has asked the PG for the bill yet.
+func (r *chargeRequest) act(ctx context.Context, c payflow.Charge) error {
+	w := r.w
 	if _, busy := w.driving.LoadOrStore(c.PK, true); busy {
 		return nil
 	}
 	defer w.driving.Delete(c.PK)
-	return w.drive(ctx, c, false, key)
+	return w.drive(ctx, c, start{billingKey: r.billingKey})
 }
 
-// decide chooses the charge's method (auto-pay with the member's default
+// create chooses the charge's method (auto-pay with the member's default
 // method, or a KakaoTalk bill) and stores the charge with its first bill
 // and a lease. created is false when the charge was there already.
-func (w *Worker) decide(ctx context.Context, env events.Envelope, req payflow.ChargeRequest, hash []byte) (
-	dec payflow.Decision, bill payflow.Bill, key string, pk int64, created bool, err error) {
+func (r *chargeRequest) create(ctx context.Context) (dec payflow.Decision, bill payflow.Bill, pk int64, created bool, err error) {
+	w, req := r.w, r.req
 	ctx, end := w.cfg.Observer.Step(ctx, StepDecide)
 	defer func() { end(err) }()
 	var method *payflow.StoredMethod
 	if req.Customer.MemberID != "" {
-		if method, key, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
-			return dec, bill, "", 0, false, fmt.Errorf("worker: default method: %w", err)
+		if method, r.billingKey, err = w.cfg.Methods.Default(ctx, req.Customer.MemberID); err != nil {
+			return dec, bill, 0, false, fmt.Errorf("worker: default method: %w", err)
 		}
 	}
 	dec = payflow.Decide(req.Customer, method)
 	bill = payflow.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
 	pk, created, err = w.cfg.Store.CreateCharge(ctx, payflow.NewCharge{
-		Request: req, RequestHash: hash, RequestEventID: env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
+		Request: req, RequestHash: r.hash, RequestEventID: r.env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
 	})
-	return dec, bill, key, pk, created, err
+	return dec, bill, pk, created, err
 }
 
-// again handles a charge request whose (merchant_id, charge_id) is known.
-func (w *Worker) again(ctx context.Context, env events.Envelope, c payflow.Charge, hash []byte) error {
-	if string(c.RequestHash) != string(hash) {
-		return w.reject(ctx, env, ids{c.MerchantID, c.ChargeID}, events.RejectIdempotencyConflict,
+// redelivered handles a charge request whose (merchant_id, charge_id) is
+// stored already.
+func (r *chargeRequest) redelivered(ctx context.Context, c payflow.Charge) error {
+	if string(c.RequestHash) != string(r.hash) {
+		return r.w.reject(ctx, r.env, requestIDs{c.MerchantID, c.ChargeID}, events.RejectIdempotencyConflict,
 			"charge_id was already used with different content")
 	}
 	if c.State != payflow.StatePlacing {
@@ -97,21 +126,16 @@ func (w *Worker) again(ctx context.Context, env events.Envelope, c payflow.Charg
 	// Still placing: its holder died, is retrying, or this process already
 	// drives it. Take it over only if the lease allows; otherwise the holder
 	// or the sweeper finishes it, and this delivery has nothing to add.
-	return w.resume(ctx, c.PK)
-}
-
-// resume claims a placing charge whose lease has expired and drives it,
-// looking the bill up first because an earlier holder may have reached the
-// PG. A held lease, this process's own included, means a request may still
-// be in flight: then nothing is done, and the holder or the sweeper
-// finishes it.
-func (w *Worker) resume(ctx context.Context, pk int64) error {
-	_, err := w.resumed(ctx, pk)
+	_, err := r.w.takeOver(ctx, c.PK)
 	return err
 }
 
-// resumed is resume reporting whether it held the charge.
-func (w *Worker) resumed(ctx context.Context, pk int64) (bool, error) {
+// takeOver claims a placing charge whose lease has expired and drives it,
+// looking the bill up first because an earlier holder may have reached the
+// PG. A held lease, this process's own included, means a request may still
+// be in flight: then nothing is done, and the holder or the sweeper
+// finishes it. held tells whether it took the charge.
+func (w *Worker) takeOver(ctx context.Context, pk int64) (held bool, err error) {
 	if _, busy := w.driving.LoadOrStore(pk, true); busy {
 		return false, nil
 	}
@@ -127,13 +151,13 @@ func (w *Worker) resumed(ctx context.Context, pk int64) (bool, error) {
 	if c.State != payflow.StatePlacing {
 		return true, nil
 	}
-	return true, w.drive(ctx, c, true, "")
+	return true, w.drive(ctx, c, start{lookUpFirst: true})
 }
 
-// driveHeld drives a charge whose new bill the caller has just stored and
-// leased to itself (a re-payment's), without a look-up: nobody has asked
-// the PG for that bill yet.
-func (w *Worker) driveHeld(ctx context.Context, pk int64) error {
+// driveNewBill drives a charge whose new bill the caller has just stored
+// and leased to itself (a re-payment's), without a look-up: nobody has
+// asked the PG for that bill yet.
+func (w *Worker) driveNewBill(ctx context.Context, pk int64) error {
 	if _, busy := w.driving.LoadOrStore(pk, true); busy {
 		return nil
 	}
@@ -145,7 +169,18 @@ func (w *Worker) driveHeld(ctx context.Context, pk int64) error {
 	if c.State != payflow.StatePlacing || c.LeaseOwner != w.cfg.Owner {
 		return nil
 	}
-	return w.drive(ctx, c, false, "")
+	return w.drive(ctx, c, start{})
+}
+
+// start is how a drive begins.
+type start struct {
+	// lookUpFirst: an earlier holder of the charge may have reached the
+	// PG, so the bill is looked up before anything is sent (a drive taken
+	// over). Otherwise nobody has asked the PG for the bill yet.
+	lookUpFirst bool
+	// billingKey is the auto-pay billing key when the caller already has
+	// it; otherwise it is read when needed.
+	billingKey string
 }
 
 // outcome is how one bill's placement ended.
@@ -168,13 +203,12 @@ var errLeaseRunOut = errors.New("worker: the lease has run out; the charge is le
 func failedDecline(code payflow.DeclineCode) string { return "declined: " + string(code) }
 
 // drive places the charge's current bill until the charge leaves placing.
-// The caller holds the lease. key is the auto-pay billing key when the
-// caller already has it.
-func (w *Worker) drive(ctx context.Context, c payflow.Charge, lookupFirst bool, key string) error {
+// The caller holds the lease.
+func (w *Worker) drive(ctx context.Context, c payflow.Charge, from start) error {
 	bill := c.Bill
 	attempts := c.Attempts
 	for {
-		out := w.place(ctx, c, bill, lookupFirst, key)
+		out := w.place(ctx, c, bill, from)
 		attempts += out.attempts
 		switch {
 		case out.accepted:
@@ -199,7 +233,7 @@ func (w *Worker) drive(ctx context.Context, c payflow.Charge, lookupFirst bool, 
 			}
 			w.log.InfoContext(ctx, "auto-pay declined; sending KakaoTalk bill", "charge_id", c.ChargeID, "declined_bill_id", bill.BillID,
 				"decline", out.decline, "bill_id", next.BillID)
-			bill, lookupFirst = next, false
+			bill, from.lookUpFirst = next, false
 		case out.failed != "":
 			return w.finish(ctx, c, bill, payflow.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
 		default: // unknown, or our context ended
@@ -279,14 +313,15 @@ func (w *Worker) finish(ctx context.Context, c payflow.Charge, bill payflow.Bill
 //
 // It concludes "not placed" only when the PG said so: every attempt of
 // this drive failed where the PG did not act, and no request of an earlier
-// holder may still land. A resumed drive (lookupFirst) starts with the
+// holder may still land. A drive taken over (lookUpFirst) starts with the
 // earlier holder's outcome unknown; only the PG's "not found" clears it
 // (that holder's requests are older than its lease, which outlasts its
 // retry budget plus a call timeout, so they have landed or died). A
 // request of this drive whose outcome is unknown is never cleared: it may
 // still be in flight when the drive gives up.
-func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill, lookupFirst bool, key string) outcome {
+func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill, from start) outcome {
 	var out outcome
+	billingKey := from.billingKey
 	// The lease was just taken or renewed. Past this deadline (a margin
 	// before it expires, by our own clock) no request of this drive may
 	// leave: a successor may hold the charge and have looked the bill up,
@@ -294,8 +329,8 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 	// bill placed twice or given up on while it is live.
 	deadline := w.cfg.Now().Add(w.cfg.Lease - w.cfg.Lease/10)
 	leaseLost := false
-	needLookup := lookupFirst
-	inherited, own, keyTrouble := lookupFirst && !mutation.On("resume-known"), false, false
+	needLookup := from.lookUpFirst
+	inherited, own, keyTrouble := from.lookUpFirst && !mutation.On("resume-known"), false, false
 	var lastErr error
 	b := w.newPGBackOff()
 	op := func() error {
@@ -315,7 +350,7 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 			}
 			needLookup, inherited = false, false // the PG never got it: placing it is safe
 		}
-		if bill.Method == payflow.MethodAutoPay && key == "" {
+		if bill.Method == payflow.MethodAutoPay && billingKey == "" {
 			k, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
 			switch {
 			case errors.Is(err, payflow.ErrMethodUnusable), err != nil && mutation.On("key-blip"):
@@ -326,10 +361,10 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 				keyTrouble, lastErr = true, err
 				return err
 			}
-			key = k
+			billingKey = k
 		}
 		out.attempts++
-		acc, err := w.call(ctx, c, bill, key)
+		acc, err := w.call(ctx, c, bill, billingKey)
 		b.saw(err)
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
@@ -371,9 +406,9 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 }
 
 // call performs the bill's PG operation.
-func (w *Worker) call(ctx context.Context, c payflow.Charge, bill payflow.Bill, key string) (pgclient.Accepted, error) {
+func (w *Worker) call(ctx context.Context, c payflow.Charge, bill payflow.Bill, billingKey string) (pgclient.Accepted, error) {
 	if bill.Method == payflow.MethodAutoPay {
-		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: key, Amount: bill.Amount, OrderName: c.OrderName})
+		return w.cfg.PG.AutoPay(ctx, pgclient.AutoPayRequest{BillID: bill.BillID, MerchantID: c.MerchantID, BillingKey: billingKey, Amount: bill.Amount, OrderName: c.OrderName})
 	}
 	return w.cfg.PG.SendKakaoBill(ctx, pgclient.KakaoBillRequest{BillID: bill.BillID, MerchantID: c.MerchantID, Phone: c.Phone, Name: c.CustomerName, Amount: bill.Amount, OrderName: c.OrderName})
 }
@@ -419,7 +454,7 @@ func (w *Worker) Sweep(ctx context.Context, limit int) (int, error) {
 	}
 	done := 0
 	for _, pk := range pks {
-		held, err := w.resumed(ctx, pk)
+		held, err := w.takeOver(ctx, pk)
 		if err != nil {
 			w.log.WarnContext(ctx, "sweep: charge not finished", "charge_pk", strconv.FormatInt(pk, 10), "err", err)
 			continue

@@ -12,76 +12,94 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-// refund executes payment.refund.requested: a partial or full refund of the
-// charge's paid bill. It is judged under the charge's lease, so it waits
-// for whatever earlier request still acts on the charge.
-func (w *Worker) refund(ctx context.Context, env events.Envelope) error {
-	var d events.RefundRequested
-	if err := decodeData(env, &d); err != nil {
-		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
-	}
-	req := payflow.RefundRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RefundID: d.RefundID, Amount: d.Amount, Reason: d.Reason}
-	who := ids{d.MerchantID, d.ChargeID}
-	if err := req.Validate(); err != nil {
-		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
-	}
-	hash := req.Fingerprint()
-	key := "refund/" + req.MerchantID + "/" + req.RefundID
-	return w.onExisting(ctx, env, existingRequest{who: who, key: key, hash: hash,
-		decided: func(ctx context.Context, _ bool) (bool, error) { return w.refundDecided(ctx, env, req, hash) },
-	}, func(ctx context.Context, c payflow.Charge) error {
-		if c.State == payflow.StatePaid && req.Amount != c.Bill.Amount && !pgclient.CapabilitiesOf(w.cfg.PG).PartialRefund {
-			return w.rejectRequest(ctx, env, key, hash, who, events.RejectNotSupported,
-				"the PG refunds only the whole payment; ask for the paid amount")
-		}
-		pk, created, err := w.cfg.Store.CreateRefund(ctx, payflow.NewRefund{
-			MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
-			Amount: req.Amount, Reason: req.Reason, RequestHash: hash,
-		})
-		switch {
-		case errors.Is(err, payflow.ErrNotPaid):
-			return w.rejectRequest(ctx, env, key, hash, who, events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
-		case errors.Is(err, payflow.ErrExceedsPaid):
-			return w.rejectRequest(ctx, env, key, hash, who, events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
-		case err != nil:
-			return err
-		case !created:
-			_, err := w.refundDecided(ctx, env, req, hash)
-			return err
-		}
-		w.log.InfoContext(ctx, "refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
-		return w.driveRefund(ctx, pk)
-	})
+// refundRequest is payment.refund.requested: a partial or full refund of
+// the charge's paid bill. It is judged under the charge's lease, so it
+// waits for whatever earlier request still acts on the charge.
+type refundRequest struct {
+	w    *Worker
+	env  events.Envelope
+	d    events.RefundRequested
+	req  payflow.RefundRequest
+	hash []byte
 }
 
-// refundDecided handles a refund request decided before: rejected (its
-// rejection is its result) or stored under its refund id. done is false
-// when it is new.
-func (w *Worker) refundDecided(ctx context.Context, env events.Envelope, req payflow.RefundRequest, hash []byte) (done bool, err error) {
-	if done, err := w.replayed(ctx, env, "refund/"+req.MerchantID+"/"+req.RefundID, hash); done || err != nil {
+func (r *refundRequest) data() any { return &r.d }
+
+func (r *refundRequest) validate() (named, error) {
+	d := r.d
+	r.req = payflow.RefundRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RefundID: d.RefundID, Amount: d.Amount, Reason: d.Reason}
+	n := named{ids: requestIDs{d.MerchantID, d.ChargeID}}
+	if err := r.req.Validate(); err != nil {
+		return n, err
+	}
+	r.hash = r.req.Fingerprint()
+	n.key, n.hash = r.key(), r.hash
+	return n, nil
+}
+
+// key is the request's own id, as its rejection is recorded under.
+func (r *refundRequest) key() string { return "refund/" + r.req.MerchantID + "/" + r.req.RefundID }
+
+// decided handles a refund request decided before: rejected (its
+// rejection is its result) or stored under its refund id (then a pending
+// one is taken over if nobody holds it).
+func (r *refundRequest) decided(ctx context.Context) (bool, error) {
+	w, req := r.w, r.req
+	if done, err := w.replayed(ctx, r.env, r.key(), r.hash); done || err != nil {
 		return true, err
 	}
-	r, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
+	rf, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
 	if errors.Is(err, payflow.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return true, err
 	}
-	if string(r.RequestHash) != string(hash) {
-		return true, w.reject(ctx, env, ids{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
+	if string(rf.RequestHash) != string(r.hash) {
+		return true, w.reject(ctx, r.env, requestIDs{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
 			"refund_id was already used with different content")
 	}
-	if r.Status == "pending" {
-		return true, w.resumeRefund(ctx, r.PK)
+	if rf.Status == "pending" {
+		return true, w.takeOverRefund(ctx, rf.PK)
 	}
 	return true, nil
 }
 
-// resumeRefund takes a pending refund whose charge nobody holds (its worker
-// died or met an unknown outcome) and drives it. Held by someone, it is left
-// to them.
-func (w *Worker) resumeRefund(ctx context.Context, pk int64) error {
+func (r *refundRequest) hold(ctx context.Context, n named, act func(context.Context, payflow.Charge) error) error {
+	return r.w.onExisting(ctx, r.env, r, n, act)
+}
+
+// act reserves the refund's amount on the paid bill as it stores the
+// refund (the store refuses what is not paid or would exceed the payment)
+// and sends it to the PG.
+func (r *refundRequest) act(ctx context.Context, c payflow.Charge) error {
+	w, req := r.w, r.req
+	if c.State == payflow.StatePaid && req.Amount != c.Bill.Amount && !pgclient.CapabilitiesOf(w.cfg.PG).PartialRefund {
+		return refuse(events.RejectNotSupported, "the PG refunds only the whole payment; ask for the paid amount")
+	}
+	pk, created, err := w.cfg.Store.CreateRefund(ctx, payflow.NewRefund{
+		MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
+		Amount: req.Amount, Reason: req.Reason, RequestHash: r.hash,
+	})
+	switch {
+	case errors.Is(err, payflow.ErrNotPaid):
+		return refuse(events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
+	case errors.Is(err, payflow.ErrExceedsPaid):
+		return refuse(events.RejectAmountExceedsPaid, "refunds would exceed the paid amount")
+	case err != nil:
+		return err
+	case !created:
+		_, err := r.decided(ctx)
+		return err
+	}
+	w.log.InfoContext(ctx, "refund accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "refund_id", req.RefundID, "amount", req.Amount)
+	return w.driveRefund(ctx, pk)
+}
+
+// takeOverRefund takes a pending refund whose charge nobody holds (its
+// worker died or met an unknown outcome) and drives it. Held by someone, it
+// is left to them.
+func (w *Worker) takeOverRefund(ctx context.Context, pk int64) error {
 	// This process may be driving it already (stalled past its lease): do
 	// not take its lease from under it.
 	if _, busy := w.driving.Load(refundKey(pk)); busy {
@@ -176,7 +194,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	}
 	w.log.InfoContext(ctx, "refund finished", "refund_id", r.RefundID, "kind", r.Kind, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
 	if next != nil {
-		return w.driveHeld(ctx, r.ChargePK)
+		return w.driveNewBill(ctx, r.ChargePK)
 	}
 	return nil
 }
@@ -207,7 +225,7 @@ func (w *Worker) SweepRefunds(ctx context.Context, limit int) error {
 		return err
 	}
 	for _, pk := range pks {
-		if err := w.resumeRefund(ctx, pk); err != nil {
+		if err := w.takeOverRefund(ctx, pk); err != nil {
 			w.log.WarnContext(ctx, "sweep: refund not finished", "refund_pk", pk, "err", err)
 		}
 	}

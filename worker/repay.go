@@ -10,63 +10,44 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
-// repay executes payment.repay.requested: refund what is left of the paid
-// bill, then bill the customer again under a new bill id through the same
-// auto-pay-or-KakaoTalk decision. It is judged under the charge's lease, so
-// a re-payment waits for any earlier one to finish and is then judged
-// against where that left the charge; each step is recorded before the next
-// starts, and the step that records the refund also stores the new bill,
-// so a crash anywhere resumes: never refunded without the new request,
-// never billed twice.
-func (w *Worker) repay(ctx context.Context, env events.Envelope) error {
-	var d events.RepayRequested
-	if err := decodeData(env, &d); err != nil {
-		return w.reject(ctx, env, idsOf(env.Data), events.RejectInvalid, err.Error())
-	}
-	req := payflow.RepayRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RepayID: d.RepayID, Amount: d.Amount}
-	who := ids{d.MerchantID, d.ChargeID}
-	if err := req.Validate(); err != nil {
-		return w.reject(ctx, env, who, events.RejectInvalid, err.Error())
-	}
-	hash := req.Fingerprint()
-	return w.onExisting(ctx, env, existingRequest{who: who, key: repayKey(req), hash: hash,
-		decided: func(ctx context.Context, held bool) (bool, error) { return w.repayDecided(ctx, env, req, hash, held) },
-	}, func(ctx context.Context, c payflow.Charge) error {
-		if _, err := c.State.Repay(); err != nil {
-			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, err.Error())
-		}
-		amount := req.Amount
-		if amount == 0 {
-			amount = c.Bill.Amount
-		}
-		bill, err := w.repayBill(ctx, c, amount)
-		if err != nil {
-			return err
-		}
-		rp, created, err := w.cfg.Store.CreateRepay(ctx, payflow.NewRepay{
-			MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
-			RequestHash: hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
-		})
-		switch {
-		case errors.Is(err, payflow.ErrNotPaid):
-			return w.rejectRequest(ctx, env, repayKey(req), hash, who, events.RejectInvalidState, "the charge's bill is not paid")
-		case err != nil:
-			return err
-		case !created:
-			_, err := w.repayDecided(ctx, env, req, hash, true)
-			return err
-		}
-		w.log.InfoContext(ctx, "re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
-			"old_bill_id", c.Bill.BillID, "amount", amount)
-		return w.continueRepay(ctx, rp, true)
-	})
+// repayRequest is payment.repay.requested: refund what is left of the
+// paid bill, then bill the customer again under a new bill id through the
+// same auto-pay-or-KakaoTalk decision. It is judged under the charge's
+// lease, so a re-payment waits for any earlier one to finish and is then
+// judged against where that left the charge; each step is recorded before
+// the next starts, and the step that records the refund also stores the
+// new bill, so a crash anywhere is taken over: never refunded without the
+// new request, never billed twice.
+type repayRequest struct {
+	w    *Worker
+	env  events.Envelope
+	d    events.RepayRequested
+	req  payflow.RepayRequest
+	hash []byte
 }
 
-// repayDecided handles a re-payment decided before: rejected, or stored
-// under its repay id (then its current step goes on). held says whether the
-// caller holds the charge's lease. done is false when it is new.
-func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payflow.RepayRequest, hash []byte, held bool) (bool, error) {
-	if done, err := w.replayed(ctx, env, repayKey(req), hash); done || err != nil {
+func (r *repayRequest) data() any { return &r.d }
+
+func (r *repayRequest) validate() (named, error) {
+	d := r.d
+	r.req = payflow.RepayRequest{MerchantID: d.MerchantID, ChargeID: d.ChargeID, RepayID: d.RepayID, Amount: d.Amount}
+	n := named{ids: requestIDs{d.MerchantID, d.ChargeID}}
+	if err := r.req.Validate(); err != nil {
+		return n, err
+	}
+	r.hash = r.req.Fingerprint()
+	n.key, n.hash = r.key(), r.hash
+	return n, nil
+}
+
+// key is the request's own id, as its rejection is recorded under.
+func (r *repayRequest) key() string { return "repay/" + r.req.MerchantID + "/" + r.req.RepayID }
+
+// decided handles a re-payment decided before: rejected, or stored under
+// its repay id (then its current step goes on).
+func (r *repayRequest) decided(ctx context.Context) (bool, error) {
+	w, req := r.w, r.req
+	if done, err := w.replayed(ctx, r.env, r.key(), r.hash); done || err != nil {
 		return true, err
 	}
 	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
@@ -76,28 +57,65 @@ func (w *Worker) repayDecided(ctx context.Context, env events.Envelope, req payf
 	if err != nil {
 		return true, err
 	}
-	if string(rp.RequestHash) != string(hash) {
-		return true, w.reject(ctx, env, ids{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
+	if string(rp.RequestHash) != string(r.hash) {
+		return true, w.reject(ctx, r.env, requestIDs{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
 			"repay_id was already used with different content")
 	}
-	return true, w.continueRepay(ctx, rp, held)
+	return true, w.continueRepay(ctx, rp)
 }
 
-func repayKey(req payflow.RepayRequest) string { return "repay/" + req.MerchantID + "/" + req.RepayID }
+func (r *repayRequest) hold(ctx context.Context, n named, act func(context.Context, payflow.Charge) error) error {
+	return r.w.onExisting(ctx, r.env, r, n, act)
+}
 
-// continueRepay runs a re-payment's current step. held says whether the
-// caller holds the charge's lease; otherwise a step is taken over only
-// from a holder whose lease expired.
-func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay, held bool) error {
+// act stores the re-payment with its refund step and the bill that
+// follows it, if the charge may be re-paid, and runs its first step.
+func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
+	w, req := r.w, r.req
+	if _, err := c.State.Repay(); err != nil {
+		return refuse(events.RejectInvalidState, err.Error())
+	}
+	amount := req.Amount
+	if amount == 0 {
+		amount = c.Bill.Amount
+	}
+	bill, err := w.repayBill(ctx, c, amount)
+	if err != nil {
+		return err
+	}
+	rp, created, err := w.cfg.Store.CreateRepay(ctx, payflow.NewRepay{
+		MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
+		RequestHash: r.hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
+	})
+	switch {
+	case errors.Is(err, payflow.ErrNotPaid):
+		return refuse(events.RejectInvalidState, "the charge's bill is not paid")
+	case err != nil:
+		return err
+	case !created:
+		_, err := r.decided(ctx)
+		return err
+	}
+	w.log.InfoContext(ctx, "re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
+		"old_bill_id", c.Bill.BillID, "amount", amount)
+	return w.continueRepay(ctx, rp)
+}
+
+// continueRepay runs a re-payment's current step. Unless ctx runs under
+// the charge's lease, a step is taken over only from a holder whose lease
+// expired.
+func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay) error {
+	_, held := leaseOf(ctx)
 	switch {
 	case rp.Step == "refunding" && held:
 		return w.driveRefund(ctx, rp.RefundPK)
 	case rp.Step == "refunding":
-		return w.resumeRefund(ctx, rp.RefundPK)
+		return w.takeOverRefund(ctx, rp.RefundPK)
 	case rp.Step == "placing" && held:
-		return w.driveHeld(ctx, rp.ChargePK)
+		return w.driveNewBill(ctx, rp.ChargePK)
 	case rp.Step == "placing":
-		return w.resume(ctx, rp.ChargePK)
+		_, err := w.takeOver(ctx, rp.ChargePK)
+		return err
 	}
 	return nil // done or failed: its result is already in the outbox
 }

@@ -36,7 +36,7 @@ type Methods interface {
 	// billing key (one read on the hot path), or nil when there is none.
 	Default(ctx context.Context, memberID string) (*payflow.StoredMethod, string, error)
 	// BillingKey returns a method's decrypted billing key, for a charge
-	// resumed after a crash. An error wrapping payflow.ErrMethodUnusable
+	// taken over after a crash. An error wrapping payflow.ErrMethodUnusable
 	// means the method is gone or its key provably cannot be opened: a
 	// decline. Any other error is transient and retried.
 	BillingKey(ctx context.Context, methodID string) (string, error)
@@ -180,18 +180,21 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
 		}
 	}
+	var r request
 	switch env.Type {
 	case events.TypeChargeRequested:
-		return w.charge(ctx, env)
+		r = &chargeRequest{w: w, env: env}
 	case events.TypeRefundRequested:
-		return w.refund(ctx, env)
+		r = &refundRequest{w: w, env: env}
 	case events.TypeRepayRequested:
-		return w.repay(ctx, env)
+		r = &repayRequest{w: w, env: env}
 	case events.TypeCancelRequested:
-		return w.cancel(ctx, env)
+		r = &cancelRequest{w: w, env: env}
+	default:
+		// Decode admits only the types above.
+		return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
 	}
-	// Decode admits only the types above.
-	return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
+	return w.run(ctx, env, r)
 }
 
 // signs returns the request's merchant when that merchant signs its
@@ -228,11 +231,11 @@ func (w *Worker) signs(data json.RawMessage) (string, bool) {
 func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope, value []byte, merchant string, why error) error {
 	sum := sha256.Sum256(value)
 	digest := hex.EncodeToString(sum[:])
-	who := idsOf(env.Data)
-	who.MerchantID = merchant
-	msg, err := w.message(events.TypeRejected, who.ChargeID, []string{"rejected", env.Source, env.ID, events.RejectUnauthenticated, digest}, events.Rejected{
-		MerchantID:     who.MerchantID,
-		ChargeID:       who.ChargeID,
+	ids := requestIDsOf(env.Data)
+	ids.MerchantID = merchant
+	msg, err := w.message(events.TypeRejected, ids.ChargeID, []string{"rejected", env.Source, env.ID, events.RejectUnauthenticated, digest}, events.Rejected{
+		MerchantID:     ids.MerchantID,
+		ChargeID:       ids.ChargeID,
 		Reason:         events.RejectUnauthenticated,
 		Detail:         why.Error(),
 		RequestEventID: env.ID,
@@ -247,19 +250,19 @@ func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope,
 	w.cfg.Committed()
 	w.cfg.Observer.Result(events.TypeRejected, events.RejectUnauthenticated)
 	w.log.WarnContext(ctx, "request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
-		"merchant_id", who.MerchantID, "charge_id", who.ChargeID, "detail", why.Error())
+		"merchant_id", ids.MerchantID, "charge_id", ids.ChargeID, "detail", why.Error())
 	return nil
 }
 
-// ids are the identifiers a rejection names, read as best as the data
-// allows.
-type ids struct {
+// requestIDs are the identifiers a rejection names, read as best as the
+// data allows.
+type requestIDs struct {
 	MerchantID string `json:"merchant_id"`
 	ChargeID   string `json:"charge_id"`
 }
 
-func idsOf(data json.RawMessage) ids {
-	var v ids
+func requestIDsOf(data json.RawMessage) requestIDs {
+	var v requestIDs
 	_ = json.Unmarshal(data, &v)
 	if len(v.MerchantID) > payflow.MaxIDLen {
 		v.MerchantID = v.MerchantID[:payflow.MaxIDLen]
@@ -274,17 +277,17 @@ func idsOf(data json.RawMessage) ids {
 // payment.request.rejected event, in one transaction. Its event id derives
 // from the request event, and a redelivered request finds its rejection
 // recorded (see replayed): a rejection is the request's one result.
-func (w *Worker) reject(ctx context.Context, env events.Envelope, who ids, reason, detail string) error {
-	return w.rejectRequest(ctx, env, "", nil, who, reason, detail)
+func (w *Worker) reject(ctx context.Context, env events.Envelope, ids requestIDs, reason, detail string) error {
+	return w.rejectRequest(ctx, env, "", nil, ids, reason, detail)
 }
 
 // rejectRequest is reject for a request with an id of its own (key) and
 // content hash: re-sent under a new event id, it is rejected no second
 // time.
-func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key string, hash []byte, who ids, reason, detail string) error {
-	msg, err := w.message(events.TypeRejected, who.ChargeID, []string{"rejected", env.Source, env.ID}, events.Rejected{
-		MerchantID:     who.MerchantID,
-		ChargeID:       who.ChargeID,
+func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key string, hash []byte, ids requestIDs, reason, detail string) error {
+	msg, err := w.message(events.TypeRejected, ids.ChargeID, []string{"rejected", env.Source, env.ID}, events.Rejected{
+		MerchantID:     ids.MerchantID,
+		ChargeID:       ids.ChargeID,
 		Reason:         reason,
 		Detail:         detail,
 		RequestEventID: env.ID,
@@ -294,7 +297,7 @@ func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key str
 	}
 	rq := store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash}
 	rj := store.Rejection{Request: rq, Reason: reason, Event: msg}
-	if pk, ok := ctx.Value(leaseKey{}).(int64); ok {
+	if pk, held := leaseOf(ctx); held {
 		rj.ChargePK, rj.Owner = pk, w.cfg.Owner
 	}
 	err = w.cfg.Store.Reject(ctx, rj)
@@ -309,8 +312,8 @@ func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key str
 	}
 	w.cfg.Committed()
 	w.cfg.Observer.Result(events.TypeRejected, reason)
-	w.log.InfoContext(ctx, "request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", who.MerchantID,
-		"charge_id", who.ChargeID, "reason", reason, "detail", detail)
+	w.log.InfoContext(ctx, "request rejected", "type", env.Type, "event_id", env.ID, "merchant_id", ids.MerchantID,
+		"charge_id", ids.ChargeID, "reason", reason, "detail", detail)
 	return nil
 }
 
@@ -324,74 +327,6 @@ func (w *Worker) replayed(ctx context.Context, env events.Envelope, key string, 
 	return w.cfg.Store.Rejected(ctx, store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash})
 }
 
-// ErrBusy is returned (wrapped) for a request whose charge is held by an
-// earlier request: a bill still being placed, a refund in flight, another
-// process acting on it. The request is not judged yet; handle it again
-// later, in order.
-var ErrBusy = store.ErrBusy
-
-// onCharge runs act under the charge's lease, the one lock that orders
-// every action on a charge across processes: whoever acts on a charge holds
-// it, and a request that finds it held waits (ErrBusy). act judges the
-// request against the charge as it is under the lease. The lease is
-// released afterwards unless act left the charge placing a bill, whose
-// drive keeps it.
-func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Context) error) error {
-	if err := w.cfg.Store.AcquireCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease); err != nil {
-		return fmt.Errorf("worker: charge %d: %w", pk, err)
-	}
-	defer func() {
-		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), pk, w.cfg.Owner); err != nil {
-			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", pk, "err", err)
-		}
-	}()
-	return act(context.WithValue(ctx, leaseKey{}, pk))
-}
-
-// existingRequest is a request on an existing charge (a refund, a
-// re-payment, a cancel), as onExisting judges it.
-type existingRequest struct {
-	who  ids
-	key  string // the request's own id, "" for none (see rejectRequest)
-	hash []byte
-	// decided handles the request if it was decided before (its rejection
-	// replayed, its record found and driven on) and says so; held tells
-	// whether the charge's lease is held.
-	decided func(ctx context.Context, held bool) (bool, error)
-}
-
-// onExisting is the one way a request on an existing charge is judged:
-// unless decided before, the charge is found (or the request is rejected
-// unknown_charge), its lease taken, the request checked once more for a
-// decision another process made meanwhile, and judge decides it against
-// the charge as it now is, under the lease.
-func (w *Worker) onExisting(ctx context.Context, env events.Envelope, r existingRequest, judge func(context.Context, payflow.Charge) error) error {
-	if done, err := r.decided(ctx, false); done || err != nil {
-		return err
-	}
-	c, err := w.cfg.Store.ChargeByKey(ctx, r.who.MerchantID, r.who.ChargeID)
-	if errors.Is(err, payflow.ErrNotFound) {
-		return w.rejectRequest(ctx, env, r.key, r.hash, r.who, events.RejectUnknownCharge, "no such charge for this merchant")
-	}
-	if err != nil {
-		return err
-	}
-	return w.onCharge(ctx, c.PK, func(ctx context.Context) error {
-		if done, err := r.decided(ctx, true); done || err != nil {
-			return err
-		}
-		c, err := w.cfg.Store.ChargeByPK(ctx, c.PK)
-		if err != nil {
-			return err
-		}
-		return judge(ctx, c)
-	})
-}
-
-// leaseKey marks a context in which the worker holds a charge's lease (the
-// charge's pk): what is judged there is recorded only while it still does.
-type leaseKey struct{}
-
 // message builds an outbox message for a result event keyed by charge id.
 func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outbox.Message, error) {
 	id := events.ID(idParts...)
@@ -400,25 +335,4 @@ func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outb
 		return outbox.Message{}, fmt.Errorf("worker: encode %s: %w", typ, err)
 	}
 	return outbox.Message{EventID: id, Topic: events.TopicEvents, Key: []byte(chargeID), Value: value}, nil
-}
-
-// decodeData holds an event's data to its type's schema (events/schemas,
-// the contract's word on what a request may hold: the rejection quotes the
-// rule the data breaks), then decodes it strictly enough to reject what
-// cannot be a request or could be read two ways (numbers that are not
-// whole, duplicate or case-variant keys, which no schema sees), leniently
-// enough to let producers add fields. The money rules
-// (payflow.*Request.Validate) follow.
-func decodeData(env events.Envelope, v any) error {
-	if err := events.ValidateData(env.Type, env.Data); err != nil {
-		return err
-	}
-	if err := strictjson.Decode(env.Data, v); err != nil {
-		var se *strictjson.Error
-		if errors.As(err, &se) && se.Field != "" {
-			return &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
-		}
-		return &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
-	}
-	return nil
 }
