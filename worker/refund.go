@@ -44,25 +44,18 @@ func (r *refundRequest) key() string { return "refund/" + r.req.MerchantID + "/"
 // rejection is its result) or stored under its refund id (then a pending
 // one is taken over if nobody holds it).
 func (r *refundRequest) decided(ctx context.Context) (bool, error) {
-	w, req := r.w, r.req
-	if done, err := w.replayed(ctx, r.env, r.key(), r.hash); done || err != nil {
-		return true, err
-	}
-	rf, err := w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
-	if errors.Is(err, payflow.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return true, err
-	}
-	if string(rf.RequestHash) != string(r.hash) {
-		return true, w.reject(ctx, r.env, requestIDs{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
-			"refund_id was already used with different content")
-	}
-	if rf.Status == "pending" {
-		return true, w.takeOverRefund(ctx, rf.PK)
-	}
-	return true, nil
+	req := r.req
+	return decidedBefore(ctx, r.w, r.env, r.key(), r.hash, requestIDs{req.MerchantID, req.ChargeID}, "refund_id",
+		func() (payflow.Refund, []byte, error) {
+			rf, err := r.w.cfg.Store.RefundByKey(ctx, req.MerchantID, req.RefundID)
+			return rf, rf.RequestHash, err
+		},
+		func(rf payflow.Refund) error {
+			if rf.Status == "pending" {
+				return r.w.takeOverRefund(ctx, rf.PK)
+			}
+			return nil
+		})
 }
 
 func (r *refundRequest) hold(ctx context.Context, n named, act func(context.Context, payflow.Charge) error) error {

@@ -46,22 +46,13 @@ func (r *repayRequest) key() string { return "repay/" + r.req.MerchantID + "/" +
 // decided handles a re-payment decided before: rejected, or stored under
 // its repay id (then its current step goes on).
 func (r *repayRequest) decided(ctx context.Context) (bool, error) {
-	w, req := r.w, r.req
-	if done, err := w.replayed(ctx, r.env, r.key(), r.hash); done || err != nil {
-		return true, err
-	}
-	rp, err := w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
-	if errors.Is(err, payflow.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return true, err
-	}
-	if string(rp.RequestHash) != string(r.hash) {
-		return true, w.reject(ctx, r.env, requestIDs{req.MerchantID, req.ChargeID}, events.RejectIdempotencyConflict,
-			"repay_id was already used with different content")
-	}
-	return true, w.continueRepay(ctx, rp)
+	req := r.req
+	return decidedBefore(ctx, r.w, r.env, r.key(), r.hash, requestIDs{req.MerchantID, req.ChargeID}, "repay_id",
+		func() (payflow.Repay, []byte, error) {
+			rp, err := r.w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
+			return rp, rp.RequestHash, err
+		},
+		func(rp payflow.Repay) error { return r.w.continueRepay(ctx, rp) })
 }
 
 func (r *repayRequest) hold(ctx context.Context, n named, act func(context.Context, payflow.Charge) error) error {

@@ -327,6 +327,29 @@ func (w *Worker) replayed(ctx context.Context, env events.Envelope, key string, 
 	return w.cfg.Store.Rejected(ctx, store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash})
 }
 
+// decidedBefore is the "decided before" step of a request that is stored
+// under its own id (refunds, re-payments): its rejection is replayed; a
+// request stored under that id with the same content goes on where it
+// stands (goOn); the same id with other content is a conflict. It reports
+// false only when the request was never seen.
+func decidedBefore[T any](ctx context.Context, w *Worker, env events.Envelope, key string, hash []byte, ids requestIDs, idName string,
+	find func() (T, []byte, error), goOn func(T) error) (bool, error) {
+	if done, err := w.replayed(ctx, env, key, hash); done || err != nil {
+		return true, err
+	}
+	stored, storedHash, err := find()
+	if errors.Is(err, payflow.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if string(storedHash) != string(hash) {
+		return true, w.reject(ctx, env, ids, events.RejectIdempotencyConflict, idName+" was already used with different content")
+	}
+	return true, goOn(stored)
+}
+
 // message builds an outbox message for a result event keyed by charge id.
 func (w *Worker) message(typ, chargeID string, idParts []string, data any) (outbox.Message, error) {
 	id := events.ID(idParts...)
