@@ -51,7 +51,7 @@ func (r *refundRequest) decided(ctx context.Context) (bool, error) {
 			return rf, rf.RequestHash, err
 		},
 		func(rf payflow.Refund) error {
-			if rf.Status == "pending" {
+			if rf.Status == payflow.RefundPending {
 				return r.w.takeOverRefund(ctx, rf.PK)
 			}
 			return nil
@@ -99,7 +99,7 @@ func (w *Worker) takeOverRefund(ctx context.Context, pk int64) error {
 		return nil
 	}
 	r, err := w.cfg.Store.RefundByPK(ctx, pk)
-	if err != nil || r.Status != "pending" {
+	if err != nil || r.Status != payflow.RefundPending {
 		return err
 	}
 	ok, err := w.cfg.Store.ClaimRefund(ctx, pk, w.cfg.Owner, w.cfg.Lease)
@@ -128,7 +128,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	if err != nil {
 		return err
 	}
-	if r.Status != "pending" {
+	if r.Status != payflow.RefundPending {
 		return nil
 	}
 	var res pgclient.Refunded

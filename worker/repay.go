@@ -98,13 +98,13 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay) error {
 	_, held := leaseOf(ctx)
 	switch {
-	case rp.Step == "refunding" && held:
+	case rp.Step == payflow.RepayRefunding && held:
 		return w.driveRefund(ctx, rp.RefundPK)
-	case rp.Step == "refunding":
+	case rp.Step == payflow.RepayRefunding:
 		return w.takeOverRefund(ctx, rp.RefundPK)
-	case rp.Step == "placing" && held:
+	case rp.Step == payflow.RepayPlacing && held:
 		return w.driveNewBill(ctx, rp.ChargePK)
-	case rp.Step == "placing":
+	case rp.Step == payflow.RepayPlacing:
 		_, err := w.takeOver(ctx, rp.ChargePK)
 		return err
 	}
