@@ -88,7 +88,8 @@ func (f fault) String() string { return faultNames[f] }
 
 // FaultKinds names every fault a run injects, as Result.Stats counts them.
 var FaultKinds = []string{"fault_transient", "fault_unknown", "fault_unknown_executed", "fault_late", "fault_crash_before",
-	"fault_crash_after", "fault_outage", "fault_key_blip", "fault_db_drop", "fault_db_answer_lost", "park_statement", "stall_past_lease"}
+	"fault_crash_after", "fault_outage", "fault_key_blip", "fault_db_drop", "fault_db_answer_lost", "park_statement", "stall_past_lease",
+	"fault_batch_drop", "fault_batch_answer_lost"}
 
 // lateCall is a request in flight that the PG executes later.
 type lateCall struct {

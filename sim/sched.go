@@ -1,5 +1,7 @@
 package sim
 
+import "context"
+
 // The scheduler. Each thing a process does (handle a message, sweep,
 // reconcile, take a webhook) is a task on a goroutine of its own, but only
 // one task runs at a time: a task parks at every PG call, and the schedule
@@ -7,6 +9,11 @@ package sim
 // be in the middle of one charge at once, their steps interleaved at every
 // call to the PG, and the run is still one sequence of steps that a seed
 // replays exactly.
+//
+// A task may also wait for another: a call queued for the store's next
+// group-commit flush waits for the task that sends it (block). The
+// schedule never resumes a task that waits until what it waits for is
+// done, so the flush runs first.
 
 // task is one thing a process does.
 type task struct {
@@ -14,6 +21,30 @@ type task struct {
 	in     *instance
 	resume chan struct{}
 	parked chan bool // true: parked at a PG call; false: finished
+	// waitDone and waitCtx, while the task blocks, are what may let it go
+	// on: done closed or ctx done.
+	waitDone <-chan struct{}
+	waitCtx  context.Context
+}
+
+// ready reports whether t may run: it does not wait, or what it waits for
+// is done.
+func (t *task) ready() bool {
+	if t.waitDone == nil {
+		return true
+	}
+	return done(t.waitCtx, t.waitDone)
+}
+
+func done(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // spawnTask starts fn as a task of in and runs it until it parks or ends.
@@ -57,11 +88,56 @@ func (w *World) park() {
 	<-t.resume
 }
 
-// finish runs t until it ends.
+// block parks the running task until ch is closed or ctx is done, even
+// once faults have stopped: a call queued for a group-commit flush waits
+// there while the schedule runs the rest. Outside a task, the tasks run
+// until then.
+func (w *World) block(ctx context.Context, ch <-chan struct{}) {
+	t := w.current
+	if t == nil {
+		for !done(ctx, ch) {
+			w.run(w.firstReady())
+		}
+		return
+	}
+	w.Stats["group_queued"]++
+	w.logf("      %s's %s queues for the next flush", t.in.name, t.name)
+	t.waitDone, t.waitCtx = ch, ctx
+	t.parked <- true
+	<-t.resume
+	t.waitDone, t.waitCtx = nil, nil
+}
+
+// finish runs t until it ends, and while it waits, what it waits for.
 func (w *World) finish(t *task) {
 	for w.has(t) {
-		w.run(t)
+		if t.ready() {
+			w.run(t)
+		} else {
+			w.run(w.firstReady())
+		}
 	}
+}
+
+// ready returns the tasks that may run.
+func (w *World) ready() []*task {
+	var out []*task
+	for _, t := range w.tasks {
+		if t.ready() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// firstReady returns the first task that may run. Some task always may:
+// a call only queues behind a flush that a task is sending.
+func (w *World) firstReady() *task {
+	ts := w.ready()
+	if len(ts) == 0 {
+		panic("sim: every task waits for another")
+	}
+	return ts[0]
 }
 
 func (w *World) has(t *task) bool {
@@ -75,10 +151,11 @@ func (w *World) has(t *task) bool {
 
 // stepResume lets a parked task go on.
 func (w *World) stepResume() {
-	if len(w.tasks) == 0 {
+	ts := w.ready()
+	if len(ts) == 0 {
 		return
 	}
-	t := w.tasks[w.pick(len(w.tasks))]
+	t := ts[w.pick(len(ts))]
 	w.logf("resume %s on %s", t.name, t.in.name)
 	w.run(t)
 }

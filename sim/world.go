@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -38,7 +40,8 @@ type Config struct {
 	// Instances is how many worker processes share the consumer group
 	// (default 3); Partitions how many partitions the request topic has
 	// (default 4); Charges how many charge ids the workload uses (default
-	// 5, so requests collide).
+	// 5, so requests collide). Even seeds, which group the stores' claims
+	// and results, default to 2, 8 and 8.
 	Instances, Partitions, Charges int
 	// FaultRate is the chance that a PG call meets a fault while faults are
 	// on (default 0.3).
@@ -86,7 +89,10 @@ type World struct {
 	reqs    []request
 	step    int
 	faults  bool
-	trace   []string
+	// group is whether the processes' stores group their claims and
+	// results (store.GroupCommit): on in even seeds, so both paths run.
+	group bool
+	trace []string
 	// tasks are what processes are in the middle of; current is the one
 	// running (see sched.go).
 	tasks   []*task
@@ -98,7 +104,7 @@ type World struct {
 	// broken are invariants a step saw broken as it happened (an answer
 	// the API must never give); the model reports them.
 	broken []string
-	// Stats counts steps and faults by kind.
+	// Stats counts steps, faults and group-commit queueing by kind.
 	Stats map[string]int
 	model *model
 }
@@ -146,6 +152,15 @@ type request struct {
 
 // New prepares a world: an emptied database and the first processes.
 func New(ctx context.Context, cfg Config) (*World, error) {
+	group := cfg.Seed%2 == 0
+	if group {
+		// Even seeds group claims and results (World.group), on fewer
+		// processes with more partitions and charges, so that a process
+		// has several charges in flight and their calls share flushes.
+		cfg.Instances = cmp.Or(cfg.Instances, 2)
+		cfg.Partitions = cmp.Or(cfg.Partitions, 8)
+		cfg.Charges = cmp.Or(cfg.Charges, 8)
+	}
 	cfg.defaults()
 	db, err := store.Open(ctx, cfg.DSN)
 	if err != nil {
@@ -158,6 +173,8 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
 		db: db, methods: newMethodBook(), faults: true, secret: stdwebhook.Secret(fmt.Appendf(nil, "sim-webhook-secret-%032d", cfg.Seed)), Stats: map[string]int{}}
 	w.model = newModel(w)
+	w.group = group
+	w.logf("group commit: %t", group)
 	w.pg.fault = w.pgFault
 	w.pg.log = w.logf
 	w.pg.faulty = func() bool { return w.faults }
@@ -204,13 +221,24 @@ func (w *World) Close() {
 
 func (w *World) spawn(ctx context.Context) (*instance, error) {
 	in := &instance{}
-	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now,
-		// One task runs at a time: a task queued behind another's flush
-		// would wait for a task parked in it, and the run would stop. With
-		// no limit on flushes nothing queues, and every claim and result
-		// goes through the group commit alone, as its own statement, which
-		// the tracer sees (store tests cover shared batches).
-		GroupCommit: store.GroupCommit{Flushes: -1}})
+	// With grouping off nothing queues: every claim and result is sent
+	// alone, as its own statement. With it on, a call queued for a flush
+	// blocks its task, and the flush of what queued is a task of its own,
+	// so the schedule interleaves it like any other.
+	group := store.GroupCommit{Flushes: -1}
+	if w.group {
+		group = store.GroupCommit{
+			Go:   func(f func()) { w.spawnTask(in, "flush", f) },
+			Wait: w.block,
+			Observe: func(kind string, items int, _ time.Duration) {
+				if items > 1 {
+					w.Stats["group_flush"]++
+					w.logf("      %s flushes %d %s together", in.name, items, kind)
+				}
+			},
+		}
+	}
+	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now, GroupCommit: group})
 	if err != nil {
 		return nil, err
 	}
@@ -249,13 +277,59 @@ type statementTracer struct {
 }
 
 func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	w := t.w
 	if t.self {
 		return ctx
 	}
+	first := ""
+	if stmt := strings.Fields(data.SQL); len(stmt) > 0 {
+		first = strings.ToLower(stmt[0])
+	}
+	return t.before(ctx, conn, first, func() {
+		if first == "commit" {
+			err := conn.PgConn().Exec(ctx, "commit").Close()
+			t.w.logf("      %s's commit lands (%v), its answer is lost", t.in.name, err)
+		} else {
+			_, err := conn.Exec(ctx, data.SQL, data.Args...)
+			t.w.logf("      %s's statement (%s) lands (%v), its answer is lost", t.in.name, first, err)
+		}
+	})
+}
+
+// TraceBatchStart meets a group-commit flush (a pgx batch: one round trip,
+// one implicit transaction) as a statement outside a transaction, except
+// that its connection may also drop before it is sent: nothing of it is
+// written, and every caller in it gets the error.
+func (t *statementTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	if t.self {
+		return ctx
+	}
+	return t.before(ctx, conn, "batch", func() {
+		b := &pgx.Batch{}
+		for _, q := range data.Batch.QueuedQueries {
+			b.Queue(q.SQL, q.Arguments...)
+		}
+		err := conn.SendBatch(ctx, b).Close()
+		t.w.logf("      %s's batch of %d statements lands (%v), its answer is lost", t.in.name, b.Len(), err)
+	})
+}
+
+func (t *statementTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (t *statementTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// before is where a process's statement (first is its first word, or
+// "batch") may park, fail for a dead process, or meet a broken connection;
+// land runs the statement itself, so that it takes effect before the
+// connection drops.
+func (t *statementTracer) before(ctx context.Context, conn *pgx.Conn, first string, land func()) context.Context {
+	w := t.w
 	mine := !t.in.crashed && w.current != nil && w.current.in == t.in && w.faults
 	inTx := conn.PgConn().TxStatus() != 'I'
-	if mine && !inTx && w.rng.Float64() < w.cfg.FaultRate/3 {
+	park := w.cfg.FaultRate / 3
+	if w.group {
+		park = w.cfg.FaultRate // so that others' claims and results queue behind a flush
+	}
+	if mine && !inTx && w.rng.Float64() < park {
 		w.Stats["park_statement"]++
 		if w.rng.IntN(4) == 0 {
 			// A long stall (a GC pause, a starved CPU, a frozen VM): the
@@ -271,26 +345,27 @@ func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d
 		cancel(errCrashed)
 		return dead
 	}
-	if mine && w.rng.Float64() < w.cfg.FaultRate/20 {
-		stmt := strings.Fields(data.SQL)
-		first := ""
-		if len(stmt) > 0 {
-			first = strings.ToLower(stmt[0])
-		}
+	rate := w.cfg.FaultRate / 20
+	if first == "batch" {
+		rate = w.cfg.FaultRate // batches are few: meet them often
+	}
+	if mine && w.rng.Float64() < rate {
 		switch {
+		case first == "batch" && w.rng.IntN(2) == 0:
+			w.Stats["fault_batch_drop"]++
+			w.logf("      %s's database connection drops before its batch", t.in.name)
+		case first == "batch":
+			t.self = true
+			land()
+			t.self = false
+			w.Stats["fault_batch_answer_lost"]++
 		case inTx && first != "commit":
 			w.Stats["fault_db_drop"]++
 			w.logf("      %s's database connection drops inside a transaction (before %s)", t.in.name, first)
 		default:
 			// The statement (or the commit) takes effect; its answer is lost.
 			t.self = true
-			if first == "commit" {
-				err := conn.PgConn().Exec(ctx, "commit").Close()
-				w.logf("      %s's commit lands (%v), its answer is lost", t.in.name, err)
-			} else {
-				_, err := conn.Exec(ctx, data.SQL, data.Args...)
-				w.logf("      %s's statement (%s) lands (%v), its answer is lost", t.in.name, first, err)
-			}
+			land()
 			t.self = false
 			w.Stats["fault_db_answer_lost"]++
 		}
@@ -314,7 +389,12 @@ func (h *traceHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	b.WriteString(r.Message)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key != "phone" {
+		switch a.Key {
+		case "phone":
+		case "request_id", "duration_ms":
+			// Random and wall-clock: a seed's trace must replay byte for
+			// byte.
+		default:
 			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		}
 		return true
@@ -329,8 +409,12 @@ func (h *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *traceHandler) WithGroup(string) slog.Handler { return h }
 
+// sockets matches a connection's addresses in an error: its local port is
+// the system's choice, so the trace says only "tcp".
+var sockets = regexp.MustCompile(`tcp \S+:\d+->\S+:\d+`)
+
 func (w *World) logf(format string, a ...any) {
-	line := fmt.Sprintf("%4d ", w.step) + fmt.Sprintf(format, a...)
+	line := fmt.Sprintf("%4d ", w.step) + sockets.ReplaceAllString(fmt.Sprintf(format, a...), "tcp")
 	w.trace = append(w.trace, line)
 	if w.cfg.Trace != nil {
 		fmt.Fprintln(w.cfg.Trace, line)
@@ -468,7 +552,7 @@ func (w *World) Step(ctx context.Context) error {
 		run    func(context.Context) error
 	}
 	actions := []action{
-		{3 * min(len(w.tasks), 4), "resume", func(context.Context) error { w.stepResume(); return nil }},
+		{3 * min(len(w.ready()), 4), "resume", func(context.Context) error { w.stepResume(); return nil }},
 		{6, "publish", w.stepPublish},
 		{10, "deliver", w.stepDeliver},
 		{1, "rebalance", w.stepRebalance},

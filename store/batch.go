@@ -43,6 +43,13 @@ type GroupCommit struct {
 	// "finish_placing"), how many items it carried, and how long its round
 	// trip and commit took.
 	Observe func(kind string, items int, took time.Duration)
+	// Go and Wait, when set, replace how a flush of what queued is started
+	// (go f()) and how a queued caller waits for its flush (until done is
+	// closed or ctx is done). A deterministic simulation, which runs one
+	// task at a time, sets them so that both are its scheduler's to run;
+	// production leaves them nil.
+	Go   func(f func())
+	Wait func(ctx context.Context, done <-chan struct{})
 }
 
 // Defaults of GroupCommit.
@@ -58,6 +65,8 @@ type groupCommitter[I, R any] struct {
 	flushes  int // <= 0: no limit
 	maxBatch int
 	observe  func(string, int, time.Duration)
+	spawn    func(func())
+	wait     func(context.Context, <-chan struct{})
 	// one sends an item alone; many sends several in one transaction and
 	// fills one outcome for each, or returns the error of the whole.
 	one  func(ctx context.Context, item I) (R, error)
@@ -82,12 +91,16 @@ type groupCall[I, R any] struct {
 
 func newGroupCommitter[I, R any](kind string, o GroupCommit,
 	one func(context.Context, I) (R, error), many func(context.Context, []I, []outcome[R]) error) *groupCommitter[I, R] {
-	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observe: o.Observe, one: one, many: many}
+	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observe: o.Observe,
+		spawn: o.Go, wait: o.Wait, one: one, many: many}
 	if g.flushes == 0 {
 		g.flushes = DefaultGroupCommitFlushes
 	}
 	if g.maxBatch <= 0 {
 		g.maxBatch = DefaultGroupCommitMaxBatch
+	}
+	if g.spawn == nil {
+		g.spawn = func(f func()) { go f() }
 	}
 	return g
 }
@@ -101,6 +114,9 @@ func (g *groupCommitter[I, R]) do(ctx context.Context, item I) (R, error) {
 		c := &groupCall[I, R]{ctx: ctx, item: item, done: make(chan struct{})}
 		g.queue = append(g.queue, c)
 		g.mu.Unlock()
+		if g.wait != nil {
+			g.wait(ctx, c.done)
+		}
 		select {
 		case <-c.done:
 			return c.res, c.err
@@ -132,7 +148,7 @@ func (g *groupCommitter[I, R]) next(ctx context.Context) {
 		return
 	}
 	g.mu.Unlock()
-	go g.drain(context.WithoutCancel(ctx), batch)
+	g.spawn(func() { g.drain(context.WithoutCancel(ctx), batch) })
 }
 
 // take removes up to maxBatch queued calls; g.mu is held. A call whose

@@ -120,3 +120,56 @@ func waitQueued(t *testing.T, g *groupCommitter[int, int], n int) {
 	}
 	t.Fatalf("%d calls never queued", n)
 }
+
+// Go and Wait hand the schedule to the caller: a queued call waits through
+// Wait, and what queued is sent only when the func given to Go runs.
+func TestGroupCommitterSeams(t *testing.T) {
+	release := make(chan struct{})
+	first := make(chan struct{})
+	one := func(_ context.Context, item int) (int, error) {
+		if item == 0 {
+			close(first)
+			<-release
+		}
+		return item * 10, nil
+	}
+	many := func(context.Context, []int, []outcome[int]) error { return errors.New("unused") }
+	started := make(chan func(), 1)
+	waits := make(chan struct{}, 1)
+	g := newGroupCommitter("t", GroupCommit{
+		Go: func(f func()) { started <- f },
+		Wait: func(ctx context.Context, done <-chan struct{}) {
+			waits <- struct{}{}
+			<-done
+		},
+	}, one, many)
+	ctx := context.Background()
+	go func() { _, _ = g.do(ctx, 0) }()
+	<-first
+	res := make(chan int)
+	go func() {
+		r, err := g.do(ctx, 1)
+		if err != nil {
+			t.Error(err)
+		}
+		res <- r
+	}()
+	waitQueued(t, g, 1)
+	close(release)
+	<-waits
+	var flush func()
+	select {
+	case flush = <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the flush of the queued call was not handed to Go")
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("the queued call returned %d before its flush ran", r)
+	default:
+	}
+	flush()
+	if r := <-res; r != 10 {
+		t.Fatalf("queued call: %d, want 10", r)
+	}
+}

@@ -115,9 +115,11 @@ whole schedule; --seed N --trace replays that seed step by step.`,
 	fl.BoolVar(&trace, "trace", false, "print every step as it happens")
 	fl.BoolVar(&shrink, "shrink", true, "on a failure, look for the fewest steps that still fail")
 	fl.StringVar(&mutate, "mutation", "", "put a fixed bug back (a build with -tags mutation only; see docs/reliability.md)")
-	fl.IntVar(&cfg.Instances, "instances", 3, "worker processes in the consumer group")
-	fl.IntVar(&cfg.Partitions, "partitions", 4, "partitions of the request topic")
-	fl.IntVar(&cfg.Charges, "charges", 5, "charge ids per merchant (few, so requests collide)")
+	// 0 leaves the shape to the seed: even seeds, which group commits,
+	// run fewer processes with more partitions and charges.
+	fl.IntVar(&cfg.Instances, "instances", 0, "worker processes in the consumer group (0: 3, or 2 in even seeds)")
+	fl.IntVar(&cfg.Partitions, "partitions", 0, "partitions of the request topic (0: 4, or 8 in even seeds)")
+	fl.IntVar(&cfg.Charges, "charges", 0, "charge ids per merchant, few so requests collide (0: 5, or 8 in even seeds)")
 	fl.Float64Var(&cfg.FaultRate, "fault-rate", 0.3, "chance that a PG call meets a fault")
 	fl.DurationVar(&progressEvery, "progress", 10*time.Second, "how often to print progress")
 	return cmd
