@@ -174,7 +174,7 @@ func Run(ctx context.Context, t Target, w Workload, progress io.Writer) (Report,
 					Method string `json:"method"`
 				} `json:"data"`
 			}
-			if json.Unmarshal(m.Value, &ev) != nil || !strings.HasPrefix(ev.Subject, run+"-") {
+			if json.Unmarshal(m.Value, &ev) != nil || !strings.HasPrefix(ev.Subject, run+"-") || !chargeResult(ev.Type) {
 				continue
 			}
 			at, _ := time.Parse(time.RFC3339Nano, ev.Time)
@@ -377,6 +377,18 @@ func perSecond(arrived, lat []time.Duration, commits []int64) []Second {
 		}
 	}
 	return secs
+}
+
+// chargeResult reports whether an event of type typ is a charge request's
+// one result. A settlement that follows it, when the PG simulator settles
+// (as one started on its own does by default), is neither that result nor a
+// duplicate of it.
+func chargeResult(typ string) bool {
+	switch typ {
+	case events.TypeChargeProcessed, events.TypeChargeFailed, events.TypeRejected:
+		return true
+	}
+	return false
 }
 
 func memberID(i int) string { return "bench-member-" + strconv.Itoa(i) }

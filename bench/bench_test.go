@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/payflow"
 )
 
@@ -79,5 +80,18 @@ payflow_group_commit_batch_size_count{kind="create_charge"} 6
 	}
 	if m := batchMean(fams)["create_charge"]; m != 5 {
 		t.Errorf("mean %v, want 5", m)
+	}
+}
+
+// A charge's one result is processed, failed or rejected; the settlement a
+// simulator sends later is neither a result nor a duplicate of one.
+func TestOnlyAChargeResultCounts(t *testing.T) {
+	for typ, want := range map[string]bool{
+		events.TypeChargeProcessed: true, events.TypeChargeFailed: true, events.TypeRejected: true,
+		events.TypeSettled: false, events.TypeRefundSucceeded: false, events.TypeBillCancelled: false,
+	} {
+		if got := chargeResult(typ); got != want {
+			t.Errorf("chargeResult(%s) = %v, want %v", typ, got, want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/payflow/payflow/app"
 	"github.com/payflow/payflow/bench"
@@ -29,6 +31,7 @@ func benchCmd() *cobra.Command {
 	var maxInFlight int
 	var cpuProfile, report string
 	var workerProcess bool
+	var ext externalTarget
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the load benchmark (workload W1 by default; see docs/benchmarks.md)",
@@ -36,10 +39,21 @@ func benchCmd() *cobra.Command {
 throwaway server, the PG simulator over loopback HTTP), publishes the workload
 through Kafka, waits for every result on payment.events and reports throughput,
 latency percentiles, relay lag, peak RSS, duplicates and missing results, and
-the Postgres ceiling measured in the same run.`,
+the Postgres ceiling measured in the same run.
+
+With --brokers, bench starts nothing and drives a payflow that is already
+running (payflow serve, with payflow dev --only broker and payflow pgsim as
+processes of their own): it publishes to --brokers, registers the members
+through the API at --api-url with the platform token in PAYFLOW_API_TOKEN,
+reads relay lag and batch sizes from --metrics-url, and counts commits,
+measures the ceiling and checks the invariants in DATABASE_URL, the database
+that payflow uses, with the ledger of the simulator at --pg-url.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ext.databaseURL, ext.token = os.Getenv("DATABASE_URL"), os.Getenv("PAYFLOW_API_TOKEN")
+			if err := ext.validate(cmd.Flags(), w); err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
-			log := newLogger("text", slog.LevelWarn)
 			ctx := cmd.Context()
 			if cpuProfile != "" {
 				pf, err := os.Create(cpuProfile)
@@ -52,42 +66,59 @@ the Postgres ceiling measured in the same run.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			var roles app.Roles
-			if workerProcess {
-				roles = app.Roles{HTTP: true} // the worker and relay run in the child below
-			}
-			d, err := startDevWith(ctx, f, log, io.Discard, maxInFlight, roles)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			var child *exec.Cmd
-			metrics := d.HTTP + "/metrics"
-			if workerProcess {
-				if child, metrics, err = startWorkerProcess(ctx, d, maxInFlight); err != nil {
+			host, _ := os.Hostname()
+			members := fmt.Sprintf("%d charges, %d customers (%.0f%% members with a method)", w.Charges, w.Customers, 100*w.MemberRate)
+			var (
+				t     bench.Target
+				pgURL string
+				setup string
+				child *exec.Cmd
+			)
+			if ext.on() {
+				t, pgURL = ext.target(), ext.pgURL
+				setup = fmt.Sprintf("payflow bench: %s, against the running payflow at %s (brokers %s, PG simulator %s), host %s",
+					members, ext.apiURL, ext.brokers, ext.pgURL, host)
+			} else {
+				var roles app.Roles
+				if workerProcess {
+					roles = app.Roles{HTTP: true} // the worker and relay run in the child below
+				}
+				d, err := startDevWith(ctx, f, newLogger("text", slog.LevelWarn), io.Discard, maxInFlight, roles)
+				if err != nil {
 					return err
 				}
-				defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
+				defer d.Close()
+				metrics := d.HTTP + "/metrics"
+				if workerProcess {
+					if child, metrics, err = startWorkerProcess(ctx, d, maxInFlight); err != nil {
+						return err
+					}
+					defer func() { _ = child.Process.Signal(syscall.SIGTERM); _ = child.Wait() }()
+				}
+				mode := "one process"
+				if workerProcess {
+					mode = "worker and relay in their own serve process"
+				}
+				setup = fmt.Sprintf("payflow bench: %s, PG latency %s, max in flight %d, %s, host %s",
+					members, f.pgLatency, maxInFlight, mode, host)
+				t = bench.Target{
+					Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: metrics,
+					RegisterMember: func(ctx context.Context, member string) error {
+						return registerMethod(ctx, d.HTTP, d.PlatformToken, member, "bk_bench_"+member)
+					},
+				}
+				pgURL = d.PGSim
 			}
-			host, _ := os.Hostname()
-			mode := "one process"
-			if workerProcess {
-				mode = "worker and relay in their own serve process"
-			}
-			setup := fmt.Sprintf("payflow bench: %d charges, %d customers (%.0f%% members with a method), PG latency %s, max in flight %d, %s, host %s",
-				w.Charges, w.Customers, 100*w.MemberRate, f.pgLatency, maxInFlight, mode, host)
 			fmt.Fprintln(out, setup)
-			rep, err := bench.Run(ctx, bench.Target{
-				Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, MetricsURL: metrics,
-				RegisterMember: func(ctx context.Context, member string) error {
-					return registerMethod(ctx, d, member, "bk_bench_"+member)
-				},
-			}, w, out)
+			rep, err := bench.Run(ctx, t, w, out)
 			if err != nil {
 				return err
 			}
-			if child != nil {
+			switch {
+			case child != nil:
 				rep.PeakRSSMB, rep.RSSOf = procPeakRSSMB(child.Process.Pid), "the payflow serve process running worker and relay"
+			case ext.on():
+				rep.RSSOf = "this bench process alone, producer and result consumer; payflow's own is not measured"
 			}
 			rep.Print(out)
 			if report != "" {
@@ -97,7 +128,7 @@ the Postgres ceiling measured in the same run.`,
 				}
 				fmt.Fprintf(out, "report            %s\n", report)
 			}
-			inv, err := runCheck(ctx, kafkaSource{brokers: []string{d.Kafka}}, d.DatabaseURL, d.PGSim, false)
+			inv, err := runCheck(ctx, kafkaSource{brokers: t.Brokers}, t.DatabaseURL, pgURL, false)
 			if err != nil {
 				return err
 			}
@@ -121,7 +152,82 @@ the Postgres ceiling measured in the same run.`,
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process to this file")
 	fl.StringVar(&report, "report", "", "write the run as a self-contained HTML page with charts to this file")
 	fl.BoolVar(&workerProcess, "worker-process", false, "run payflow's worker and relay as a separate `payflow serve` process, to measure its own RSS")
+	fl.StringVar(&ext.brokers, "brokers", "", "drive the payflow already running on these Kafka brokers (comma separated) and start nothing")
+	fl.StringVar(&ext.apiURL, "api-url", "", "with --brokers: base URL of that payflow's HTTP API, where members are registered (with PAYFLOW_API_TOKEN)")
+	fl.StringVar(&ext.metricsURL, "metrics-url", "", "with --brokers: that payflow's Prometheus metrics, for relay lag and batch sizes (default: --api-url + /metrics)")
+	fl.StringVar(&ext.pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "with --brokers: the PG simulator that payflow talks to, whose ledger the invariant check reads (PAYFLOW_PG_URL)")
 	return cmd
+}
+
+// externalTarget is a payflow that bench did not start: its brokers, API
+// and metrics, the PG simulator it talks to, and its database.
+type externalTarget struct {
+	brokers, apiURL, metricsURL, pgURL string
+	databaseURL                        string // DATABASE_URL
+	token                              string // PAYFLOW_API_TOKEN, the platform token
+}
+
+func (e *externalTarget) on() bool { return e.brokers != "" }
+
+// selfOnly are the flags that configure the stack bench starts itself.
+var selfOnly = []string{"pg-latency", "max-in-flight", "worker-process"}
+
+// validate checks bench's target before anything starts: the flags of the
+// external mode only with --brokers, and with it everything that mode needs
+// and nothing that configures a stack it does not start. It fills in the
+// default metrics URL.
+func (e *externalTarget) validate(fl *pflag.FlagSet, w bench.Workload) error {
+	if !e.on() {
+		for _, name := range []string{"brokers", "api-url", "metrics-url", "pg-url"} {
+			if fl.Changed(name) {
+				return usagef("--%s targets a running payflow: give its brokers with a non-empty --brokers too", name)
+			}
+		}
+		return nil
+	}
+	for _, name := range selfOnly {
+		if fl.Changed(name) {
+			return usagef("--%s configures the stack bench starts itself; with --brokers set it on the running payflow or simulator", name)
+		}
+	}
+	if len(splitList(e.brokers)) == 0 {
+		return usagef("--brokers %q names no broker", e.brokers)
+	}
+	if e.databaseURL == "" {
+		return usagef("bench --brokers needs DATABASE_URL, the database of the payflow under test: its commits are counted, its ceiling measured and its invariants checked")
+	}
+	if e.pgURL == "" {
+		return usagef("bench --brokers needs --pg-url (PAYFLOW_PG_URL), the PG simulator that payflow talks to: the invariant check reads its ledger")
+	}
+	if members := int(float64(w.Customers) * w.MemberRate); members > 0 && e.apiURL == "" {
+		return usagef("bench --brokers needs --api-url to register its %d members through payflow's API (or --member-rate 0)", members)
+	}
+	if e.apiURL != "" && e.token == "" {
+		return usagef("--api-url needs PAYFLOW_API_TOKEN, the platform token of the payflow under test, to register members")
+	}
+	e.apiURL = strings.TrimRight(e.apiURL, "/")
+	if !fl.Changed("metrics-url") && e.apiURL != "" {
+		e.metricsURL = e.apiURL + "/metrics"
+	}
+	for name, u := range map[string]string{"api-url": e.apiURL, "metrics-url": e.metricsURL, "pg-url": e.pgURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return usagef("--%s %q: want an http or https URL with a host", name, u)
+		}
+	}
+	return nil
+}
+
+// target is the external payflow as bench drives it.
+func (e *externalTarget) target() bench.Target {
+	return bench.Target{
+		Brokers: splitList(e.brokers), DatabaseURL: e.databaseURL, MetricsURL: e.metricsURL,
+		RegisterMember: func(ctx context.Context, member string) error {
+			return registerMethod(ctx, e.apiURL, e.token, member, "bk_bench_"+member)
+		},
+	}
 }
 
 // startWorkerProcess runs `payflow serve` (worker and relay, and HTTP on a

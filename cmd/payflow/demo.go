@@ -6,11 +6,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -113,7 +113,7 @@ func runDemo(ctx context.Context, d *devEnv, out io.Writer, rec *demoRecord) err
 	id := func(s string) string { return "demo-" + run + "-" + s }
 	// Members and their stored methods, through the API as an app would.
 	for member, key := range map[string]string{"card-" + run: "bk_live_4242", "declined-" + run: "decline_5555"} {
-		if err := registerMethod(ctx, d, member, key); err != nil {
+		if err := registerMethod(ctx, d.HTTP, d.PlatformToken, member, key); err != nil {
 			return err
 		}
 	}
@@ -343,19 +343,24 @@ func countType(evs []map[string]any, typ string) int {
 	return n
 }
 
-func registerMethod(ctx context.Context, d *devEnv, member, key string) error {
+// registerMethod stores a default payment method for member through the
+// API at apiURL, as the platform app does, with the platform token.
+func registerMethod(ctx context.Context, apiURL, token, member, key string) error {
 	body, _ := json.Marshal(map[string]any{"billing_key": key, "label": "Demo card", "default": true})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.HTTP+"/v1/members/"+member+"/payment-methods", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+d.PlatformToken)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/members/"+url.PathEscape(member)+"/payment-methods", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("register method: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("demo: register method: %w", err)
+		return fmt.Errorf("register method: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		return errors.New("demo: register method: " + resp.Status + " " + string(b))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("register method for member %s: %s %s", member, resp.Status, b)
 	}
 	return nil
 }

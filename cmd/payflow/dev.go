@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/payflow/payflow/api"
 	"github.com/payflow/payflow/app"
@@ -288,11 +289,24 @@ func firstField(s string) string {
 
 func devCmd() *cobra.Command {
 	var f devFlags
-	var logFormat string
+	var logFormat, only string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything in one process: embedded Kafka, Postgres, PG simulator and payflow",
+		Long: `Runs everything in one process: an embedded Kafka-protocol broker, Postgres
+(DATABASE_URL, else a throwaway server), the PG simulator and payflow.
+
+--only broker runs the embedded broker alone, on --kafka-addr, for a stack of
+separate processes (payflow serve, payflow pgsim, payflow bench --brokers). It
+creates no topic: serve creates payflow's topics at start, as on a production
+cluster.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("only") {
+				if err := onlyBroker(cmd.Flags(), only); err != nil {
+					return err
+				}
+				return runBroker(cmd.Context(), f.kafkaAddr, cmd.OutOrStdout())
+			}
 			log := newLogger(logFormat, slog.LevelInfo)
 			d, err := startDev(cmd.Context(), f, log, cmd.OutOrStdout())
 			if err != nil {
@@ -305,5 +319,37 @@ func devCmd() *cobra.Command {
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	cmd.Flags().StringVar(&only, "only", "", "run one part alone: broker (the embedded Kafka broker on --kafka-addr)")
 	return cmd
+}
+
+// onlyBroker checks `dev --only` up front: broker is the one part dev runs
+// alone, and with it no flag of the other parts applies.
+func onlyBroker(fl *pflag.FlagSet, only string) error {
+	if only != "broker" {
+		return usagef("--only %q: the one part dev runs alone is broker", only)
+	}
+	var others []string
+	fl.Visit(func(f *pflag.Flag) {
+		if f.Name != "only" && f.Name != "kafka-addr" {
+			others = append(others, "--"+f.Name)
+		}
+	})
+	if len(others) > 0 {
+		return usagef("dev --only broker runs the broker alone: %s would configure parts it does not run", strings.Join(others, ", "))
+	}
+	return nil
+}
+
+// runBroker runs the embedded broker alone until ctx ends.
+func runBroker(ctx context.Context, addr string, out io.Writer) error {
+	k, err := devenv.StartKafka(addr)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	fmt.Fprintf(out, "payflow dev: the embedded broker is ready (no topics yet: payflow serve creates them)\n")
+	fmt.Fprintf(out, "  kafka bootstrap   %s\n", k.Addr())
+	<-ctx.Done()
+	return nil
 }
