@@ -186,9 +186,20 @@ func (r *Relay) lead(ctx context.Context) error {
 		case <-r.wake:
 		default:
 		}
-		b, err := r.markAndRead(ctx, published)
+		if ctx.Err() != nil && len(published) == 0 {
+			return ctx.Err()
+		}
+		// The round trip that marks a batch the broker acknowledged is
+		// not cut short by a stop: an unmarked batch would be published
+		// again by the last pass at shutdown or by the next relay.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.PublishTimeout)
+		b, err := r.markAndRead(mctx, published)
+		cancel()
 		if err != nil {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		published = nil
 		if len(b.msgs) > 0 {

@@ -588,3 +588,40 @@ func TestRelayPrunesWhileRowsKeepComing(t *testing.T) {
 		t.Fatal("the outbox ran dry: the test did not keep rows coming")
 	}
 }
+
+// cancelAfter is a Publisher that, once the broker has its messages, tells
+// the relay to stop: a shutdown that lands between a publication and its
+// mark.
+type cancelAfter struct {
+	recorder
+	cancel context.CancelFunc
+}
+
+func (p *cancelAfter) Publish(ctx context.Context, msgs []outbox.Message) error {
+	err := p.recorder.Publish(ctx, msgs)
+	p.cancel()
+	return err
+}
+
+// A relay told to stop right after the broker acknowledged a batch still
+// marks it: otherwise the last pass at shutdown (or the next relay) would
+// publish it a second time.
+func TestRelayMarksWhatItPublishedWhenToldToStop(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "acknowledged-then-stop")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &cancelAfter{cancel: cancel}
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.ids()) != 1 {
+		t.Fatalf("published %v, want the one row", pub.ids())
+	}
+	if n := unpublished(t, db); n != 0 {
+		t.Fatalf("%d rows left unmarked after their publication: the last pass would publish them again", n)
+	}
+}
