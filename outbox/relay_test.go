@@ -360,21 +360,7 @@ func (p *insertDuring) Publish(ctx context.Context, msgs []outbox.Message) error
 // committed while they were.
 func TestPublishBatchMarksInOneStatementOnlyWhatItPublished(t *testing.T) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(t)
-	if err := store.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent := &statements{}
-	cfg.ConnConfig.Tracer = sent
-	db, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, sent := tracedPool(t)
 	for i := 0; i < 50; i++ {
 		if err := outbox.Insert(ctx, db, msg(fmt.Sprint("c", i%7), fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
