@@ -62,7 +62,7 @@ type Observer interface {
 	// continues the trace of the request that caused it. end is told the
 	// outcome of the batch m is in.
 	Publish(ctx context.Context, m Message) (_ context.Context, end func(error))
-	// Published is told, for each row marked published, how long it
+	// Published is told, for each row the broker acknowledged, how long it
 	// waited between its commit and its publication.
 	Published(lag time.Duration)
 }
@@ -171,7 +171,21 @@ func (r *Relay) lead(ctx context.Context) error {
 	// one: with a steady flow of rows, an iteration is one read-and-mark
 	// and one Kafka write.
 	var published []int64
+	lockSeen := time.Now()
 	for {
+		// The lock lives as long as its connection, which only waitForWork
+		// reads, and a relay that never runs dry never waits: look at the
+		// connection every poll interval, or a standby could take the lock
+		// and both would publish every row.
+		if time.Since(lockSeen) > r.PollInterval {
+			if err := raw.Ping(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("outbox relay: lock connection lost: %w", err)
+			}
+			lockSeen = time.Now()
+		}
 		// Pruned here, not only when idle: a relay that never runs dry
 		// must still prune.
 		if time.Since(r.lastPrune) > 10*time.Minute {
@@ -192,7 +206,7 @@ func (r *Relay) lead(ctx context.Context) error {
 		// The round trip that marks a batch the broker acknowledged is
 		// not cut short by a stop: an unmarked batch would be published
 		// again by the last pass at shutdown or by the next relay.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.PublishTimeout)
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 		b, err := r.markAndRead(mctx, published)
 		cancel()
 		if err != nil {
@@ -268,6 +282,10 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	return len(b.msgs), nil
 }
 
+// markTimeout bounds the round trip that marks a published batch, which a
+// stop does not cut short: a stop waits at most this long for it.
+const markTimeout = 5 * time.Second
+
 const (
 	readSQL = `SELECT id, event_id::text, topic, key, value, coalesce(traceparent, ''), coalesce(tracestate, ''), created_at FROM outbox
 		 WHERE published_at IS NULL ORDER BY id LIMIT $1`
@@ -283,8 +301,11 @@ type batch struct {
 
 // markAndRead marks the rows of ids published, if any, and reads the next
 // batch, in one round trip. The two statements share the round trip's
-// implicit transaction: if the read fails, the mark is undone too, and
-// those rows are published again (consumers dedupe by event id).
+// implicit transaction: if Postgres fails the read, the mark is undone too,
+// and those rows are published again (consumers dedupe by event id). An
+// error after the commit (a lost answer, a row that does not scan) leaves
+// the mark in place, which is as right: ids are only rows the broker
+// acknowledged.
 func (r *Relay) markAndRead(ctx context.Context, ids []int64) (batch, error) {
 	var q pgx.Batch
 	if len(ids) > 0 {

@@ -611,3 +611,47 @@ func TestRelayMarksWhatItPublishedWhenToldToStop(t *testing.T) {
 		t.Fatalf("%d rows left unmarked after their publication: the last pass would publish them again", n)
 	}
 }
+
+// lockHolder is the backend holding the relays' advisory lock in db's
+// database, 0 for none.
+func lockHolder(t *testing.T, db *pgxpool.Pool) int {
+	t.Helper()
+	var pid int
+	err := db.QueryRow(context.Background(), `SELECT coalesce(max(pid), 0) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// A relay whose lock connection dies notices it even while rows keep
+// coming, and takes the lock again before it publishes more: otherwise a
+// standby would take the lock and both would publish every row.
+func TestRelayNoticesItsLockIsGoneWhileRowsKeepComing(t *testing.T) {
+	db, _ := tracedPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "first")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &flow{db: db}
+	pub.rows.Store(1 << 30)
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: 50 * time.Millisecond}
+	pub.relay = r
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the relay to lead", func() bool { return lockHolder(t, db) != 0 && len(pub.ids()) > 10 })
+	first := lockHolder(t, db)
+	if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1)", first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock taken again on a new connection", func() bool {
+		h := lockHolder(t, db)
+		return h != 0 && h != first
+	})
+	if unpublished(t, db) == 0 {
+		t.Fatal("the outbox ran dry: the test did not keep rows coming")
+	}
+}
