@@ -151,10 +151,10 @@ func DataSchema(typ string) *jsonschema.Schema {
 // when the data is valid (or the type has no schema), else a *SchemaError
 // naming each field at fault and the rule it breaks.
 //
-// The schema is the first judge of a request's data, so a rejection quotes
-// the schema's own rule; the worker's money rules (payflow.Validate) and
-// strict decoding (no duplicate or case-variant keys, which a schema
-// cannot see) still follow it.
+// A rejection quotes the schema's own rule when the data breaks one. The
+// worker asks the schema only about data its own checks (strict decoding,
+// the money rules) refuse: the schemas refuse nothing those accept, which
+// the worker's FuzzSchemaRefusesNothingTheChecksAccept holds.
 func ValidateData(typ string, data []byte) error {
 	s := DataSchema(typ)
 	if s == nil {

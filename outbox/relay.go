@@ -62,7 +62,7 @@ type Observer interface {
 	// continues the trace of the request that caused it. end is told the
 	// outcome of the batch m is in.
 	Publish(ctx context.Context, m Message) (_ context.Context, end func(error))
-	// Published is told, for each row marked published, how long it
+	// Published is told, for each row the broker acknowledged, how long it
 	// waited between its commit and its publication.
 	Published(lag time.Duration)
 }
@@ -167,19 +167,61 @@ func (r *Relay) lead(ctx context.Context) error {
 	r.leading.Store(true)
 	defer r.leading.Store(false)
 	r.Logger.Info("outbox relay publishing")
+	// Each round trip marks the batch published before and reads the next
+	// one: with a steady flow of rows, an iteration is one read-and-mark
+	// and one Kafka write.
+	var published []int64
+	lockSeen := time.Now()
 	for {
-		n, err := r.PublishBatch(ctx)
-		if err != nil {
-			return err
+		// The lock lives as long as its connection, which only waitForWork
+		// reads, and a relay that never runs dry never waits: look at the
+		// connection every poll interval, or a standby could take the lock
+		// and both would publish every row.
+		if time.Since(lockSeen) > r.PollInterval {
+			if err := raw.Ping(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("outbox relay: lock connection lost: %w", err)
+			}
+			lockSeen = time.Now()
 		}
-		if n == r.BatchSize {
-			continue // a backlog: keep draining
-		}
+		// Pruned here, not only when idle: a relay that never runs dry
+		// must still prune.
 		if time.Since(r.lastPrune) > 10*time.Minute {
 			r.lastPrune = time.Now()
 			if _, err := r.Prune(ctx); err != nil {
 				r.Logger.Warn("outbox prune failed", "err", err)
 			}
+		}
+		// A Wake sent before this read is answered by it: drop it, or
+		// the wait after an empty read would end at once for nothing.
+		select {
+		case <-r.wake:
+		default:
+		}
+		if ctx.Err() != nil && len(published) == 0 {
+			return ctx.Err()
+		}
+		// The round trip that marks a batch the broker acknowledged is
+		// not cut short by a stop: an unmarked batch would be published
+		// again by the last pass at shutdown or by the next relay.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+		b, err := r.markAndRead(mctx, published)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		published = nil
+		if len(b.msgs) > 0 {
+			if err := r.publish(ctx, b); err != nil {
+				return err
+			}
+			published = b.ids
+			continue
 		}
 		if err := r.waitForWork(ctx, raw); err != nil {
 			return err
@@ -227,17 +269,61 @@ func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
 // publishes them again (consumers dedupe by event id) and loses none.
 func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	r.defaults()
-	rows, err := r.Pool.Query(ctx,
-		`SELECT id, event_id::text, topic, key, value, coalesce(traceparent, ''), coalesce(tracestate, ''), created_at FROM outbox
-		 WHERE published_at IS NULL ORDER BY id LIMIT $1`, r.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("outbox: read: %w", err)
+	b, err := r.markAndRead(ctx, nil)
+	if err != nil || len(b.msgs) == 0 {
+		return 0, err
 	}
-	var (
-		ids     []int64
-		msgs    []Message
-		created []time.Time
-	)
+	if err := r.publish(ctx, b); err != nil {
+		return 0, err
+	}
+	if _, err := r.Pool.Exec(ctx, markSQL, b.ids); err != nil {
+		return 0, fmt.Errorf("outbox: mark published: %w", err)
+	}
+	return len(b.msgs), nil
+}
+
+// markTimeout bounds the round trip that marks a published batch, which a
+// stop does not cut short: a stop waits at most this long for it.
+const markTimeout = 5 * time.Second
+
+const (
+	readSQL = `SELECT id, event_id::text, topic, key, value, coalesce(traceparent, ''), coalesce(tracestate, ''), created_at FROM outbox
+		 WHERE published_at IS NULL ORDER BY id LIMIT $1`
+	markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
+)
+
+// batch is a read of unpublished rows, in id order.
+type batch struct {
+	ids     []int64
+	msgs    []Message
+	created []time.Time
+}
+
+// markAndRead marks the rows of ids published, if any, and reads the next
+// batch, in one round trip. The two statements share the round trip's
+// implicit transaction: if Postgres fails the read, the mark is undone too,
+// and those rows are published again (consumers dedupe by event id). An
+// error after the commit (a lost answer, a row that does not scan) leaves
+// the mark in place, which is as right: ids are only rows the broker
+// acknowledged.
+func (r *Relay) markAndRead(ctx context.Context, ids []int64) (batch, error) {
+	var q pgx.Batch
+	if len(ids) > 0 {
+		q.Queue(markSQL, ids)
+	}
+	q.Queue(readSQL, r.BatchSize)
+	res := r.Pool.SendBatch(ctx, &q)
+	defer res.Close()
+	if len(ids) > 0 {
+		if _, err := res.Exec(); err != nil {
+			return batch{}, fmt.Errorf("outbox: mark published: %w", err)
+		}
+	}
+	rows, err := res.Query()
+	if err != nil {
+		return batch{}, fmt.Errorf("outbox: read: %w", err)
+	}
+	var b batch
 	for rows.Next() {
 		var (
 			id int64
@@ -246,34 +332,38 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		)
 		if err := rows.Scan(&id, &m.EventID, &m.Topic, &m.Key, &m.Value, &m.TraceParent, &m.TraceState, &at); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("outbox: read: %w", err)
+			return batch{}, fmt.Errorf("outbox: read: %w", err)
 		}
-		ids, msgs, created = append(ids, id), append(msgs, m), append(created, at)
+		b.ids, b.msgs, b.created = append(b.ids, id), append(b.msgs, m), append(b.created, at)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("outbox: read: %w", err)
+		return batch{}, fmt.Errorf("outbox: read: %w", err)
 	}
-	if len(msgs) == 0 {
-		return 0, nil
+	if err := res.Close(); err != nil {
+		return batch{}, fmt.Errorf("outbox: read: %w", err)
 	}
-	ends := r.startPublish(ctx, msgs)
+	return b, nil
+}
+
+// publish writes a batch to the publisher and tells the observer how long
+// each row waited: a row is published once the publisher acknowledged it,
+// whether or not it is marked yet.
+func (r *Relay) publish(ctx context.Context, b batch) error {
+	ends := r.startPublish(ctx, b.msgs)
 	pctx, cancel := context.WithTimeout(ctx, r.PublishTimeout)
-	err = r.Publisher.Publish(pctx, msgs)
+	err := r.Publisher.Publish(pctx, b.msgs)
 	cancel()
 	for _, end := range ends {
 		end(err)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("outbox: publish %d events: %w", len(msgs), err)
-	}
-	if _, err := r.Pool.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {
-		return 0, fmt.Errorf("outbox: mark published: %w", err)
+		return fmt.Errorf("outbox: publish %d events: %w", len(b.msgs), err)
 	}
 	now := time.Now()
-	for _, at := range created {
+	for _, at := range b.created {
 		r.Observer.Published(now.Sub(at))
 	}
-	return len(msgs), nil
+	return nil
 }
 
 // startPublish tells the observer of the publication of each message

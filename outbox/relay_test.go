@@ -319,6 +319,20 @@ func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tra
 
 func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+func (s *statements) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+// TraceBatchQuery records a statement sent in a batch with the prefix
+// "batch: ".
+func (s *statements) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sql = append(s.sql, "batch: "+d.SQL)
+}
+
+func (s *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 func (s *statements) take() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -346,21 +360,7 @@ func (p *insertDuring) Publish(ctx context.Context, msgs []outbox.Message) error
 // committed while they were.
 func TestPublishBatchMarksInOneStatementOnlyWhatItPublished(t *testing.T) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(t)
-	if err := store.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent := &statements{}
-	cfg.ConnConfig.Tracer = sent
-	db, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, sent := tracedPool(t)
 	for i := 0; i < 50; i++ {
 		if err := outbox.Insert(ctx, db, msg(fmt.Sprint("c", i%7), fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
@@ -379,7 +379,7 @@ func TestPublishBatchMarksInOneStatementOnlyWhatItPublished(t *testing.T) {
 	var relaySQL []string
 	for _, s := range sent.take() {
 		if s != outbox.InsertSQL { // the publisher's own insert
-			relaySQL = append(relaySQL, s)
+			relaySQL = append(relaySQL, strings.TrimPrefix(s, "batch: "))
 		}
 	}
 	if len(relaySQL) != 2 {
@@ -453,5 +453,205 @@ func TestRelayPublishesOnWakeAlone(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// tracedPool is a migrated database whose statements are recorded.
+func tracedPool(t *testing.T) (*pgxpool.Pool, *statements) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &statements{}
+	cfg.ConnConfig.Tracer = sent
+	db, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db, sent
+}
+
+// flow is a Publisher that commits a new row during each of its first
+// rows publications, and wakes the relay as a writer in its process does:
+// the relay never finds the outbox empty until then.
+type flow struct {
+	recorder
+	db    *pgxpool.Pool
+	rows  atomic.Int32
+	relay *outbox.Relay
+}
+
+func (f *flow) Publish(ctx context.Context, msgs []outbox.Message) error {
+	if n := f.rows.Add(-1); n >= 0 {
+		if err := outbox.Insert(ctx, f.db, msg("c", fmt.Sprint("flow-", n))); err != nil {
+			return err
+		}
+		f.relay.Wake()
+	}
+	return f.recorder.Publish(ctx, msgs)
+}
+
+func unpublished(t *testing.T, db *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// While rows keep coming, each relay iteration costs one round trip to
+// Postgres, not two: the mark of the batch just published travels with the
+// read of the next.
+func TestRelayMarksEachBatchWithTheNextRead(t *testing.T) {
+	db, sent := tracedPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "first")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &flow{db: db}
+	pub.rows.Store(5)
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	pub.relay = r
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	waitFor(t, "six rows published and marked", func() bool { return len(pub.ids()) == 6 && unpublished(t, db) == 0 })
+	cancel()
+	<-done
+	var standalone, batchedMarks, batchedReads int
+	for _, s := range sent.take() {
+		rest, batched := strings.CutPrefix(s, "batch: ")
+		mark, read := strings.HasPrefix(rest, "UPDATE outbox SET published_at"), strings.HasPrefix(rest, "SELECT id, event_id")
+		switch {
+		case (mark || read) && !batched:
+			standalone++
+		case mark:
+			batchedMarks++
+		case read:
+			batchedReads++
+		}
+	}
+	if standalone != 0 || batchedMarks != 6 || batchedReads != 7 {
+		t.Fatalf("%d standalone reads or marks, %d marks and %d reads in round trips; want 0, 6 (one per batch) and 7 (the last finds nothing)", standalone, batchedMarks, batchedReads)
+	}
+}
+
+// A relay that never finds the outbox empty still prunes.
+func TestRelayPrunesWhileRowsKeepComing(t *testing.T) {
+	db, _ := tracedPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "old-published")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE outbox SET published_at = now() - interval '8 days'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(ctx, db, msg("c", "first")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &flow{db: db}
+	pub.rows.Store(1 << 30)
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	pub.relay = r
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the old row pruned", func() bool {
+		var n int
+		_ = db.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE value = 'old-published'").Scan(&n)
+		return n == 0
+	})
+	if unpublished(t, db) == 0 {
+		t.Fatal("the outbox ran dry: the test did not keep rows coming")
+	}
+}
+
+// cancelAfter is a Publisher that, once the broker has its messages, tells
+// the relay to stop: a shutdown that lands between a publication and its
+// mark.
+type cancelAfter struct {
+	recorder
+	cancel context.CancelFunc
+}
+
+func (p *cancelAfter) Publish(ctx context.Context, msgs []outbox.Message) error {
+	err := p.recorder.Publish(ctx, msgs)
+	p.cancel()
+	return err
+}
+
+// A relay told to stop right after the broker acknowledged a batch still
+// marks it: otherwise the last pass at shutdown (or the next relay) would
+// publish it a second time.
+func TestRelayMarksWhatItPublishedWhenToldToStop(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "acknowledged-then-stop")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &cancelAfter{cancel: cancel}
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.ids()) != 1 {
+		t.Fatalf("published %v, want the one row", pub.ids())
+	}
+	if n := unpublished(t, db); n != 0 {
+		t.Fatalf("%d rows left unmarked after their publication: the last pass would publish them again", n)
+	}
+}
+
+// lockHolder is the backend holding the relays' advisory lock in db's
+// database, 0 for none.
+func lockHolder(t *testing.T, db *pgxpool.Pool) int {
+	t.Helper()
+	var pid int
+	err := db.QueryRow(context.Background(), `SELECT coalesce(max(pid), 0) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// A relay whose lock connection dies notices it even while rows keep
+// coming, and takes the lock again before it publishes more: otherwise a
+// standby would take the lock and both would publish every row.
+func TestRelayNoticesItsLockIsGoneWhileRowsKeepComing(t *testing.T) {
+	db, _ := tracedPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "first")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &flow{db: db}
+	pub.rows.Store(1 << 30)
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: 50 * time.Millisecond}
+	pub.relay = r
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the relay to lead", func() bool { return lockHolder(t, db) != 0 && len(pub.ids()) > 10 })
+	first := lockHolder(t, db)
+	if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1)", first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock taken again on a new connection", func() bool {
+		h := lockHolder(t, db)
+		return h != 0 && h != first
+	})
+	if unpublished(t, db) == 0 {
+		t.Fatal("the outbox ran dry: the test did not keep rows coming")
 	}
 }

@@ -3,11 +3,14 @@ package producer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/payflow/payflow/devenv"
 	"github.com/payflow/payflow/events"
@@ -87,5 +90,55 @@ func TestCheckTopicsNamesTheMissing(t *testing.T) {
 	}
 	if err := producer.CheckTopics(ctx, addr, []string{renamed.Requests, renamed.Events, renamed.DLQ}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// One Publish goes out as at most one produce request per partition it
+// touches, however short the writer's batch timeout: the relay batches
+// already, and a split batch would cost a round trip per piece.
+func TestPublishIsOneRequestPerPartition(t *testing.T) {
+	k, err := devenv.StartKafka("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var mu sync.Mutex
+	batches := map[int32]int{} // record batches received, by partition
+	k.Cluster().ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster().KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				batches[p.Partition]++
+			}
+		}
+		return nil, nil, false
+	})
+	addr := []string{k.Addr()}
+	ctx := context.Background()
+	if err := producer.EnsureTopics(ctx, addr, producer.TopicsNamed(kafkaconf.Topics{}, 4)); err != nil {
+		t.Fatal(err)
+	}
+	w := producer.NewWriter(addr)
+	defer w.Close()
+	msgs := make([]outbox.Message, 500)
+	for i := range msgs {
+		msgs[i] = outbox.Message{EventID: fmt.Sprint("e", i), Topic: events.TopicEvents, Key: []byte(fmt.Sprint("c-", i)), Value: []byte("result")}
+	}
+	for round := 1; round <= 3; round++ {
+		if err := w.Publish(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		for p, n := range batches {
+			if n != round {
+				t.Errorf("after %d publications, partition %d received %d batches", round, p, n)
+			}
+		}
+		if len(batches) != 4 {
+			t.Errorf("batches reached %d partitions, want 4: %v", len(batches), batches)
+		}
+		mu.Unlock()
 	}
 }

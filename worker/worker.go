@@ -180,21 +180,27 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
 		}
 	}
-	var r request
-	switch env.Type {
-	case events.TypeChargeRequested:
-		r = &chargeRequest{w: w, env: env}
-	case events.TypeRefundRequested:
-		r = &refundRequest{w: w, env: env}
-	case events.TypeRepayRequested:
-		r = &repayRequest{w: w, env: env}
-	case events.TypeCancelRequested:
-		r = &cancelRequest{w: w, env: env}
-	default:
-		// Decode admits only the types above.
+	r := w.request(env)
+	if r == nil {
+		// Decode admits only the types request knows.
 		return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
 	}
 	return w.run(ctx, env, r)
+}
+
+// request is the request env carries, nil for a type that is not one.
+func (w *Worker) request(env events.Envelope) request {
+	switch env.Type {
+	case events.TypeChargeRequested:
+		return &chargeRequest{w: w, env: env}
+	case events.TypeRefundRequested:
+		return &refundRequest{w: w, env: env}
+	case events.TypeRepayRequested:
+		return &repayRequest{w: w, env: env}
+	case events.TypeCancelRequested:
+		return &cancelRequest{w: w, env: env}
+	}
+	return nil
 }
 
 // signs returns the request's merchant when that merchant signs its

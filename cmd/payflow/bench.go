@@ -23,6 +23,7 @@ import (
 
 	"github.com/payflow/payflow/app"
 	"github.com/payflow/payflow/bench"
+	"github.com/payflow/payflow/kafkaconf"
 )
 
 func benchCmd() *cobra.Command {
@@ -47,12 +48,16 @@ processes of their own): it publishes to --brokers, registers the members
 through the API at --api-url with the platform token in PAYFLOW_API_TOKEN,
 reads relay lag and batch sizes from --metrics-url, and counts commits,
 measures the ceiling and checks the invariants in DATABASE_URL, the database
-that payflow uses, with the ledger of the simulator at --pg-url.`,
+that payflow uses, with the ledger of the simulator at --pg-url. It reaches
+the brokers as serve does: TLS, SASL and topic names from the same
+PAYFLOW_KAFKA_* and PAYFLOW_TOPIC_* variables or the --kafka-* and --topic-*
+flags.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ext.databaseURL, ext.token = os.Getenv("DATABASE_URL"), os.Getenv("PAYFLOW_API_TOKEN")
 			if err := ext.validate(cmd.Flags(), w); err != nil {
 				return err
 			}
+			defer ext.dial.Close()
 			out := cmd.OutOrStdout()
 			ctx := cmd.Context()
 			if cpuProfile != "" {
@@ -128,7 +133,7 @@ that payflow uses, with the ledger of the simulator at --pg-url.`,
 				}
 				fmt.Fprintf(out, "report            %s\n", report)
 			}
-			inv, err := runCheck(ctx, kafkaSource{brokers: t.Brokers}, t.DatabaseURL, pgURL, false)
+			inv, err := runCheck(ctx, kafkaSource{brokers: t.Brokers, dial: t.Dial, topics: t.Topics}, t.DatabaseURL, pgURL, false)
 			if err != nil {
 				return err
 			}
@@ -156,6 +161,7 @@ that payflow uses, with the ledger of the simulator at --pg-url.`,
 	fl.StringVar(&ext.apiURL, "api-url", "", "with --brokers: base URL of that payflow's HTTP API, where members are registered (with PAYFLOW_API_TOKEN)")
 	fl.StringVar(&ext.metricsURL, "metrics-url", "", "with --brokers: that payflow's Prometheus metrics, for relay lag and batch sizes (default: --api-url + /metrics)")
 	fl.StringVar(&ext.pgURL, "pg-url", os.Getenv("PAYFLOW_PG_URL"), "with --brokers: the PG simulator that payflow talks to, whose ledger the invariant check reads (PAYFLOW_PG_URL)")
+	addKafkaConnFlags(fl, &ext.kafka) // with --brokers: how to reach them and the topics
 	return cmd
 }
 
@@ -163,8 +169,12 @@ that payflow uses, with the ledger of the simulator at --pg-url.`,
 // and metrics, the PG simulator it talks to, and its database.
 type externalTarget struct {
 	brokers, apiURL, metricsURL, pgURL string
-	databaseURL                        string // DATABASE_URL
-	token                              string // PAYFLOW_API_TOKEN, the platform token
+	kafka                              kafkaFlags // TLS, SASL and topics of the brokers
+	databaseURL                        string     // DATABASE_URL
+	token                              string     // PAYFLOW_API_TOKEN, the platform token
+
+	dial   *kafkaconf.Dial // from kafka, by validate
+	topics kafkaconf.Topics
 }
 
 func (e *externalTarget) on() bool { return e.brokers != "" }
@@ -178,7 +188,7 @@ var selfOnly = []string{"pg-latency", "max-in-flight", "worker-process"}
 // default metrics URL.
 func (e *externalTarget) validate(fl *pflag.FlagSet, w bench.Workload) error {
 	if !e.on() {
-		for _, name := range []string{"brokers", "api-url", "metrics-url", "pg-url"} {
+		for _, name := range append([]string{"brokers", "api-url", "metrics-url", "pg-url"}, kafkaConnFlags...) {
 			if fl.Changed(name) {
 				return usagef("--%s targets a running payflow: give its brokers with a non-empty --brokers too", name)
 			}
@@ -193,6 +203,14 @@ func (e *externalTarget) validate(fl *pflag.FlagSet, w bench.Workload) error {
 	if len(splitList(e.brokers)) == 0 {
 		return usagef("--brokers %q names no broker", e.brokers)
 	}
+	sec, topics, err := e.kafka.settings()
+	if err != nil {
+		return err
+	}
+	if e.dial, err = sec.Dial(); err != nil {
+		return usagef("%v", err)
+	}
+	e.topics = topics
 	if e.databaseURL == "" {
 		return usagef("bench --brokers needs DATABASE_URL, the database of the payflow under test: its commits are counted, its ceiling measured and its invariants checked")
 	}
@@ -223,7 +241,7 @@ func (e *externalTarget) validate(fl *pflag.FlagSet, w bench.Workload) error {
 // target is the external payflow as bench drives it.
 func (e *externalTarget) target() bench.Target {
 	return bench.Target{
-		Brokers: splitList(e.brokers), DatabaseURL: e.databaseURL, MetricsURL: e.metricsURL,
+		Brokers: splitList(e.brokers), Dial: e.dial, Topics: e.topics, DatabaseURL: e.databaseURL, MetricsURL: e.metricsURL,
 		RegisterMember: func(ctx context.Context, member string) error {
 			return registerMethod(ctx, e.apiURL, e.token, member, "bk_bench_"+member)
 		},

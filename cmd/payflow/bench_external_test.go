@@ -39,6 +39,10 @@ func TestBenchExternalOptionsAreCheckedUpFront(t *testing.T) {
 		{"own stack flag", "pt", "postgres://db", append(full, "--worker-process"), "--worker-process configures the stack bench starts itself"},
 		{"pg latency", "pt", "postgres://db", append(full, "--pg-latency", "1ms"), "--pg-latency"},
 		{"not a url", "pt", "postgres://db", append(full, "--metrics-url", "127.0.0.1:2/metrics"), "--metrics-url"},
+		{"kafka security without brokers", "pt", "postgres://db", []string{"bench", "--kafka-tls"}, "--kafka-tls targets a running payflow"},
+		{"topic without brokers", "pt", "postgres://db", []string{"bench", "--topic-events", "x.out"}, "--topic-events targets a running payflow"},
+		{"unknown sasl mechanism", "pt", "postgres://db", append(full, "--kafka-sasl-mechanism", "GSSAPI"), "GSSAPI"},
+		{"bad topic", "pt", "postgres://db", append(full, "--topic-events", "no spaces"), "no spaces"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv("PAYFLOW_API_TOKEN", c.token)
@@ -163,18 +167,7 @@ func TestBenchDrivesARunningPayflow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	// Cancelled after the commands' own cleanups, which stop them in
-	// reverse order: serve before the simulator and the broker.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	for k, v := range map[string]string{
-		"DATABASE_URL": testdb.NewDSN(t), "PAYFLOW_API_TOKEN": "pt_bench_" + randomHex(8),
-		"PAYFLOW_PG_WEBHOOK_SECRET": stdwebhook.NewSecret(), "PAYFLOW_VAULT_KEY": vault.GenerateKey(),
-		"PAYFLOW_MERCHANT_TOKENS": "", "PAYFLOW_PG_URL": "", "PAYFLOW_KAFKA_BROKERS": "", "PAYFLOW_HTTP_ADDR": "",
-	} {
-		t.Setenv(k, v)
-	}
-
+	ctx := benchEnv(t)
 	broker := startCommand(t, ctx, "dev", "--only", "broker", "--kafka-addr", "127.0.0.1:0")
 	bootstrap := regexp.MustCompile(`kafka bootstrap\s+(\S+)`)
 	var brokers string
@@ -185,12 +178,48 @@ func TestBenchDrivesARunningPayflow(t *testing.T) {
 			t.Fatalf("dev --only broker printed no bootstrap address: %s", broker.String())
 		}
 	}
+	driveRunningPayflow(t, ctx, brokers, nil)
+}
 
+// A payflow whose brokers require TLS and SASL, with its topics renamed, is
+// driven the same way: bench reaches the brokers with the flags serve takes.
+func TestBenchDrivesASecuredPayflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	ctx := benchEnv(t)
+	k, ca, _, topics := securedBroker(t, "SCRAM-SHA-256", "bench", "bench-secret")
+	t.Setenv("PAYFLOW_KAFKA_SASL_PASSWORD", "bench-secret")
+	driveRunningPayflow(t, ctx, k.Addr(), []string{"--kafka-tls", "--kafka-tls-ca", ca,
+		"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", "bench",
+		"--topic-requests", topics.Requests, "--topic-events", topics.Events, "--topic-dlq", topics.DLQ})
+}
+
+// benchEnv sets the environment of a payflow under test and returns a
+// context cancelled after the commands' own cleanups, which stop them in
+// reverse order: serve before the simulator and the broker.
+func benchEnv(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	for k, v := range map[string]string{
+		"DATABASE_URL": testdb.NewDSN(t), "PAYFLOW_API_TOKEN": "pt_bench_" + randomHex(8),
+		"PAYFLOW_PG_WEBHOOK_SECRET": stdwebhook.NewSecret(), "PAYFLOW_VAULT_KEY": vault.GenerateKey(),
+		"PAYFLOW_MERCHANT_TOKENS": "", "PAYFLOW_PG_URL": "", "PAYFLOW_KAFKA_BROKERS": "", "PAYFLOW_HTTP_ADDR": "",
+	} {
+		t.Setenv(k, v)
+	}
+	return ctx
+}
+
+// driveRunningPayflow starts the simulator and serve on brokers, with
+// kafkaArgs given to both serve and bench, and runs bench against them.
+func driveRunningPayflow(t *testing.T, ctx context.Context, brokers string, kafkaArgs []string) {
+	t.Helper()
 	apiURL, simURL := "http://"+freeAddr(t), "http://"+freeAddr(t)
 	startCommand(t, ctx, "pgsim", "--addr", strings.TrimPrefix(simURL, "http://"), "--latency", "5ms",
 		"--callback-url", apiURL+"/webhooks/pg/sim")
-	serve := startCommand(t, ctx, "serve", "--brokers", brokers, "--pg-url", simURL,
-		"--http-addr", strings.TrimPrefix(apiURL, "http://"), "--log-format", "text")
+	serve := startCommand(t, ctx, append([]string{"serve", "--brokers", brokers, "--pg-url", simURL,
+		"--http-addr", strings.TrimPrefix(apiURL, "http://"), "--log-format", "text"}, kafkaArgs...)...)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get(apiURL + "/readyz"); err == nil {
 			resp.Body.Close()
@@ -203,8 +232,8 @@ func TestBenchDrivesARunningPayflow(t *testing.T) {
 		}
 	}
 
-	out, code := runPayflow(ctx, "bench", "--brokers", brokers, "--api-url", apiURL, "--pg-url", simURL,
-		"--charges", "50", "--customers", "20", "--ceiling-clients", "0", "--timeout", "60s")
+	out, code := runPayflow(ctx, append([]string{"bench", "--brokers", brokers, "--api-url", apiURL, "--pg-url", simURL,
+		"--charges", "50", "--customers", "20", "--ceiling-clients", "0", "--timeout", "60s"}, kafkaArgs...)...)
 	if code != 0 {
 		t.Fatalf("bench: exit %d:\n%s", code, out)
 	}

@@ -23,6 +23,16 @@ type kafkaFlags struct {
 
 func addKafkaFlags(fl *pflag.FlagSet, k *kafkaFlags) {
 	fl.StringVar(&k.brokers, "brokers", os.Getenv("PAYFLOW_KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated (PAYFLOW_KAFKA_BROKERS)")
+	addKafkaConnFlags(fl, k)
+}
+
+// kafkaConnFlags names the flags addKafkaConnFlags adds.
+var kafkaConnFlags = []string{"kafka-tls", "kafka-tls-ca", "kafka-tls-cert", "kafka-tls-key", "kafka-tls-server-name",
+	"kafka-sasl-mechanism", "kafka-sasl-username", "topic-requests", "topic-events", "topic-dlq"}
+
+// addKafkaConnFlags adds the TLS, SASL and topic flags, for a command
+// that names its brokers otherwise.
+func addKafkaConnFlags(fl *pflag.FlagSet, k *kafkaFlags) {
 	var tlsOn bool
 	tlsOn, k.tlsErr = envBool("PAYFLOW_KAFKA_TLS")
 	fl.BoolVar(&k.sec.TLS, "kafka-tls", tlsOn, "connect to Kafka with TLS (PAYFLOW_KAFKA_TLS=on|off)")
