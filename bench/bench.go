@@ -79,6 +79,9 @@ type Report struct {
 	// BatchSizes that histogram.
 	BatchMean  map[string]float64
 	BatchSizes map[string][]Bucket
+	// FlushTimes is the p50 and p99 of one flush's round trip and commit,
+	// by kind, from payflow's histogram.
+	FlushTimes map[string][2]time.Duration
 	// Database and Commits: the transactions Postgres committed in the
 	// benchmark's database over the load phase, every one in that database
 	// (payflow's writes, reads and relay marks, and anything else).
@@ -347,7 +350,7 @@ drain:
 	if t.MetricsURL != "" {
 		fams := scrape(ctx, t.MetricsURL)
 		rep.RelayLagP50, rep.RelayLagP99 = relayLag(fams)
-		rep.BatchMean, rep.BatchSizes = batchMean(fams), batchSizes(fams)
+		rep.BatchMean, rep.BatchSizes, rep.FlushTimes = batchMean(fams), batchSizes(fams), flushTimes(fams)
 	}
 	rep.PeakRSSMB = peakRSSMB()
 
@@ -541,6 +544,14 @@ func (r Report) Print(out io.Writer) {
 		}
 		sort.Strings(kinds)
 		fmt.Fprintf(out, "group commit      mean batch: %s (payflow_group_commit_batch_size)\n", strings.Join(kinds, ", "))
+		var times []string
+		for k, t := range r.FlushTimes {
+			times = append(times, fmt.Sprintf("%s %s / %s", k, t[0].Round(100*time.Microsecond), t[1].Round(100*time.Microsecond)))
+		}
+		sort.Strings(times)
+		if len(times) > 0 {
+			fmt.Fprintf(out, "                  flush p50 / p99: %s (payflow_group_commit_seconds)\n", strings.Join(times, ", "))
+		}
 	} else {
 		fmt.Fprintf(out, "group commit      not measured (payflow's metrics were not reachable)\n")
 	}
@@ -615,30 +626,49 @@ func batchSizes(fams map[string]*dto.MetricFamily) map[string][]Bucket {
 	return sizes
 }
 
-// relayLag reads payflow's relay-lag histogram and estimates quantiles by
-// linear interpolation within buckets, as Prometheus's histogram_quantile
-// does.
+// relayLag reads payflow's relay-lag histogram.
 func relayLag(fams map[string]*dto.MetricFamily) (p50, p99 time.Duration) {
 	f := fams["payflow_outbox_relay_lag_seconds"]
 	if f == nil || len(f.Metric) == 0 {
 		return 0, 0
 	}
 	h := f.Metric[0].GetHistogram()
-	q := func(p float64) time.Duration {
-		total := float64(h.GetSampleCount())
-		rank, prevUpper, prevCount := p*total, 0.0, 0.0
-		for _, b := range h.GetBucket() {
-			c := float64(b.GetCumulativeCount())
-			if c >= rank {
-				frac := 0.0
-				if c > prevCount {
-					frac = (rank - prevCount) / (c - prevCount)
-				}
-				return time.Duration((prevUpper + frac*(b.GetUpperBound()-prevUpper)) * float64(time.Second))
-			}
-			prevUpper, prevCount = b.GetUpperBound(), c
-		}
-		return time.Duration(prevUpper * float64(time.Second))
+	return quantile(h, 0.5), quantile(h, 0.99)
+}
+
+// flushTimes reads the group commit's flush-time histogram, by kind: the
+// round trip and commit of one flush.
+func flushTimes(fams map[string]*dto.MetricFamily) map[string][2]time.Duration {
+	f := fams["payflow_group_commit_seconds"]
+	if f == nil {
+		return nil
 	}
-	return q(0.5), q(0.99)
+	out := map[string][2]time.Duration{}
+	for _, m := range f.Metric {
+		h := m.GetHistogram()
+		if h.GetSampleCount() == 0 || len(m.GetLabel()) == 0 {
+			continue
+		}
+		out[m.GetLabel()[0].GetValue()] = [2]time.Duration{quantile(h, 0.5), quantile(h, 0.99)}
+	}
+	return out
+}
+
+// quantile estimates a quantile of a seconds histogram by linear
+// interpolation within buckets, as Prometheus's histogram_quantile does.
+func quantile(h *dto.Histogram, p float64) time.Duration {
+	total := float64(h.GetSampleCount())
+	rank, prevUpper, prevCount := p*total, 0.0, 0.0
+	for _, b := range h.GetBucket() {
+		c := float64(b.GetCumulativeCount())
+		if c >= rank {
+			frac := 0.0
+			if c > prevCount {
+				frac = (rank - prevCount) / (c - prevCount)
+			}
+			return time.Duration((prevUpper + frac*(b.GetUpperBound()-prevUpper)) * float64(time.Second))
+		}
+		prevUpper, prevCount = b.GetUpperBound(), c
+	}
+	return time.Duration(prevUpper * float64(time.Second))
 }

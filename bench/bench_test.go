@@ -83,6 +83,36 @@ payflow_group_commit_batch_size_count{kind="create_charge"} 6
 	}
 }
 
+// Flush times are read per kind and interpolated within buckets, as
+// Prometheus's histogram_quantile does.
+func TestFlushTimes(t *testing.T) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(`# TYPE payflow_group_commit_seconds histogram
+payflow_group_commit_seconds_bucket{kind="finish_placing",le="0.001"} 50
+payflow_group_commit_seconds_bucket{kind="finish_placing",le="0.002"} 90
+payflow_group_commit_seconds_bucket{kind="finish_placing",le="0.004"} 100
+payflow_group_commit_seconds_bucket{kind="finish_placing",le="+Inf"} 100
+payflow_group_commit_seconds_sum{kind="finish_placing"} 0.1
+payflow_group_commit_seconds_count{kind="finish_placing"} 100
+payflow_group_commit_seconds_bucket{kind="create_charge",le="0.001"} 0
+payflow_group_commit_seconds_bucket{kind="create_charge",le="+Inf"} 0
+payflow_group_commit_seconds_sum{kind="create_charge"} 0
+payflow_group_commit_seconds_count{kind="create_charge"} 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := flushTimes(fams)
+	if len(got) != 1 {
+		t.Fatalf("kinds %v, want finish_placing alone (create_charge never flushed)", got)
+	}
+	// p50: rank 50, the top of the first bucket; p99: rank 99, nine
+	// tenths into (2 ms, 4 ms].
+	if ft := got["finish_placing"]; ft != [2]time.Duration{time.Millisecond, 3800 * time.Microsecond} {
+		t.Errorf("finish_placing p50, p99 = %v, want 1ms, 3.8ms", ft)
+	}
+}
+
 // A charge's one result is processed, failed or rejected; the settlement a
 // simulator sends later is neither a result nor a duplicate of one.
 func TestOnlyAChargeResultCounts(t *testing.T) {
