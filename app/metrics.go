@@ -43,7 +43,7 @@ func newMetrics() *metricSet {
 			Name: "payflow_webhooks_total", Help: "PG callbacks by provider (unknown for a provider not configured) and result (applied, duplicate, ignored, bad_signature, unknown_bill, amount_mismatch, ...).",
 		}, []string{"provider", "result"}),
 		relayLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from the start of the transaction that wrote an outbox row to the broker's acknowledgement of its event.",
+			Name: "payflow_outbox_relay_lag_seconds", Help: "Time from the writing of an outbox row (inside its transaction, so its commit included) to the broker's acknowledgement of its event.",
 			// Fine around the tens of milliseconds a relay should keep
 			// to, so that a p99 near 25 ms is read within a few ms.
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},

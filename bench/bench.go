@@ -73,7 +73,7 @@ type Report struct {
 	Throughput                                              float64 // results per second
 	P50, P95, P99                                           time.Duration
 	ConsumedLagP99                                          time.Duration // result committed → consumed downstream
-	RelayLagP50, RelayLagP99                                time.Duration // result's transaction → broker's acknowledgement (payflow's histogram)
+	RelayLagP50, RelayLagP99                                time.Duration // result written → broker's acknowledgement (payflow's histogram)
 	// BatchMean is the mean items per group-commit flush by kind
 	// (create_charge, finish_placing), from payflow's histogram, and
 	// BatchSizes that histogram.
@@ -533,7 +533,7 @@ func (r Report) Print(out io.Writer) {
 	fmt.Fprintf(out, "throughput        %.0f charges/s\n", r.Throughput)
 	fmt.Fprintf(out, "latency           p50 %s  p95 %s  p99 %s (request published → result consumed)\n", r.P50.Round(time.Millisecond), r.P95.Round(time.Millisecond), r.P99.Round(time.Millisecond))
 	if r.RelayLagP99 > 0 {
-		fmt.Fprintf(out, "relay lag         p50 %s  p99 %s (result's transaction → broker's acknowledgement, payflow_outbox_relay_lag_seconds)\n", r.RelayLagP50.Round(time.Millisecond), r.RelayLagP99.Round(time.Millisecond))
+		fmt.Fprintf(out, "relay lag         p50 %s  p99 %s (result written → broker's acknowledgement, payflow_outbox_relay_lag_seconds)\n", r.RelayLagP50.Round(time.Millisecond), r.RelayLagP99.Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(out, "relay lag         not measured (the relay's metrics were not reachable)\n")
 	}

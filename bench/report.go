@@ -262,7 +262,7 @@ svg text { font: 12px sans-serif; }
 <tr><td>Postgres ceiling</td><td>{{printf "%.0f" .R.CeilingTPS}} tx/s (state row + outbox row, plain pgx loop, same run); payflow/ceiling {{printf "%.2f" .Ratio}}</td></tr>
 {{- end}}
 <tr><td>latency</td><td>p50 {{.P50}}, p95 {{.P95}}, p99 {{.P99}} (request published → result consumed)</td></tr>
-<tr><td>relay lag</td><td>{{if .R.RelayLagP99}}p50 {{.RelayP50}}, p99 {{.RelayP99}} (result's transaction → broker's acknowledgement){{else}}not measured{{end}}</td></tr>
+<tr><td>relay lag</td><td>{{if .R.RelayLagP99}}p50 {{.RelayP50}}, p99 {{.RelayP99}} (result written → broker's acknowledgement){{else}}not measured{{end}}</td></tr>
 <tr><td>Postgres commits</td><td>{{printf "%.2f" .PerCharge}} per charge ({{.R.Commits}} in database {{.R.Database}} over the load phase: every commit in that database)</td></tr>
 <tr><td>peak RSS</td><td>{{printf "%.0f" .R.PeakRSSMB}} MB{{if .R.RSSOf}} ({{.R.RSSOf}}){{end}}</td></tr>
 </table>

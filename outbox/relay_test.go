@@ -655,3 +655,30 @@ func TestRelayNoticesItsLockIsGoneWhileRowsKeepComing(t *testing.T) {
 		t.Fatal("the outbox ran dry: the test did not keep rows coming")
 	}
 }
+
+// A row's lag starts when the row is written, not when its transaction
+// began: a group-commit flush's earlier statements are the worker's
+// latency, not the relay's.
+func TestARowIsDatedWhenWritten(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx := context.Background()
+	var began time.Time
+	if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT now()").Scan(&began); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_sleep(0.05)"); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, msg("c", "late-in-its-transaction"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var created time.Time
+	if err := db.QueryRow(ctx, "SELECT created_at FROM outbox").Scan(&created); err != nil {
+		t.Fatal(err)
+	}
+	if d := created.Sub(began); d < 50*time.Millisecond {
+		t.Fatalf("created_at is %v after its transaction began, want at least the 50 ms slept before the insert", d)
+	}
+}
