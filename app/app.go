@@ -222,8 +222,8 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if err := store.MigrateWith(ctx, cfg.DatabaseURL, cfg.DB); err != nil {
 		return err
 	}
-	if cfg.DB.GroupCommit.Observe == nil {
-		cfg.DB.GroupCommit.Observe = cfg.observe.Flushed
+	if cfg.DB.GroupCommit.Observer == nil {
+		cfg.DB.GroupCommit.Observer = cfg.observe
 	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, cfg.DB)
 	if err != nil {

@@ -15,13 +15,14 @@ import (
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/pgclient"
 	"github.com/payflow/payflow/pgclient/payssam"
+	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/webhook"
 	"github.com/payflow/payflow/worker"
 )
 
 // observer is how payflow is observed, in one place. Each package that
 // does something worth measuring or tracing defines a small Observer
-// interface, in the manner of pgx's tracers (worker, consumer, outbox,
+// interface, in the manner of pgx's tracers (worker, consumer, outbox, store,
 // webhook, pgclient); all have one shape: a method that returns a context
 // and a func starts something, and the func is called once with how it
 // ended; any other method is an event. observer implements them all and
@@ -39,6 +40,7 @@ var (
 	_ outbox.Observer   = observer{}
 	_ webhook.Observer  = observer{}
 	_ pgclient.Observer = observer{}
+	_ store.Observer    = observer{}
 )
 
 // Attempt implements consumer.Observer: the span of one attempt at an
@@ -158,8 +160,8 @@ func (o observer) Callback(provider, result string) {
 	o.m.webhooks.WithLabelValues(provider, result).Inc()
 }
 
-// Flushed observes one group-commit flush (store.GroupCommit.Observe):
-// its items and its round trip and commit, by kind.
+// Flushed implements store.Observer: one group-commit flush's items and
+// its round trip and commit, by kind.
 func (o observer) Flushed(kind string, items int, took time.Duration) {
 	o.m.batchSize.WithLabelValues(kind).Observe(float64(items))
 	o.m.batchCommit.WithLabelValues(kind).Observe(took.Seconds())

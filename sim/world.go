@@ -228,14 +228,9 @@ func (w *World) spawn(ctx context.Context) (*instance, error) {
 	group := store.GroupCommit{Flushes: -1}
 	if w.group {
 		group = store.GroupCommit{
-			Go:   func(f func()) { w.spawnTask(in, "flush", f) },
-			Wait: w.block,
-			Observe: func(kind string, items int, _ time.Duration) {
-				if items > 1 {
-					w.Stats["group_flush"]++
-					w.logf("      %s flushes %d %s together", in.name, items, kind)
-				}
-			},
+			Go:       func(f func()) { w.spawnTask(in, "flush", f) },
+			Wait:     w.block,
+			Observer: flushes{w, in},
 		}
 	}
 	st, err := store.OpenWith(ctx, w.cfg.DSN, store.Options{Tracer: &statementTracer{w: w, in: in}, Clock: w.clock.Now, GroupCommit: group})
@@ -412,6 +407,20 @@ func (h *traceHandler) WithGroup(string) slog.Handler { return h }
 // sockets matches a connection's addresses in an error: its local port is
 // the system's choice, so the trace says only "tcp".
 var sockets = regexp.MustCompile(`tcp \S+:\d+->\S+:\d+`)
+
+// flushes hears an instance's group-commit flushes: one that carried
+// several items is counted and traced.
+type flushes struct {
+	w  *World
+	in *instance
+}
+
+func (f flushes) Flushed(kind string, items int, _ time.Duration) {
+	if items > 1 {
+		f.w.Stats["group_flush"]++
+		f.w.logf("      %s flushes %d %s together", f.in.name, items, kind)
+	}
+}
 
 func (w *World) logf(format string, a ...any) {
 	line := fmt.Sprintf("%4d ", w.step) + sockets.ReplaceAllString(fmt.Sprintf(format, a...), "tcp")

@@ -39,10 +39,8 @@ type GroupCommit struct {
 	Flushes int
 	// MaxBatch bounds the items of one flush: 0 is DefaultGroupCommitMaxBatch.
 	MaxBatch int
-	// Observe, when set, hears every flush: its kind ("create_charge",
-	// "finish_placing"), how many items it carried, and how long its round
-	// trip and commit took.
-	Observe func(kind string, items int, took time.Duration)
+	// Observer, when set, hears every flush.
+	Observer Observer
 	// Go and Wait, when set, replace how a flush of what queued is started
 	// (go f()) and how a queued caller waits for its flush (until done is
 	// closed or ctx is done). A deterministic simulation, which runs one
@@ -64,7 +62,7 @@ type groupCommitter[I, R any] struct {
 	kind     string
 	flushes  int // <= 0: no limit
 	maxBatch int
-	observe  func(string, int, time.Duration)
+	observer Observer
 	spawn    func(func())
 	wait     func(context.Context, <-chan struct{})
 	// one sends an item alone; many sends several in one transaction and
@@ -82,6 +80,15 @@ type outcome[R any] struct {
 	err error
 }
 
+// Observer hears what the group committer does. As every payflow
+// observer, any method that does not start something is an event.
+type Observer interface {
+	// Flushed is told of each flush: its kind ("create_charge",
+	// "finish_placing"), how many items it carried, and how long its
+	// round trip and commit took.
+	Flushed(kind string, items int, took time.Duration)
+}
+
 type groupCall[I, R any] struct {
 	ctx  context.Context
 	item I
@@ -91,7 +98,7 @@ type groupCall[I, R any] struct {
 
 func newGroupCommitter[I, R any](kind string, o GroupCommit,
 	one func(context.Context, I) (R, error), many func(context.Context, []I, []outcome[R]) error) *groupCommitter[I, R] {
-	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observe: o.Observe,
+	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observer: o.Observer,
 		spawn: o.Go, wait: o.Wait, one: one, many: many}
 	if g.flushes == 0 {
 		g.flushes = DefaultGroupCommitFlushes
@@ -226,7 +233,7 @@ func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, 
 }
 
 func (g *groupCommitter[I, R]) observed(n int, start time.Time) {
-	if g.observe != nil {
-		g.observe(g.kind, n, time.Since(start))
+	if g.observer != nil {
+		g.observer.Flushed(g.kind, n, time.Since(start))
 	}
 }

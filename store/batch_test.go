@@ -22,7 +22,7 @@ type flushLog struct {
 	sizes map[string][]int
 }
 
-func (l *flushLog) observe(kind string, n int, _ time.Duration) {
+func (l *flushLog) Flushed(kind string, n int, _ time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sizes[kind] = append(l.sizes[kind], n)
@@ -82,7 +82,7 @@ func count(t *testing.T, st *store.Store, sql string, args ...any) int {
 // the others in its batch commit.
 func TestGroupCommitConcurrentClaimsAndResults(t *testing.T) {
 	log := &flushLog{sizes: map[string][]int{}}
-	st := openGrouped(t, store.GroupCommit{MaxBatch: 16, Observe: log.observe})
+	st := openGrouped(t, store.GroupCommit{MaxBatch: 16, Observer: log})
 	ctx := context.Background()
 	const charges, asks = 120, 3
 
