@@ -206,7 +206,7 @@ func (r *Relay) lead(ctx context.Context) error {
 		// The round trip that marks a batch the broker acknowledged is
 		// not cut short by a stop: an unmarked batch would be published
 		// again by the last pass at shutdown or by the next relay.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+		mctx, cancel := afterStop(ctx, stopGrace)
 		b, err := r.markAndRead(mctx, published)
 		cancel()
 		if err != nil {
@@ -217,7 +217,12 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 		published = nil
 		if len(b.msgs) > 0 {
-			if err := r.publish(ctx, b); err != nil {
+			// Nor is a publication in flight: abandoned, it may still
+			// reach the broker, and would be sent again.
+			pctx, cancel := afterStop(ctx, stopGrace)
+			err := r.publish(pctx, b)
+			cancel()
+			if err != nil {
 				return err
 			}
 			published = b.ids
@@ -282,9 +287,17 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	return len(b.msgs), nil
 }
 
-// markTimeout bounds the round trip that marks a published batch, which a
-// stop does not cut short: a stop waits at most this long for it.
-const markTimeout = 5 * time.Second
+// stopGrace is how long the publication and the mark in flight may still
+// take once the relay is told to stop.
+const stopGrace = 5 * time.Second
+
+// afterStop is a context that ends grace after ctx does, rather than with
+// it.
+func afterStop(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() { stop(); cancel() }
+}
 
 const (
 	readSQL = `SELECT id, event_id::text, topic, key, value, coalesce(traceparent, ''), coalesce(tracestate, ''), created_at FROM outbox

@@ -682,3 +682,45 @@ func TestARowIsDatedWhenWritten(t *testing.T) {
 		t.Fatalf("created_at is %v after its transaction began, want at least the 50 ms slept before the insert", d)
 	}
 }
+
+// stopDuring is a Publisher that tells the relay to stop while a
+// publication is in flight and finishes it a little later, as a broker
+// acknowledges a write the client sent just before the stop. Like
+// kafka-go, it gives up with the context's error if its context ends first.
+type stopDuring struct {
+	recorder
+	cancel context.CancelFunc
+}
+
+func (p *stopDuring) Publish(ctx context.Context, msgs []outbox.Message) error {
+	p.cancel()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(100 * time.Millisecond):
+	}
+	return p.recorder.Publish(ctx, msgs)
+}
+
+// A stop lets the publication in flight finish and marks it, rather than
+// abandoning a write the broker may complete anyway, which the last pass at
+// shutdown would send again.
+func TestRelayFinishesThePublicationInFlightWhenToldToStop(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := outbox.Insert(ctx, db, msg("c", "in-flight-at-stop")); err != nil {
+		t.Fatal(err)
+	}
+	pub := &stopDuring{cancel: cancel}
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.ids()) != 1 {
+		t.Fatalf("published %v, want the one row", pub.ids())
+	}
+	if n := unpublished(t, db); n != 0 {
+		t.Fatalf("%d rows left unmarked: the last pass at shutdown would publish them again", n)
+	}
+}
