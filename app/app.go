@@ -309,7 +309,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.Roles.Relay {
-		publishing = append(publishing, relayComponent(relay, log))
+		publishing = append(publishing, relayComponent(relay))
 	}
 	publishing = append(publishing, component{"notifier", func(ctx context.Context) error { notifier.Run(ctx); return nil }})
 	if cfg.Roles.HTTP {
@@ -338,26 +338,12 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// relayComponent runs the relay. Told to stop, it publishes what is left
-// in a last pass: the stages stopped before it (the consumer's in-flight
-// requests) wrote results that should not wait for the next relay.
-func relayComponent(relay *outbox.Relay, log *slog.Logger) component {
-	return component{"relay", func(ctx context.Context) error {
-		if err := relay.Run(ctx); err != nil || ctx.Err() == nil {
-			return err
-		}
-		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for {
-			n, err := relay.PublishBatch(flushCtx)
-			if err != nil {
-				log.Warn("final outbox flush incomplete; the next relay publishes the rest", "err", err)
-			}
-			if err != nil || n == 0 {
-				return nil
-			}
-		}
-	}}
+// relayComponent runs the relay. Told to stop, a relay that leads
+// publishes what is left in a last pass, still holding its lock: the
+// stages stopped before it (the consumer's in-flight requests) wrote
+// results that should not wait for the next relay.
+func relayComponent(relay *outbox.Relay) component {
+	return component{"relay", relay.Run}
 }
 
 // httpComponent serves the API, webhooks, health and metrics. It listens

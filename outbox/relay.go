@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,7 @@ type Relay struct {
 	Retention time.Duration
 
 	lastPrune time.Time
+	wakeOnce  sync.Once
 	wake      chan struct{}
 	leading   atomic.Bool
 }
@@ -97,9 +99,6 @@ func (r *Relay) defaults() {
 	if r.Retention == 0 {
 		r.Retention = 7 * 24 * time.Hour
 	}
-	if r.wake == nil {
-		r.wake = make(chan struct{}, 1)
-	}
 	if r.Observer == nil {
 		r.Observer = noObserver{}
 	}
@@ -109,9 +108,16 @@ func (r *Relay) defaults() {
 // it after committing, which saves the round trip through NOTIFY.
 func (r *Relay) Wake() {
 	select {
-	case r.wake <- struct{}{}:
+	case r.wakeup() <- struct{}{}:
 	default:
 	}
+}
+
+// wakeup is the channel Wake signals, made on first use: a writer may
+// commit, and Wake, before Run starts.
+func (r *Relay) wakeup() chan struct{} {
+	r.wakeOnce.Do(func() { r.wake = make(chan struct{}, 1) })
+	return r.wake
 }
 
 // Run publishes until ctx ends. It returns nil on cancellation.
@@ -167,6 +173,43 @@ func (r *Relay) lead(ctx context.Context) error {
 	r.leading.Store(true)
 	defer r.leading.Store(false)
 	r.Logger.Info("outbox relay publishing")
+	err = r.publishWhileLeading(ctx, raw)
+	if ctx.Err() != nil {
+		r.lastPass(ctx, raw)
+	}
+	return err
+}
+
+// lastPassTimeout bounds the pass a stopping leader makes over what is
+// left.
+const lastPassTimeout = 10 * time.Second
+
+// lastPass publishes what is left when the leader is told to stop, while it
+// still holds the lock: the requests in flight when payflow began to stop
+// wrote results that should not wait for the next relay. Only the leader
+// makes it: a standby's pass would send the rows the leader is sending.
+func (r *Relay) lastPass(ctx context.Context, lock *pgx.Conn) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lastPassTimeout)
+	defer cancel()
+	if err := lock.Ping(pctx); err != nil {
+		r.Logger.Warn("outbox relay lost its lock before its last pass; the next relay publishes the rest", "err", err)
+		return
+	}
+	for {
+		n, err := r.PublishBatch(pctx)
+		if err != nil {
+			r.Logger.Warn("last outbox pass incomplete; the next relay publishes the rest", "err", err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// publishWhileLeading publishes until ctx ends or the lock connection
+// fails.
+func (r *Relay) publishWhileLeading(ctx context.Context, raw *pgx.Conn) error {
 	// Each round trip marks the batch published before and reads the next
 	// one: with a steady flow of rows, an iteration is one read-and-mark
 	// and one Kafka write.
@@ -176,8 +219,9 @@ func (r *Relay) lead(ctx context.Context) error {
 		// The lock lives as long as its connection, which only waitForWork
 		// reads, and a relay that never runs dry never waits: look at the
 		// connection every poll interval, or a standby could take the lock
-		// and both would publish every row.
-		if time.Since(lockSeen) > r.PollInterval {
+		// and both would publish every row. Not once told to stop: the
+		// batch in flight is marked first.
+		if ctx.Err() == nil && time.Since(lockSeen) > r.PollInterval {
 			if err := raw.Ping(ctx); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -197,7 +241,7 @@ func (r *Relay) lead(ctx context.Context) error {
 		// A Wake sent before this read is answered by it: drop it, or
 		// the wait after an empty read would end at once for nothing.
 		select {
-		case <-r.wake:
+		case <-r.wakeup():
 		default:
 		}
 		if ctx.Err() != nil && len(published) == 0 {
@@ -248,7 +292,7 @@ func (r *Relay) waitForWork(ctx context.Context, conn *pgx.Conn) error {
 	go func() {
 		defer close(stopped)
 		select {
-		case <-r.wake:
+		case <-r.wakeup():
 			cancel()
 		case <-wctx.Done():
 		}

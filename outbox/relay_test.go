@@ -146,7 +146,7 @@ func TestRelayRunWakesOnNotifyAndOnlyOneLeads(t *testing.T) {
 	a := &outbox.Relay{Pool: db, Publisher: pubA, PollInterval: time.Minute}
 	b := &outbox.Relay{Pool: db, Publisher: pubB, PollInterval: time.Minute}
 	go a.Run(ctx)
-	time.Sleep(300 * time.Millisecond) // let a take the lock
+	waitFor(t, "a to lead", a.Leading)
 	go b.Run(ctx)
 	time.Sleep(100 * time.Millisecond)
 	if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return outbox.Insert(ctx, tx, msg("c", "x")) }); err != nil {
@@ -524,10 +524,12 @@ func TestRelayMarksEachBatchWithTheNextRead(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
 	waitFor(t, "six rows published and marked", func() bool { return len(pub.ids()) == 6 && unpublished(t, db) == 0 })
+	time.Sleep(50 * time.Millisecond) // the last round trip's answer read; then the relay waits a minute
+	statements := sent.take()         // before the stop, whose last pass reads once more
 	cancel()
 	<-done
 	var standalone, batchedMarks, batchedReads int
-	for _, s := range sent.take() {
+	for _, s := range statements {
 		rest, batched := strings.CutPrefix(s, "batch: ")
 		mark, read := strings.HasPrefix(rest, "UPDATE outbox SET published_at"), strings.HasPrefix(rest, "SELECT id, event_id")
 		switch {
@@ -564,7 +566,7 @@ func TestRelayPrunesWhileRowsKeepComing(t *testing.T) {
 	pub.relay = r
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { pub.rows.Store(0); cancel(); <-done }() // no more rows: the last pass ends
 	waitFor(t, "the old row pruned", func() bool {
 		var n int
 		_ = db.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE value = 'old-published'").Scan(&n)
@@ -600,7 +602,8 @@ func TestRelayMarksWhatItPublishedWhenToldToStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &cancelAfter{cancel: cancel}
-	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	// A short poll: the lock's ping is due when the stop comes.
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Millisecond}
 	if err := r.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +644,7 @@ func TestRelayNoticesItsLockIsGoneWhileRowsKeepComing(t *testing.T) {
 	pub.relay = r
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { pub.rows.Store(0); cancel(); <-done }() // no more rows: the last pass ends
 	waitFor(t, "the relay to lead", func() bool { return lockHolder(t, db) != 0 && len(pub.ids()) > 10 })
 	first := lockHolder(t, db)
 	if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1)", first); err != nil {
@@ -713,7 +716,9 @@ func TestRelayFinishesThePublicationInFlightWhenToldToStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &stopDuring{cancel: cancel}
-	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: time.Minute}
+	// A poll shorter than the publication: the lock's ping is due when
+	// it ends.
+	r := &outbox.Relay{Pool: db, Publisher: pub, PollInterval: 50 * time.Millisecond}
 	if err := r.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
