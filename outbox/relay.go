@@ -232,7 +232,7 @@ func (r *Relay) publishWhileLeading(ctx context.Context, raw *pgx.Conn) error {
 		}
 		// Pruned here, not only when idle: a relay that never runs dry
 		// must still prune.
-		if time.Since(r.lastPrune) > 10*time.Minute {
+		if ctx.Err() == nil && time.Since(r.lastPrune) > 10*time.Minute {
 			r.lastPrune = time.Now()
 			if _, err := r.Prune(ctx); err != nil {
 				r.Logger.Warn("outbox prune failed", "err", err)
