@@ -115,3 +115,27 @@ func TestStatementTimeout(t *testing.T) {
 		t.Fatalf("default MaxConns = %d", got)
 	}
 }
+
+// The pool's settings in DATABASE_URL (pool_max_conns, pool_min_conns…),
+// which Options documents, are the pool's: migrating with that same URL
+// must not send them to the server as run-time parameters, which it refuses.
+func TestMigrateTakesTheSameURLAsThePool(t *testing.T) {
+	dsn := testdb.NewDSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	dsn += sep + "pool_max_conns=4&pool_min_conns=1"
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatalf("Migrate with pool settings in the URL: %v", err)
+	}
+	s, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Pool.Config().MaxConns; got != 4 {
+		t.Fatalf("pool of %d connections, the URL asks for 4", got)
+	}
+}

@@ -172,10 +172,13 @@ func MigrateWith(ctx context.Context, dsn string, opts Options) error {
 
 // migrateTo applies migrations up to version (all of them when negative).
 func migrateTo(ctx context.Context, dsn string, opts Options, version int32) error {
-	cc, err := pgx.ParseConfig(dsn)
+	// The pool's parser takes the pool's settings (pool_max_conns…) out
+	// of the URL; pgx's own would send them to the server, which refuses.
+	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("store: migrate: parse DATABASE_URL: %w", err)
 	}
+	cc := pc.ConnConfig
 	timeout := connectTimeout(cc.ConnectTimeout, opts)
 	cc.ConnectTimeout = timeout
 	cctx, cancel := context.WithTimeout(ctx, timeout)
