@@ -211,12 +211,16 @@ func TestKilledWorkersLoseNothingAndChargeNothingTwice(t *testing.T) {
 			"PAYFLOW_PAYSSAM_MEMBER=chaosmember", "PAYFLOW_PAYSSAM_MERCHANTS=m:CHAOSSTORE",
 			"PAYFLOW_PAYSSAM_CALLBACK_URL="+proxy.URL+"/webhooks/pg/payssam")
 	}
+	// Sized by the connection budget (docs/operations.md), as the Helm
+	// chart sizes its pods: each serve opens its whole pool at start, and
+	// three of them with the default 32 (+1 for the relay's lock) would
+	// take all of a default server's 100 connections.
 	workers := make([]*worker, 3)
 	for i := range workers {
 		f, _ := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)))
 		defer f.Close()
 		workers[i] = &worker{log: f, env: env, args: []string{bin, "serve", "--brokers", k.Addr(), "--database-url", dsn,
-			"--pg-url", simSrv.URL, "--http-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--lease", "5s", "--pg-retry-budget", "2s",
+			"--pg-url", simSrv.URL, "--db-max-conns", "8", "--http-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--lease", "5s", "--pg-retry-budget", "2s",
 			"--pg-timeout", "1s", "--sweep-interval", "1s", "--session-timeout", "6s", "--log-format", "text",
 			"--reconcile-age", "3s", "--reconcile-interval", "1s"}}
 		workers[i].start(t)

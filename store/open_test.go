@@ -139,3 +139,50 @@ func TestMigrateTakesTheSameURLAsThePool(t *testing.T) {
 		t.Fatalf("pool of %d connections, the URL asks for 4", got)
 	}
 }
+
+// A full pool opens all its connections at start, before anything asks for
+// one; pool_min_conns in the URL still wins, and the default opens none
+// ahead of need.
+func TestAFullPoolOpensItsConnectionsAtStart(t *testing.T) {
+	dsn := testdb.NewDSN(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	open := func(dsn string, o store.Options) *store.Store {
+		t.Helper()
+		s, err := store.OpenWith(ctx, dsn, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	full := open(dsn, store.Options{MaxConns: 4, MinConns: store.FullPool})
+	for deadline := time.Now().Add(10 * time.Second); full.Pool.Stat().TotalConns() < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("a full pool of 4 holds %d connections 10 s after it opened", full.Pool.Stat().TotalConns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, c := range []struct {
+		name string
+		dsn  string
+		o    store.Options
+		want int32
+	}{
+		{"the default", dsn, store.Options{MaxConns: 4}, 0},
+		{"a full pool", dsn, store.Options{MaxConns: 4, MinConns: store.FullPool}, 4},
+		{"the URL's pool_min_conns over a full pool", dsn + sep + "pool_min_conns=1", store.Options{MaxConns: 4, MinConns: store.FullPool}, 1},
+		{"a number", dsn, store.Options{MaxConns: 4, MinConns: 2}, 2},
+		{"a number past the pool's size", dsn, store.Options{MaxConns: 4, MinConns: 9}, 4},
+	} {
+		if got := open(c.dsn, c.o).Pool.Config().MinConns; got != c.want {
+			t.Errorf("%s: MinConns %d, want %d", c.name, got, c.want)
+		}
+	}
+}

@@ -57,6 +57,13 @@ type Options struct {
 	// DSN, else DefaultMaxConns. The relay holds one more connection, out
 	// of the pool, for its lock.
 	MaxConns int32
+	// MinConns is how many of the pool's connections open at start, in the
+	// background, and stay open. 0 takes pool_min_conns from the DSN, else
+	// none; FullPool takes pool_min_conns from the DSN, else all of them.
+	// serve keeps a full pool: a connection opened under load starts a
+	// server backend while the charges that asked for it wait, and a cold
+	// pool made the first second of a run its slowest (docs/benchmarks.md).
+	MinConns int32
 	// ConnectTimeout bounds opening a connection, from the TCP dial to the
 	// end of authentication: a server that accepts the connection and never
 	// answers fails the start instead of hanging it. 0: the DSN's
@@ -80,6 +87,10 @@ type Options struct {
 	// shared transactions. The zero value is the defaults.
 	GroupCommit GroupCommit
 }
+
+// FullPool is the MinConns of a pool that opens all its connections at
+// start and keeps them.
+const FullPool int32 = -1
 
 // Defaults of Options.
 const (
@@ -106,6 +117,12 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		cfg.MaxConns = opts.MaxConns
 	case !strings.Contains(dsn, "pool_max_conns"):
 		cfg.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case opts.MinConns > 0:
+		cfg.MinConns = min(opts.MinConns, cfg.MaxConns)
+	case opts.MinConns == FullPool && !strings.Contains(dsn, "pool_min_conns"):
+		cfg.MinConns = cfg.MaxConns
 	}
 	timeout := connectTimeout(cfg.ConnConfig.ConnectTimeout, opts)
 	cfg.ConnConfig.ConnectTimeout = timeout

@@ -24,11 +24,13 @@ import (
 	"github.com/payflow/payflow/app"
 	"github.com/payflow/payflow/bench"
 	"github.com/payflow/payflow/kafkaconf"
+	"github.com/payflow/payflow/store"
 )
 
 func benchCmd() *cobra.Command {
 	w := bench.W1
-	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour}
+	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour,
+		db: store.Options{MinConns: store.FullPool}}
 	var maxInFlight int
 	var cpuProfile, report string
 	var workerProcess bool

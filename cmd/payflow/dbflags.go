@@ -26,7 +26,7 @@ func addDBFlags(fl *pflag.FlagSet, f *dbFlags, pool bool) {
 		return
 	}
 	fl.IntVar(&f.maxConns, "db-max-conns", 0,
-		"connections in the Postgres pool; the relay holds one more (PAYFLOW_DB_MAX_CONNS; 0: pool_max_conns in DATABASE_URL, else 32)")
+		"connections in the Postgres pool, all opened at start and kept (pool_min_conns in DATABASE_URL keeps fewer); the relay holds one more (PAYFLOW_DB_MAX_CONNS; 0: pool_max_conns in DATABASE_URL, else 32)")
 	fl.DurationVar(&f.stmtTimout, "db-statement-timeout", store.DefaultStatementTimeout,
 		"statement_timeout of the pool's connections; must exceed any legitimate statement (PAYFLOW_DB_STATEMENT_TIMEOUT; 0: the server's own setting)")
 }
@@ -51,7 +51,8 @@ func (f *dbFlags) options(fl *pflag.FlagSet) (store.Options, error) {
 	if f.stmtTimout < 0 {
 		return store.Options{}, usagef("--db-statement-timeout (PAYFLOW_DB_STATEMENT_TIMEOUT) must be 0 (none) or positive, not %s", f.stmtTimout)
 	}
-	o := store.Options{MaxConns: int32(f.maxConns), ConnectTimeout: f.connectTimeout, StatementTimeout: f.stmtTimout}
+	// A full pool: pool_min_conns in DATABASE_URL asks for fewer.
+	o := store.Options{MaxConns: int32(f.maxConns), MinConns: store.FullPool, ConnectTimeout: f.connectTimeout, StatementTimeout: f.stmtTimout}
 	if f.stmtTimout == 0 {
 		o.StatementTimeout = -1 // none set: the server's (or PgBouncer's) own
 	}

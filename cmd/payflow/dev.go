@@ -28,6 +28,7 @@ import (
 	"github.com/payflow/payflow/pgclient/pgsim"
 	"github.com/payflow/payflow/reqsig"
 	"github.com/payflow/payflow/stdwebhook"
+	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
 )
 
@@ -39,6 +40,8 @@ type devFlags struct {
 	kafkaAddr, httpAddr, pgsimAddr string
 	pgLatency                      time.Duration
 	kakaoPayDelay, settleDelay     time.Duration
+	// db tunes payflow's pool: bench keeps a full one, as serve does.
+	db store.Options
 }
 
 func (f *devFlags) register(cmd *cobra.Command) {
@@ -209,7 +212,7 @@ func startDevWith(ctx context.Context, f devFlags, log *slog.Logger, out io.Writ
 	d.closers = append(d.closers, func() { stop(); <-d.done; d.done <- nil })
 	go func() {
 		d.done <- app.Run(runCtx, app.Config{
-			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, PG: pgc, PaySSam: ps,
+			Brokers: []string{d.Kafka}, DatabaseURL: d.DatabaseURL, DB: f.db, PG: pgc, PaySSam: ps,
 			HTTPListener: httpLn, WebhookSecrets: sec.webhook, VaultKey: sec.vaultKey,
 			PlatformToken: sec.platform, MerchantTokens: merchants, RequestKeys: keys, Logger: log,
 			SweepInterval: 2 * time.Second, ReconcileAge: 30 * time.Second, ReconcileInterval: 5 * time.Second,
