@@ -126,8 +126,25 @@ func (r *Relay) Run(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0 // a relay never gives up; it only waits longer
+	// conn is the lock's connection. A standby keeps it between polls; any
+	// other end of lead closes it, and the lock with it.
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
 	for ctx.Err() == nil {
-		err := r.lead(ctx)
+		var err error
+		if conn == nil {
+			conn, err = r.connect(ctx)
+		}
+		if err == nil {
+			if err = r.lead(ctx, conn); !errors.Is(err, errStandby) {
+				_ = conn.Close(context.Background())
+				conn = nil
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -148,18 +165,17 @@ func (r *Relay) Run(ctx context.Context) error {
 
 var errStandby = errors.New("another relay holds the lock")
 
-// lead takes the publisher lock on a dedicated connection and publishes
-// while it holds it. The lock dies with the connection, so a crashed relay
-// hands over to a standby at once.
-func (r *Relay) lead(ctx context.Context) error {
-	conn, err := r.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// The connection carries session state (lock, LISTEN): never return it
-	// to the pool.
-	raw := conn.Hijack()
-	defer raw.Close(context.Background())
+// connect opens the lock's connection as the pool opens its own, but out of
+// the pool: it carries session state (the lock, LISTEN), and a standby
+// holds it for as long as it waits.
+func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.ConnectConfig(ctx, r.Pool.Config().ConnConfig)
+}
+
+// lead takes the publisher lock on conn and publishes while it holds it.
+// The lock dies with the connection, so a crashed relay hands over to a
+// standby at once.
+func (r *Relay) lead(ctx context.Context, raw *pgx.Conn) error {
 	var got bool
 	if err := raw.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&got); err != nil {
 		return err
@@ -173,7 +189,7 @@ func (r *Relay) lead(ctx context.Context) error {
 	r.leading.Store(true)
 	defer r.leading.Store(false)
 	r.Logger.Info("outbox relay publishing")
-	err = r.publishWhileLeading(ctx, raw)
+	err := r.publishWhileLeading(ctx, raw)
 	if ctx.Err() != nil {
 		r.lastPass(ctx, raw)
 	}

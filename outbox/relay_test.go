@@ -729,3 +729,54 @@ func TestRelayFinishesThePublicationInFlightWhenToldToStop(t *testing.T) {
 		t.Fatalf("%d rows left unmarked: the last pass at shutdown would publish them again", n)
 	}
 }
+
+// connects counts the connections opened with a config that carries it.
+type connects struct{ n atomic.Int64 }
+
+func (c *connects) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *connects) TraceConnectEnd(context.Context, pgx.TraceConnectEndData) {}
+func (c *connects) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (c *connects) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A standby relay asks for the lock every poll on one connection that it
+// keeps. It used to take one of the pool's connections each time and close
+// it with the lock: a server backend started and ended every poll, and a
+// pool kept full at start was empty within seconds on every standby.
+func TestAStandbyRelayKeepsOneConnection(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	leader := &outbox.Relay{Pool: db, Publisher: &recorder{}, PollInterval: 10 * time.Millisecond}
+	leaderDone := make(chan struct{})
+	go func() { defer close(leaderDone); _ = leader.Run(ctx) }()
+	defer func() { cancel(); <-leaderDone }()
+	waitFor(t, "the leader to lead", leader.Leading)
+
+	cfg := db.Config()
+	count := &connects{}
+	cfg.ConnConfig.Tracer = count
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	standby := &outbox.Relay{Pool: pool, Publisher: &recorder{}, PollInterval: 10 * time.Millisecond}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = standby.Run(sctx) }()
+	time.Sleep(500 * time.Millisecond) // some 50 polls
+	stop()
+	<-done
+	if standby.Leading() {
+		t.Fatal("the standby led while the leader held the lock")
+	}
+	if n := count.n.Load(); n != 1 {
+		t.Fatalf("a standby polling for 500 ms opened %d connections; want its one lock connection", n)
+	}
+}
