@@ -120,10 +120,11 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	switch {
 	case opts.MinConns > 0:
-		cfg.MinConns = min(opts.MinConns, cfg.MaxConns)
+		cfg.MinConns = opts.MinConns
 	case opts.MinConns == FullPool && !strings.Contains(dsn, "pool_min_conns"):
 		cfg.MinConns = cfg.MaxConns
 	}
+	cfg.MinConns = min(cfg.MinConns, cfg.MaxConns)
 	timeout := connectTimeout(cfg.ConnConfig.ConnectTimeout, opts)
 	cfg.ConnConfig.ConnectTimeout = timeout
 	if opts.Tracer != nil {

@@ -26,13 +26,16 @@ func addDBFlags(fl *pflag.FlagSet, f *dbFlags, pool bool) {
 		return
 	}
 	fl.IntVar(&f.maxConns, "db-max-conns", 0,
-		"connections in the Postgres pool, all opened at start and kept (pool_min_conns in DATABASE_URL keeps fewer); the relay holds one more (PAYFLOW_DB_MAX_CONNS; 0: pool_max_conns in DATABASE_URL, else 32)")
+		"connections in the Postgres pool, with the worker all opened at start and kept (pool_min_conns in DATABASE_URL keeps fewer); the relay holds one more (PAYFLOW_DB_MAX_CONNS; 0: pool_max_conns in DATABASE_URL, else 32)")
 	fl.DurationVar(&f.stmtTimout, "db-statement-timeout", store.DefaultStatementTimeout,
 		"statement_timeout of the pool's connections; must exceed any legitimate statement (PAYFLOW_DB_STATEMENT_TIMEOUT; 0: the server's own setting)")
 }
 
 // options reads the environment for the flags not given and checks them.
-func (f *dbFlags) options(fl *pflag.FlagSet) (store.Options, error) {
+// A process that runs the worker keeps a full pool: a connection opened
+// under load costs the charges that wait for it (docs/operations.md,
+// "Connection budget"); pool_min_conns in DATABASE_URL asks for fewer.
+func (f *dbFlags) options(fl *pflag.FlagSet, worker bool) (store.Options, error) {
 	if err := fromEnvInt(fl, "db-max-conns", "PAYFLOW_DB_MAX_CONNS", &f.maxConns); err != nil {
 		return store.Options{}, err
 	}
@@ -51,8 +54,10 @@ func (f *dbFlags) options(fl *pflag.FlagSet) (store.Options, error) {
 	if f.stmtTimout < 0 {
 		return store.Options{}, usagef("--db-statement-timeout (PAYFLOW_DB_STATEMENT_TIMEOUT) must be 0 (none) or positive, not %s", f.stmtTimout)
 	}
-	// A full pool: pool_min_conns in DATABASE_URL asks for fewer.
-	o := store.Options{MaxConns: int32(f.maxConns), MinConns: store.FullPool, ConnectTimeout: f.connectTimeout, StatementTimeout: f.stmtTimout}
+	o := store.Options{MaxConns: int32(f.maxConns), ConnectTimeout: f.connectTimeout, StatementTimeout: f.stmtTimout}
+	if worker {
+		o.MinConns = store.FullPool
+	}
 	if f.stmtTimout == 0 {
 		o.StatementTimeout = -1 // none set: the server's (or PgBouncer's) own
 	}

@@ -37,7 +37,7 @@ func serveCmd() *cobra.Command {
 			if err := checkLease(lease, retryBudget, pgTimeout); err != nil {
 				return err
 			}
-			dbOpts, err := db.options(cmd.Flags())
+			dbOpts, err := db.options(cmd.Flags(), worker)
 			if err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ func migrateCmd() *cobra.Command {
 			if dsn == "" {
 				return usagef("migrate needs DATABASE_URL or --database-url")
 			}
-			opts, err := db.options(cmd.Flags())
+			opts, err := db.options(cmd.Flags(), false)
 			if err != nil {
 				return err
 			}
