@@ -29,6 +29,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	w := bench.W1
+	// payflow's pool is full from the start, as serve's is with the worker.
 	f := devFlags{kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgsimAddr: "127.0.0.1:0", settleDelay: time.Hour,
 		db: store.Options{MinConns: store.FullPool}}
 	var maxInFlight int
@@ -89,6 +90,7 @@ flags.`,
 				var roles app.Roles
 				if workerProcess {
 					roles = app.Roles{HTTP: true} // the worker and relay run in the child below
+					f.db = store.Options{}        // as serve without the worker: a pool on demand
 				}
 				d, err := startDevWith(ctx, f, newLogger("text", slog.LevelWarn), io.Discard, maxInFlight, roles)
 				if err != nil {
