@@ -120,12 +120,7 @@ func TestStatementTimeout(t *testing.T) {
 // which Options documents, are the pool's: migrating with that same URL
 // must not send them to the server as run-time parameters, which it refuses.
 func TestMigrateTakesTheSameURLAsThePool(t *testing.T) {
-	dsn := testdb.NewDSN(t)
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	dsn += sep + "pool_max_conns=4&pool_min_conns=1"
+	dsn := withParams(testdb.NewDSN(t), "pool_max_conns=4&pool_min_conns=1")
 	ctx := context.Background()
 	if err := store.Migrate(ctx, dsn); err != nil {
 		t.Fatalf("Migrate with pool settings in the URL: %v", err)
@@ -166,10 +161,6 @@ func TestAFullPoolOpensItsConnectionsAtStart(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
 	for _, c := range []struct {
 		name string
 		dsn  string
@@ -178,13 +169,21 @@ func TestAFullPoolOpensItsConnectionsAtStart(t *testing.T) {
 	}{
 		{"the default", dsn, store.Options{MaxConns: 4}, 0},
 		{"a full pool", dsn, store.Options{MaxConns: 4, MinConns: store.FullPool}, 4},
-		{"the URL's pool_min_conns over a full pool", dsn + sep + "pool_min_conns=1", store.Options{MaxConns: 4, MinConns: store.FullPool}, 1},
+		{"the URL's pool_min_conns over a full pool", withParams(dsn, "pool_min_conns=1"), store.Options{MaxConns: 4, MinConns: store.FullPool}, 1},
 		{"a number", dsn, store.Options{MaxConns: 4, MinConns: 2}, 2},
 		{"a number past the pool's size", dsn, store.Options{MaxConns: 4, MinConns: 9}, 4},
-		{"the URL's pool_min_conns past the pool's size", dsn + sep + "pool_min_conns=9", store.Options{MaxConns: 4}, 4},
+		{"the URL's pool_min_conns past the pool's size", withParams(dsn, "pool_min_conns=9"), store.Options{MaxConns: 4}, 4},
 	} {
 		if got := open(c.dsn, c.o).Pool.Config().MinConns; got != c.want {
 			t.Errorf("%s: MinConns %d, want %d", c.name, got, c.want)
 		}
 	}
+}
+
+// withParams adds query parameters to a URL-form DSN.
+func withParams(dsn, params string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + params
+	}
+	return dsn + "?" + params
 }
