@@ -167,7 +167,8 @@ var errStandby = errors.New("another relay holds the lock")
 
 // connect opens the lock's connection as the pool opens its own, but out of
 // the pool: it carries session state (the lock, LISTEN), and a standby
-// holds it for as long as it waits.
+// holds it for as long as it waits. The pool's hooks (none are set) and
+// connection lifetime do not apply to it.
 func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	return pgx.ConnectConfig(ctx, r.Pool.Config().ConnConfig)
 }
@@ -176,8 +177,15 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 // The lock dies with the connection, so a crashed relay hands over to a
 // standby at once.
 func (r *Relay) lead(ctx context.Context, raw *pgx.Conn) error {
+	// Bounded, as a standby keeps its connection: one that died without a
+	// word (a host gone, a NAT that forgot it) would hold the query until
+	// TCP gives up, and the standby could not take over meanwhile. On the
+	// timeout Run opens another.
+	lctx, cancel := context.WithTimeout(ctx, 4*r.PollInterval)
 	var got bool
-	if err := raw.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&got); err != nil {
+	err := raw.QueryRow(lctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&got)
+	cancel()
+	if err != nil {
 		return err
 	}
 	if !got {
@@ -189,7 +197,7 @@ func (r *Relay) lead(ctx context.Context, raw *pgx.Conn) error {
 	r.leading.Store(true)
 	defer r.leading.Store(false)
 	r.Logger.Info("outbox relay publishing")
-	err := r.publishWhileLeading(ctx, raw)
+	err = r.publishWhileLeading(ctx, raw)
 	if ctx.Err() != nil {
 		r.lastPass(ctx, raw)
 	}

@@ -3,6 +3,9 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -778,5 +781,116 @@ func TestAStandbyRelayKeepsOneConnection(t *testing.T) {
 	}
 	if n := count.n.Load(); n != 1 {
 		t.Fatalf("a standby polling for 500 ms opened %d connections; want its one lock connection", n)
+	}
+}
+
+// silencer forwards TCP to a server until silent is set, and then passes
+// nothing more while it holds every connection open: a peer gone without
+// a word.
+type silencer struct {
+	ln     net.Listener
+	silent atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newSilencer(t *testing.T, target string) *silencer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silencer{ln: ln}
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+	})
+	// pipe copies src to dst; one side's end is the other's, as on a real hop.
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if s.silent.Load() {
+				continue // swallowed: nothing reaches the other side
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c, u)
+			s.mu.Unlock()
+			go pipe(u, c)
+			go pipe(c, u)
+		}
+	}()
+	return s
+}
+
+// A standby whose kept connection goes silent gives up on it within a few
+// polls and opens another, so it can still take over. Without the bound,
+// its lock query waits until TCP gives up, minutes later.
+func TestAStandbyWhoseConnectionGoesSilentStillTakesOver(t *testing.T) {
+	db := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	leader := &outbox.Relay{Pool: db, Publisher: &recorder{}, PollInterval: 50 * time.Millisecond}
+	lctx, stopLeader := context.WithCancel(ctx)
+	leaderDone := make(chan struct{})
+	go func() { defer close(leaderDone); _ = leader.Run(lctx) }()
+	defer func() { stopLeader(); <-leaderDone }()
+	waitFor(t, "the leader to lead", leader.Leading)
+
+	cfg := db.Config()
+	proxy := newSilencer(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	cfg.ConnConfig.Host = host
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Port = uint16(p)
+	cfg.ConnConfig.Fallbacks = nil
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	standby := &outbox.Relay{Pool: pool, Publisher: &recorder{}, PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	sctx, stopStandby := context.WithCancel(ctx)
+	standbyDone := make(chan struct{})
+	go func() { defer close(standbyDone); _ = standby.Run(sctx) }()
+	defer func() { stopStandby(); <-standbyDone }()
+	time.Sleep(200 * time.Millisecond) // the standby has its connection and polls on it
+
+	proxy.silent.Store(true)
+	time.Sleep(100 * time.Millisecond) // a poll is now stuck on the silent connection
+	proxy.silent.Store(false)          // new connections pass again; the old one stays stuck
+	stopLeader()
+	<-leaderDone
+	deadline := time.Now().Add(5 * time.Second)
+	for !standby.Leading() {
+		if time.Now().After(deadline) {
+			t.Fatal("the standby has not taken over 5 s after the leader stopped: its lock query waits on a silent connection")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
