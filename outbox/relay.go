@@ -170,8 +170,23 @@ var errStandby = errors.New("another relay holds the lock")
 // holds it for as long as it waits. The pool's hooks (none are set) and
 // connection lifetime do not apply to it.
 func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
-	return pgx.ConnectConfig(ctx, r.Pool.Config().ConnConfig)
+	conn, err := pgx.ConnectConfig(ctx, r.Pool.Config().ConnConfig)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, keepaliveSQL); err != nil {
+		r.Logger.Warn("outbox relay: the server does not probe the lock connection; a relay host lost without a word holds the lock until the server notices", "err", err)
+	}
+	return conn, nil
 }
+
+// keepaliveSQL asks the server to notice within about 40 s that the peer of
+// the lock connection is gone without closing it (a node lost, a network
+// partition): until the server ends that session, the lock it holds keeps
+// every other relay standing by, and no result is published. With the
+// operating system's defaults that is two hours (keepalive) or a quarter
+// of an hour (unacknowledged data). The settings are the session's own.
+const keepaliveSQL = `SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4; SET tcp_user_timeout = 40000`
 
 // lead takes the publisher lock on conn and publishes while it holds it.
 // The lock dies with the connection, so a crashed relay hands over to a

@@ -894,3 +894,70 @@ func TestAStandbyWhoseConnectionGoesSilentStillTakesOver(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// endings records each statement run on connections opened with a config
+// that carries it, with its error if it failed.
+type endings struct {
+	mu  sync.Mutex
+	ran []string
+}
+
+func (s *endings) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, s, d.SQL)
+}
+
+func (s *endings) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	line, _ := ctx.Value(s).(string)
+	if d.Err != nil {
+		line += " -> " + d.Err.Error()
+	}
+	s.ran = append(s.ran, line)
+}
+
+func (s *endings) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ran...)
+}
+
+// The server notices within a minute a lock connection whose peer vanished
+// without closing it: the relay asks it to probe the connection before it
+// asks for the lock. With the defaults (two hours of keepalive idle) a
+// relay host lost with its lock would keep every standby waiting, and
+// every result unpublished, for as long.
+func TestTheLockConnectionIsProbedByTheServer(t *testing.T) {
+	db := testdb.Pool(t)
+	cfg := db.Config()
+	rec := &endings{}
+	cfg.ConnConfig.Tracer = rec
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	r := &outbox.Relay{Pool: pool, Publisher: &recorder{}, PollInterval: 20 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	waitFor(t, "the relay to lead", r.Leading)
+	cancel()
+	<-done
+	ran := rec.list()
+	probe, lock := -1, -1
+	for i, q := range ran {
+		switch {
+		case strings.HasPrefix(q, "SET tcp_keepalives_idle") && probe < 0:
+			if strings.Contains(q, " -> ") {
+				t.Fatalf("the server refused the probe settings: %s", q)
+			}
+			probe = i
+		case strings.Contains(q, "pg_try_advisory_lock") && lock < 0:
+			lock = i
+		}
+	}
+	if probe < 0 || lock < 0 || probe > lock {
+		t.Fatalf("probe settings at %d, lock at %d (want the settings first); ran:\n%s", probe, lock, strings.Join(ran, "\n"))
+	}
+}
