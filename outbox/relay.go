@@ -174,8 +174,12 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, keepaliveSQL); err != nil {
-		r.Logger.Warn("outbox relay: the server does not probe the lock connection; a relay host lost without a word holds the lock until the server notices", "err", err)
+	for _, set := range keepaliveSQL {
+		// One at a time: in one query, a setting the server lacks
+		// (tcp_user_timeout before Postgres 12) would undo the others.
+		if _, err := conn.Exec(ctx, set); err != nil {
+			r.Logger.Warn("outbox relay: the server does not probe the lock connection; a relay host lost without a word holds the lock until the server notices", "setting", set, "err", err)
+		}
 	}
 	return conn, nil
 }
@@ -186,7 +190,12 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 // every other relay standing by, and no result is published. With the
 // operating system's defaults that is two hours (keepalive) or a quarter
 // of an hour (unacknowledged data). The settings are the session's own.
-const keepaliveSQL = `SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4; SET tcp_user_timeout = 40000`
+var keepaliveSQL = []string{
+	"SET tcp_keepalives_idle = 20",
+	"SET tcp_keepalives_interval = 5",
+	"SET tcp_keepalives_count = 4",
+	"SET tcp_user_timeout = 40000",
+}
 
 // lead takes the publisher lock on conn and publishes while it holds it.
 // The lock dies with the connection, so a crashed relay hands over to a
