@@ -177,7 +177,7 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	for _, set := range keepaliveSQL {
 		// One at a time: in one query, a setting the server lacks
 		// (tcp_user_timeout before Postgres 12) would undo the others.
-		if _, err := conn.Exec(ctx, set); err != nil {
+		if _, err := conn.Exec(ctx, set); err != nil && ctx.Err() == nil {
 			r.Logger.Warn("outbox relay: the server does not probe the lock connection; a relay host lost without a word holds the lock until the server notices", "setting", set, "err", err)
 		}
 	}
