@@ -55,6 +55,24 @@ func TestPerSecond(t *testing.T) {
 	}
 }
 
+// The first second's p99 is printed apart from the rest's: it alone can
+// decide a run's p99.
+func TestPrintShowsTheStartApart(t *testing.T) {
+	ms := time.Millisecond
+	r := Report{Seconds: []Second{{Results: 1800, P99: 230 * ms}, {Results: 1900, P99: 90 * ms}, {}, {Results: 1900, P99: 110 * ms}}}
+	var out strings.Builder
+	r.Print(&out)
+	want := "p99 by second     first 230ms, then at most 110ms (second 4)"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("report lacks %q:\n%s", want, out.String())
+	}
+	out.Reset()
+	Report{Seconds: r.Seconds[:1]}.Print(&out)
+	if strings.Contains(out.String(), "p99 by second") {
+		t.Fatalf("a one-second run printed p99 by second:\n%s", out.String())
+	}
+}
+
 func TestBatchSizes(t *testing.T) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(strings.NewReader(`# TYPE payflow_group_commit_batch_size histogram
