@@ -11,7 +11,6 @@ import (
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/outbox"
-	"github.com/payflow/payflow/store"
 )
 
 // held is a Publisher that holds every publication until released.
@@ -46,15 +45,7 @@ func (h *held) count() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.got)
 // leader had in flight a second time at every rolling deploy.)
 func TestAStandbyRelayPublishesNothingWhenItStops(t *testing.T) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(t)
-	if err := store.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := testdb.New(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	leaderPub := &held{started: make(chan struct{}, 1), release: make(chan struct{})}

@@ -19,21 +19,13 @@ import (
 	"github.com/payflow/payflow/kafkaconf"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/producer"
-	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/vault"
 )
 
 func TestRotateVaultKey(t *testing.T) {
-	dsn := testdb.NewDSN(t)
+	st := testdb.New(t)
+	dsn := st.Pool.Config().ConnString()
 	ctx := context.Background()
-	if err := store.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	oldKey, newKey := vault.GenerateKey(), vault.GenerateKey()
 	// Key ids are one byte; two random keys share one 1 time in 256, which
 	// the vault refuses.
