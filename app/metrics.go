@@ -16,8 +16,8 @@ type metricSet struct {
 	handled  *prometheus.HistogramVec
 	webhooks *prometheus.CounterVec
 	relayLag prometheus.Histogram
-	// The group commit of charges' claims and results: items per flush
-	// and the flush's round trip and commit, by kind.
+	// The group commit of charges' claims, results and default-method
+	// reads: items per flush and the flush's round trip, by kind.
 	batchSize   *prometheus.HistogramVec
 	batchCommit *prometheus.HistogramVec
 	pgCalls     *prometheus.HistogramVec
@@ -50,11 +50,11 @@ func newMetrics() *metricSet {
 		}),
 	}
 	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "payflow_group_commit_batch_size", Help: "Items per group-commit flush, by kind (create_charge, finish_placing): 1 while load is low, more while commits are in flight.",
+		Name: "payflow_group_commit_batch_size", Help: "Items per group-commit flush, by kind (create_charge, finish_placing, default_method): 1 while load is low, more while flushes are in flight.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 	}, []string{"kind"})
 	m.batchCommit = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "payflow_group_commit_seconds", Help: "Round trip and commit of one group-commit flush, by kind (create_charge, finish_placing).",
+		Name: "payflow_group_commit_seconds", Help: "Round trip (and commit) of one group-commit flush, by kind (create_charge, finish_placing, default_method).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"kind"})
 	m.pgCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{

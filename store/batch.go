@@ -10,16 +10,17 @@ import (
 )
 
 // Group commit. The hot path's two writes, a charge's claim (CreateCharge)
-// and its result (FinishPlacing), go through a groupCommitter each: a caller
+// and its result (FinishPlacing), and its one read, a member's default
+// method (DefaultMethod), go through a groupCommitter each: a caller
 // that finds no flush of its kind in flight sends its statement at once,
 // alone, exactly as without grouping (no added latency at low load); a
 // caller that arrives while flushes are in flight queues, and everything
 // queued goes together in the next flush: one round trip, one commit (a
 // pgx batch, which Postgres runs as one implicit transaction). So batches
-// grow only while commits are in flight, like Nagle's algorithm with an
+// grow only while flushes are in flight, like Nagle's algorithm with an
 // immediate first send.
 //
-// Each item of a batch is the very statement it would be alone, with its
+// Each write of a batch is the very statement it would be alone, with its
 // own arguments: its outcome (created or not; recorded or ErrStale) is its
 // own, read from its own result. Those statements do not raise for an
 // item's condition (ON CONFLICT DO NOTHING, a fenced UPDATE counted), so one
@@ -30,8 +31,15 @@ import (
 // broken connection, a timeout) may or may not have committed: every caller
 // in it gets the error, as a single statement's caller would, and each
 // statement is safe to send again (see DESIGN.md, "Group commit").
+//
+// The reads of a batch go as one statement for all their members, each
+// caller taking its own member's row. No member id can make that statement
+// fail (DefaultMethod answers one the database cannot hold without asking),
+// so an error the server reports is the whole batch's (a timeout, a lock,
+// a shutdown): every caller gets it, as a read alone would, and nothing is
+// sent again.
 
-// GroupCommit tunes the grouping of the hot path's writes.
+// GroupCommit tunes the grouping of the hot path's writes and its read.
 type GroupCommit struct {
 	// Flushes is how many flushes of one kind may be in flight at once
 	// before callers queue: 0 is DefaultGroupCommitFlushes; negative means
@@ -67,8 +75,11 @@ type groupCommitter[I, R any] struct {
 	wait     func(context.Context, <-chan struct{})
 	// one sends an item alone; many sends several in one transaction and
 	// fills one outcome for each, or returns the error of the whole.
-	one  func(ctx context.Context, item I) (R, error)
-	many func(ctx context.Context, items []I, out []outcome[R]) error
+	// soloOnRefusal: when the server refuses a batch, each item is sent
+	// again alone, so that an error one item caused is that item's only.
+	soloOnRefusal bool
+	one           func(ctx context.Context, item I) (R, error)
+	many          func(ctx context.Context, items []I, out []outcome[R]) error
 
 	mu       sync.Mutex
 	inFlight int
@@ -84,8 +95,8 @@ type outcome[R any] struct {
 // observer, any method that does not start something is an event.
 type Observer interface {
 	// Flushed is told of each flush: its kind ("create_charge",
-	// "finish_placing"), how many items it carried, and how long its
-	// round trip and commit took.
+	// "finish_placing", "default_method"), how many items it carried, and
+	// how long its round trip and commit took.
 	Flushed(kind string, items int, took time.Duration)
 }
 
@@ -96,10 +107,10 @@ type groupCall[I, R any] struct {
 	done chan struct{}
 }
 
-func newGroupCommitter[I, R any](kind string, o GroupCommit,
+func newGroupCommitter[I, R any](kind string, soloOnRefusal bool, o GroupCommit,
 	one func(context.Context, I) (R, error), many func(context.Context, []I, []outcome[R]) error) *groupCommitter[I, R] {
 	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observer: o.Observer,
-		spawn: o.Go, wait: o.Wait, one: one, many: many}
+		spawn: o.Go, wait: o.Wait, soloOnRefusal: soloOnRefusal, one: one, many: many}
 	if g.flushes == 0 {
 		g.flushes = DefaultGroupCommitFlushes
 	}
@@ -216,7 +227,7 @@ func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, 
 		for i, c := range batch {
 			c.outcome = out[i]
 		}
-	case errors.As(err, &pgErr):
+	case g.soloOnRefusal && errors.As(err, &pgErr):
 		// The server refused a statement, so the whole transaction rolled
 		// back and nothing of it was written: send each item alone, and
 		// the error lands on its own item only.

@@ -40,7 +40,7 @@ func TestGroupCommitterSchedule(t *testing.T) {
 		}
 		return nil
 	}
-	g := newGroupCommitter("t", GroupCommit{MaxBatch: 3}, one, many)
+	g := newGroupCommitter("t", true, GroupCommit{MaxBatch: 3}, one, many)
 	ctx := context.Background()
 	results := make([]int, 6)
 	errs := make([]error, 6)
@@ -136,7 +136,7 @@ func TestGroupCommitterSeams(t *testing.T) {
 	many := func(context.Context, []int, []outcome[int]) error { return errors.New("unused") }
 	started := make(chan func(), 1)
 	waits := make(chan struct{}, 1)
-	g := newGroupCommitter("t", GroupCommit{
+	g := newGroupCommitter("t", true, GroupCommit{
 		Go: func(f func()) { started <- f },
 		Wait: func(ctx context.Context, done <-chan struct{}) {
 			waits <- struct{}{}

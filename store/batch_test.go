@@ -269,3 +269,166 @@ func TestGroupCommitRefusedItemFailsAlone(t *testing.T) {
 		t.Fatalf("%d of the created charges' bills, want 2", n)
 	}
 }
+
+// The members' default-method reads of concurrent charges go together,
+// one statement for a batch, and each caller gets its own member's method
+// as a read alone would give it: the active default (not another active
+// method, not a default it replaced), an expired default as it is, the
+// method promoted when the default was deleted, nil for a member without
+// one or whose only method is deleted, and a copy of its own when its
+// member was asked for twice. An id the database cannot hold is nobody's
+// and fails none of the reads it is batched with.
+func TestGroupCommitGroupsDefaultMethodReads(t *testing.T) {
+	log := &flushLog{sizes: map[string][]int{}}
+	st := openGrouped(t, store.GroupCommit{MaxBatch: 16, Observer: log})
+	ctx := context.Background()
+	const members, asks = 60, 3
+	want := map[string]*payflow.PaymentMethod{}
+	for i := 0; i < members; i++ {
+		member := fmt.Sprintf("mem%d", i)
+		label := fmt.Sprintf("L%d", i)
+		switch i % 6 {
+		case 0: // no method
+			want[member] = nil
+		case 1: // the default, and another active method
+			m := pmAdd(t, st, member, label, false)
+			pmAdd(t, st, member, label+"-other", false)
+			want[member] = &m
+		case 2:
+			m := pmAdd(t, st, member, label, false)
+			if err := st.SetMethodStatus(ctx, m.ID, payflow.MethodExpired); err != nil {
+				t.Fatal(err)
+			}
+			m.Status = payflow.MethodExpired
+			want[member] = &m
+		case 3: // only a deleted one
+			m := pmAdd(t, st, member, label, false)
+			if err := st.DeleteMethod(ctx, member, m.ID); err != nil {
+				t.Fatal(err)
+			}
+			want[member] = nil
+		case 4: // a new default replaced the old
+			pmAdd(t, st, member, label+"-old", true)
+			m := pmAdd(t, st, member, label, true)
+			want[member] = &m
+		case 5: // the default deleted, the other promoted
+			m := pmAdd(t, st, member, label, false)
+			d := pmAdd(t, st, member, label+"-deleted", true)
+			if err := st.DeleteMethod(ctx, member, d.ID); err != nil {
+				t.Fatal(err)
+			}
+			m.Default = true
+			want[member] = &m
+		}
+	}
+	// Ids no member can have: Postgres text holds neither NUL nor
+	// invalid UTF-8.
+	for _, bad := range []string{"mem1\x00", "mem\xff"} {
+		want[bad] = nil
+	}
+	var ids []string
+	for id := range want {
+		ids = append(ids, id)
+	}
+	type read struct {
+		member string
+		m      *payflow.PaymentMethod
+	}
+	reads := make(chan read, len(ids)*asks)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, member := range ids {
+		for a := 0; a < asks; a++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				m, err := st.DefaultMethod(ctx, member)
+				if err != nil {
+					t.Errorf("%q: %v", member, err)
+					return
+				}
+				reads <- read{member, m}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(reads)
+	got := map[string][]*payflow.PaymentMethod{}
+	for r := range reads {
+		w := want[r.member]
+		switch {
+		case w == nil && r.m != nil:
+			t.Errorf("%q: read %+v, want none", r.member, r.m)
+		case w != nil && (r.m == nil || r.m.ID != w.ID || r.m.MemberID != r.member || r.m.Status != w.Status ||
+			string(r.m.BillingKeyEnc) != string(w.BillingKeyEnc) || !r.m.Default):
+			t.Errorf("%q: read %+v, want %+v", r.member, r.m, w)
+		}
+		for _, other := range got[r.member] {
+			if r.m != nil && (other == r.m || &other.BillingKeyEnc[0] == &r.m.BillingKeyEnc[0]) {
+				t.Errorf("%q: two callers share one method value", r.member)
+			}
+		}
+		got[r.member] = append(got[r.member], r.m)
+	}
+	largest, total := log.largest("default_method")
+	if good := members * asks; total != good || largest < 2 {
+		t.Fatalf("default-method reads: largest flush %d, %d in all; want %d, some grouped", largest, total, good)
+	}
+}
+
+// A read batch the server fails as a whole (here: a lock it waits for
+// past the statement timeout) fails each of its callers once. Its reads
+// are not sent again one by one, which would hold every later charge's
+// read for a timeout each.
+func TestGroupCommitFailedReadBatchIsNotSentAgainAlone(t *testing.T) {
+	log := &flushLog{sizes: map[string][]int{}}
+	dsn := testdb.NewDSN(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenWith(ctx, dsn, store.Options{StatementTimeout: 300 * time.Millisecond,
+		GroupCommit: store.GroupCommit{Observer: log}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	pmAdd(t, st, "mem", "A", false)
+
+	tx, err := st.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE payment_methods IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const readers = 20
+	errs := make(chan error, readers)
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := st.DefaultMethod(ctx, "mem")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for err := range errs {
+		if err == nil {
+			t.Error("a read under the lock succeeded")
+		}
+	}
+	if largest, total := log.largest("default_method"); total != readers || largest < 2 {
+		t.Fatalf("flushes carried %d reads in all (largest %d); want each of the %d once, some grouped", total, largest, readers)
+	}
+	if m, err := st.DefaultMethod(ctx, "mem"); err != nil || m == nil {
+		t.Fatalf("after the lock: %+v, %v", m, err)
+	}
+}

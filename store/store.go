@@ -27,6 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/payflow/payflow/payflow"
 )
 
 //go:embed migrations/*.sql
@@ -36,9 +38,10 @@ var migrations embed.FS
 type Store struct {
 	Pool  *pgxpool.Pool
 	clock func() time.Time
-	// The hot path's writes, grouped (see GroupCommit).
+	// The hot path's writes and its read, grouped (see GroupCommit).
 	creates  *groupCommitter[[]any, createResult]
 	finishes *groupCommitter[[]any, struct{}]
+	defaults *groupCommitter[string, *payflow.PaymentMethod]
 }
 
 // now is the time a statement takes as "now", passed as its last argument
@@ -84,7 +87,8 @@ type Options struct {
 	// depend on how far the hosts' clocks drift apart.
 	Clock func() time.Time
 	// GroupCommit groups concurrent charges' claims and results into
-	// shared transactions. The zero value is the defaults.
+	// shared transactions, and their members' default-method reads into
+	// shared statements. The zero value is the defaults.
 	GroupCommit GroupCommit
 }
 
@@ -151,8 +155,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, connectError(ctx, cfg.ConnConfig.Host, cfg.ConnConfig.Port, timeout, err)
 	}
 	s := &Store{Pool: pool, clock: opts.Clock}
-	s.creates = newGroupCommitter("create_charge", opts.GroupCommit, s.createOne, s.createMany)
-	s.finishes = newGroupCommitter("finish_placing", opts.GroupCommit, s.finishOne, s.finishMany)
+	s.creates = newGroupCommitter("create_charge", true, opts.GroupCommit, s.createOne, s.createMany)
+	s.finishes = newGroupCommitter("finish_placing", true, opts.GroupCommit, s.finishOne, s.finishMany)
+	s.defaults = newGroupCommitter("default_method", false, opts.GroupCommit, s.defaultOne, s.defaultMany)
 	return s, nil
 }
 
