@@ -17,6 +17,8 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+
+	"github.com/payflow/payflow/internal/strictjson"
 )
 
 // Topics of the contract.
@@ -150,40 +152,73 @@ type members struct {
 // members found so far are returned, and a signature missing for that
 // reason verifies nothing).
 func scanMembers(value []byte) (m members, dupName string, dup bool) {
+	// A valid document is scanned over its bytes; any other token by
+	// token, as far as it goes.
+	var r memberScan
+	if strictjson.Members(value, r.keep) {
+		return r.m, r.dupName, r.dup
+	}
+	return scanMemberTokens(value)
+}
+
+func scanMemberTokens(value []byte) (m members, dupName string, dup bool) {
 	dec := json.NewDecoder(bytes.NewReader(value))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return m, "", false
 	}
-	seen := map[string]bool{}
+	var r memberScan
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return m, "", false
+			return r.m, "", false
 		}
 		name, _ := t.(string)
-		if seen[name] {
-			if len(name) > 32 {
-				name = name[:32]
-			}
-			return m, name, true
+		if r.seen[name] {
+			r.keep(name, nil)
+			return r.m, r.dupName, r.dup
 		}
-		seen[name] = true
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return m, "", false
+			return r.m, "", false
 		}
-		switch name {
-		case "time":
-			m.time = v
-		case "data":
-			m.data = v
-		case "data_base64":
-			m.dataBase64 = v
-		case SignatureExtension:
-			m.sig = v
-		}
+		r.keep(name, v)
 	}
-	return m, "", false
+	return r.m, "", false
+}
+
+// memberScan keeps what scanMembers looks for, member by member.
+type memberScan struct {
+	m       members
+	seen    map[string]bool
+	dupName string
+	dup     bool
+}
+
+// keep takes one member; false when its key was seen before.
+func (r *memberScan) keep(name string, v []byte) bool {
+	if r.seen[name] {
+		if len(name) > 32 {
+			name = name[:32]
+		}
+		r.dupName, r.dup = name, true
+		return false
+	}
+	if r.seen == nil {
+		r.seen = make(map[string]bool, 8)
+	}
+	r.seen[name] = true
+	v = bytes.Clone(v) // not a window on the caller's buffer, which it may reuse
+	switch name {
+	case "time":
+		r.m.time = v
+	case "data":
+		r.m.data = v
+	case "data_base64":
+		r.m.dataBase64 = v
+	case SignatureExtension:
+		r.m.sig = v
+	}
+	return true
 }
 
 // wire is the JSON structured-mode layout of an output event.

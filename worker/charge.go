@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -76,8 +77,10 @@ func (r *chargeRequest) hold(ctx context.Context, _ named, act func(context.Cont
 	c := payflow.Charge{PK: pk, MerchantID: req.MerchantID, ChargeID: req.ChargeID, RequestHash: r.hash, RequestEventID: r.env.ID,
 		Amount: req.Amount, OrderName: req.OrderName, MemberID: req.Customer.MemberID, Phone: req.Customer.Phone,
 		CustomerName: req.Customer.Name, State: payflow.StatePlacing, LeaseOwner: w.cfg.Owner, Bill: bill}
-	w.log.DebugContext(ctx, "charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
-		"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
+	if w.log.Enabled(ctx, slog.LevelDebug) { // its arguments cost 2 % of serve's CPU when nobody reads them
+		w.log.DebugContext(ctx, "charge accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "amount", req.Amount,
+			"method", dec.Method, "fallback_reason", dec.Reason, "bill_id", bill.BillID, "phone", payflow.MaskPhone(req.Customer.Phone))
+	}
 	return act(ctx, c)
 }
 
@@ -302,8 +305,10 @@ func (w *Worker) finish(ctx context.Context, c payflow.Charge, bill payflow.Bill
 	} else {
 		w.cfg.Observer.Result(events.TypeChargeFailed, r.FailureReason)
 	}
-	w.log.DebugContext(ctx, "charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
-		"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
+	if w.log.Enabled(ctx, slog.LevelDebug) {
+		w.log.DebugContext(ctx, "charge placed", "charge_id", c.ChargeID, "merchant_id", c.MerchantID, "state", r.ChargeState,
+			"bill_id", bill.BillID, "method", bill.Method, "attempts", r.Attempts, "reason", r.FailureReason)
+	}
 	return nil
 }
 
