@@ -33,15 +33,9 @@ func (s *scanner) space() {
 
 // value is walker.value over the bytes.
 func (s *scanner) value(t reflect.Type, path string) error {
-	for t != nil && t.Kind() != reflect.Interface {
-		if t.Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler) ||
-			t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
-			return s.custom(t, path)
-		}
-		if t.Kind() != reflect.Pointer {
-			break
-		}
-		t = t.Elem()
+	t, custom := target(t)
+	if custom {
+		return s.custom(t, path)
 	}
 	s.space()
 	switch s.data[s.pos] {
@@ -68,46 +62,14 @@ func (s *scanner) object(t reflect.Type, path string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	var fields *structFields
-	var elem reflect.Type
-	if t != nil {
-		switch t.Kind() {
-		case reflect.Struct:
-			fields = cachedFields(t)
-		case reflect.Map:
-			elem = t.Elem()
-		}
-	}
-	var seen map[string]bool
+	o := s.cfg.object(t, path)
 	for s.space(); s.data[s.pos] != '}'; {
 		key := s.key()
-		if seen == nil {
-			seen = make(map[string]bool, 8)
-		}
-		if seen[key] {
-			return &Error{Field: join(path, key), Reason: "appears more than once", kind: ErrDuplicateKey}
-		}
-		seen[key] = true
 		s.space()
 		s.pos++ // ':'
-		child := elem
-		if fields != nil {
-			f, exact := fields.exact[key]
-			switch {
-			case exact && f.quoted:
-				child = nil
-			case exact:
-				child = f.typ
-			default:
-				if f, ok := fields.folded[foldName(key)]; ok {
-					return &Error{Field: join(path, f.name), Reason: "is spelled with other letter case; keys must match field names exactly",
-						kind: ErrCaseMismatch}
-				}
-				if s.cfg.rejectUnknown {
-					return &Error{Field: join(path, key), Reason: "is not a known field", kind: ErrUnknownField}
-				}
-				child = nil
-			}
+		child, err := o.member(key)
+		if err != nil {
+			return err
 		}
 		if err := s.value(child, join(path, key)); err != nil {
 			return err
@@ -128,10 +90,7 @@ func (s *scanner) array(t reflect.Type, path string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	var elem reflect.Type
-	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-		elem = t.Elem()
-	}
+	elem := element(t)
 	for i := 0; ; i++ {
 		s.space()
 		if s.data[s.pos] == ']' {

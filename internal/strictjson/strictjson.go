@@ -197,15 +197,9 @@ var (
 // value walks the next value, which is to be decoded into a t (nil: into
 // nothing in particular, so only its syntax and duplicate keys matter).
 func (w *walker) value(t reflect.Type, path string) error {
-	for t != nil && t.Kind() != reflect.Interface {
-		if t.Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler) ||
-			t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
-			return w.custom(t, path)
-		}
-		if t.Kind() != reflect.Pointer {
-			break
-		}
-		t = t.Elem()
+	t, custom := target(t)
+	if custom {
+		return w.custom(t, path)
 	}
 	tok, err := w.dec.Token()
 	if err != nil {
@@ -231,45 +225,16 @@ func (w *walker) object(t reflect.Type, path string) error {
 	if err := w.enter(); err != nil {
 		return err
 	}
-	var fields *structFields
-	var elem reflect.Type
-	if t != nil {
-		switch t.Kind() {
-		case reflect.Struct:
-			fields = cachedFields(t)
-		case reflect.Map:
-			elem = t.Elem()
-		}
-	}
-	seen := map[string]bool{}
+	o := w.cfg.object(t, path)
 	for w.dec.More() {
 		tok, err := w.dec.Token()
 		if err != nil {
 			return syntaxError(err)
 		}
 		key, _ := tok.(string) // the decoder allows only strings here
-		if seen[key] {
-			return &Error{Field: join(path, key), Reason: "appears more than once", kind: ErrDuplicateKey}
-		}
-		seen[key] = true
-		child := elem
-		if fields != nil {
-			f, exact := fields.exact[key]
-			switch {
-			case exact && f.quoted:
-				child = nil // a number or bool in a string: encoding/json's to check
-			case exact:
-				child = f.typ
-			default:
-				if f, ok := fields.folded[foldName(key)]; ok {
-					return &Error{Field: join(path, f.name), Reason: "is spelled with other letter case; keys must match field names exactly",
-						kind: ErrCaseMismatch}
-				}
-				if w.cfg.rejectUnknown {
-					return &Error{Field: join(path, key), Reason: "is not a known field", kind: ErrUnknownField}
-				}
-				child = nil
-			}
+		child, err := o.member(key)
+		if err != nil {
+			return err
 		}
 		if err := w.value(child, join(path, key)); err != nil {
 			return err
@@ -286,10 +251,7 @@ func (w *walker) array(t reflect.Type, path string) error {
 	if err := w.enter(); err != nil {
 		return err
 	}
-	var elem reflect.Type
-	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-		elem = t.Elem()
-	}
+	elem := element(t)
 	for i := 0; w.dec.More(); i++ {
 		if err := w.value(elem, path+"["+strconv.Itoa(i)+"]"); err != nil {
 			return err
@@ -300,6 +262,84 @@ func (w *walker) array(t reflect.Type, path string) error {
 	}
 	w.depth--
 	return nil
+}
+
+// target is the type a value decodes into once pointers are followed, and
+// whether that type decodes itself (json.Unmarshaler,
+// encoding.TextUnmarshaler). nil: into nothing in particular.
+func target(t reflect.Type) (reflect.Type, bool) {
+	for t != nil && t.Kind() != reflect.Interface {
+		if t.Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler) ||
+			t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+			return t, true
+		}
+		if t.Kind() != reflect.Pointer {
+			break
+		}
+		t = t.Elem()
+	}
+	return t, false
+}
+
+// element is the type of an array's elements when it decodes into a t.
+func element(t reflect.Type) reflect.Type {
+	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		return t.Elem()
+	}
+	return nil
+}
+
+// objectKeys judges the keys of one object, in order, as both walks read
+// them.
+type objectKeys struct {
+	cfg    config
+	path   string
+	fields *structFields // into a struct
+	elem   reflect.Type  // into a map
+	seen   map[string]bool
+}
+
+func (c config) object(t reflect.Type, path string) objectKeys {
+	o := objectKeys{cfg: c, path: path}
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			o.fields = cachedFields(t)
+		case reflect.Map:
+			o.elem = t.Elem()
+		}
+	}
+	return o
+}
+
+// member judges the object's next key: the error it makes, or the type its
+// value decodes into (nil: nothing in particular).
+func (o *objectKeys) member(key string) (reflect.Type, error) {
+	if o.seen[key] {
+		return nil, &Error{Field: join(o.path, key), Reason: "appears more than once", kind: ErrDuplicateKey}
+	}
+	if o.seen == nil {
+		o.seen = make(map[string]bool, 8)
+	}
+	o.seen[key] = true
+	if o.fields == nil {
+		return o.elem, nil
+	}
+	f, exact := o.fields.exact[key]
+	switch {
+	case exact && f.quoted:
+		return nil, nil // a number or bool in a string: encoding/json's to check
+	case exact:
+		return f.typ, nil
+	}
+	if f, ok := o.fields.folded[foldName(key)]; ok {
+		return nil, &Error{Field: join(o.path, f.name), Reason: "is spelled with other letter case; keys must match field names exactly",
+			kind: ErrCaseMismatch}
+	}
+	if o.cfg.rejectUnknown {
+		return nil, &Error{Field: join(o.path, key), Reason: "is not a known field", kind: ErrUnknownField}
+	}
+	return nil, nil
 }
 
 // custom walks a value that decodes itself (json.Unmarshaler,
