@@ -207,16 +207,16 @@ func (r *memberScan) keep(name string, v []byte) bool {
 		r.seen = make(map[string]bool, 8)
 	}
 	r.seen[name] = true
-	v = bytes.Clone(v) // not a window on the caller's buffer, which it may reuse
+	// Copies, not windows on the caller's buffer, which it may reuse.
 	switch name {
 	case "time":
-		r.m.time = v
+		r.m.time = bytes.Clone(v)
 	case "data":
-		r.m.data = v
+		r.m.data = bytes.Clone(v)
 	case "data_base64":
-		r.m.dataBase64 = v
+		r.m.dataBase64 = bytes.Clone(v)
 	case SignatureExtension:
-		r.m.sig = v
+		r.m.sig = bytes.Clone(v)
 	}
 	return true
 }

@@ -14,10 +14,9 @@ import (
 // where each key and value starts and ends. A document json.Valid refuses
 // goes to walker, whose syntax errors say where the document goes wrong.
 type scanner struct {
-	data  []byte
-	pos   int
-	cfg   config
-	depth int
+	data []byte
+	pos  int
+	cfg  config
 }
 
 func (s *scanner) space() {
@@ -50,18 +49,10 @@ func (s *scanner) value(t reflect.Type, path string) error {
 	return nil
 }
 
-func (s *scanner) enter() error {
-	if s.depth++; s.depth > maxDepth {
-		return &Error{Reason: "is nested too deeply", kind: ErrSyntax}
-	}
-	return nil
-}
-
-// object is walker.object over the bytes; the opening brace is read.
+// object is walker.object over the bytes; the opening brace is read. It
+// has no depth to check: json.Valid refuses what walker would find nested
+// too deeply.
 func (s *scanner) object(t reflect.Type, path string) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
 	o := s.cfg.object(t, path)
 	for s.space(); s.data[s.pos] != '}'; {
 		key := s.key()
@@ -81,15 +72,11 @@ func (s *scanner) object(t reflect.Type, path string) error {
 		}
 	}
 	s.pos++ // '}'
-	s.depth--
 	return nil
 }
 
 // array is walker.array over the bytes; the opening bracket is read.
 func (s *scanner) array(t reflect.Type, path string) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
 	elem := element(t)
 	for i := 0; ; i++ {
 		s.space()
@@ -105,7 +92,6 @@ func (s *scanner) array(t reflect.Type, path string) error {
 		}
 	}
 	s.pos++ // ']'
-	s.depth--
 	return nil
 }
 
@@ -115,7 +101,7 @@ func (s *scanner) custom(t reflect.Type, path string) error {
 	start := s.pos
 	s.skip()
 	raw := s.data[start:s.pos]
-	inner := &scanner{data: raw, cfg: s.cfg, depth: s.depth}
+	inner := &scanner{data: raw, cfg: s.cfg}
 	if err := inner.value(nil, path); err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package strictjson
 
 import (
 	"encoding/json"
+	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,11 +19,21 @@ type scanEmbedded struct {
 	X    int    `json:"x"`
 }
 
+type scanEmbeddedPtr struct {
+	Inner string `json:"inner"`
+}
+
+// valueUnmarshaler decodes itself through a value receiver.
+type valueUnmarshaler struct{}
+
+func (valueUnmarshaler) UnmarshalJSON([]byte) error { return nil }
+
 // scanDoc has what the walks treat specially: nested structs, maps,
 // slices, arrays, interfaces, pointers, ",string", custom decoders (at the
 // top and inside), embedded fields, untagged fields and a non-ASCII tag.
 type scanDoc struct {
 	scanEmbedded
+	*scanEmbeddedPtr
 	Amount   int64                `json:"amount"`
 	Count    int                  `json:"count,string"`
 	Customer *scanInner           `json:"customer"`
@@ -33,7 +45,14 @@ type scanDoc struct {
 	Times    []time.Time          `json:"times"`
 	Raw      json.RawMessage      `json:"raw"`
 	Untagged string
-	Accent   string `json:"émoji"`
+	Accent   string                   `json:"émoji"`
+	Number   json.Number              `json:"number"`
+	Addr     netip.Addr               `json:"addr"` // encoding.TextUnmarshaler
+	Value    valueUnmarshaler         `json:"value"`
+	ByAddr   map[netip.Addr]scanInner `json:"by_addr"`
+	ByInt    map[int]scanInner        `json:"by_int"`
+	Quoted   *int                     `json:"quoted,string"`
+	Kelvin   string                   `json:"k"`
 }
 
 var scanTargets = []reflect.Type{
@@ -68,6 +87,9 @@ var scanSeeds = []string{
 	`null`,
 	`12.5e-3`,
 	`true`,
+	`{"number":1e999,"addr":"::1","value":{"a":1,"a":2},"by_addr":{"::1":{"phone":"1"},"::1":{}},"by_int":{"1":{},"01":{"PHONE":"x"}},
+	  "quoted":"7","inner":"i","K":"kelvin","\u212a":"k"}`,
+	`{"addr":{"x":[1,{"y":1,"y":2}]},"number":"12"}`,
 }
 
 // The scan over a valid document's bytes finds the same first error as the
@@ -87,6 +109,28 @@ func TestScanAgreesWithWalk(t *testing.T) {
 			t.Fatalf("seed %q is not valid JSON", s)
 		}
 		scanAgrees(t, []byte(s))
+	}
+}
+
+// Nesting up to encoding/json's limit, inside values that decode
+// themselves too: the scan, which has no depth limit of its own, agrees
+// with the walk, which has one.
+func TestScanAgreesWithWalkAtTheNestingLimit(t *testing.T) {
+	const limit = 10000
+	for _, doc := range []string{
+		strings.Repeat("[", limit) + strings.Repeat("]", limit),
+		`{"raw":` + strings.Repeat("[", limit-1) + strings.Repeat("]", limit-1) + `}`,
+		`{"when":` + strings.Repeat(`{"a":`, limit-1) + "1" + strings.Repeat("}", limit-1) + `}`,
+		`{"any":` + strings.Repeat(`{"a":`, limit-2) + `{"b":1,"b":2}` + strings.Repeat("}", limit-2) + `}`,
+	} {
+		if !json.Valid([]byte(doc)) {
+			t.Fatalf("a document %d deep is not valid JSON", limit)
+		}
+		scanAgrees(t, []byte(doc))
+	}
+	deeper := strings.Repeat("[", limit+1) + strings.Repeat("]", limit+1)
+	if json.Valid([]byte(deeper)) {
+		t.Fatal("json.Valid accepts a document deeper than the walk's limit: the scan would need a limit of its own")
 	}
 }
 

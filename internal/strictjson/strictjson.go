@@ -359,7 +359,9 @@ func (w *walker) custom(t reflect.Type, path string) error {
 }
 
 // decodeCustom lets a t decode raw, a value it decodes itself, to find the
-// error encoding/json would report for it without naming the field.
+// error encoding/json would report for it without naming the field. raw
+// may be a window on the caller's document: an Unmarshaler must not write
+// to its input (json.Unmarshaler's contract), and none of payflow's does.
 func decodeCustom(raw []byte, t reflect.Type, path string) error {
 	if string(raw) == "null" {
 		return nil // a pointer field takes null without asking its type
