@@ -36,7 +36,7 @@ func newPaySSam(c *PaySSamConfig, st *store.Store) (*payssam.Client, error) {
 // paySSamReceiver serves POST /webhooks/pg/payssam.
 func paySSamReceiver(cfg Config, st *store.Store, settler webhook.Settler, o webhook.Observer) *webhook.PaySSam {
 	return &webhook.PaySSam{
-		Bills: st.BillsByPGTxID, Pending: st.PendingBillsWithPrefix, PG: cfg.PG, Settler: settler,
+		Bills: st.BillsWithPrefix, PG: cfg.PG, Settler: settler,
 		APIKey: cfg.PaySSam.Adapter.APIKey, AllowFrom: cfg.PaySSam.AllowFrom,
 		Logger: cfg.Logger.With("part", "webhook"), Observer: o,
 	}

@@ -11,7 +11,9 @@
 //   - every published event is held by the database (no result the database
 //     does not hold) and every outbox row is on the topic;
 //   - every bill the PG settled is settled here with the same status, with
-//     one payment.settled event at most.
+//     one payment.settled event at most;
+//   - no bill still open (pending, requested, abandoned) is marked settled,
+//     which would hide it from reconciliation.
 //
 // CheckRequests adds the invariants of the requests themselves, given what
 // was published to payment.requests: every cancel, refund and re-payment
@@ -32,6 +34,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/payflow/payflow/events"
+	"github.com/payflow/payflow/payflow"
 )
 
 // LedgerEntry is one operation the PG executed (pgsim.Entry's shape).
@@ -221,17 +224,18 @@ func Check(ctx context.Context, db *pgxpool.Pool, ledger []LedgerEntry, publishe
 			r.violate("bill %s was charged %d times at the PG", bill, n)
 		}
 	}
-	rows, err = db.Query(ctx, `SELECT c.merchant_id, c.charge_id, b.bill_id, b.repay_pk IS NOT NULL, b.amount, b.paid_amount, b.refunded_amount
+	rows, err = db.Query(ctx, `SELECT c.merchant_id, c.charge_id, b.bill_id, b.repay_pk IS NOT NULL, b.amount, b.paid_amount, b.refunded_amount,
+			b.status, b.settled_at IS NOT NULL
 		FROM bills b JOIN charges c ON c.id = b.charge_pk`)
 	if err != nil {
 		return r, err
 	}
 	perPlacement := map[string]int{}
 	for rows.Next() {
-		var m, c, bill string
-		var repay bool
+		var m, c, bill, status string
+		var repay, settled bool
 		var amount, paid, ref int64
-		if err := rows.Scan(&m, &c, &bill, &repay, &amount, &paid, &ref); err != nil {
+		if err := rows.Scan(&m, &c, &bill, &repay, &amount, &paid, &ref, &status, &settled); err != nil {
 			rows.Close()
 			return r, err
 		}
@@ -245,6 +249,9 @@ func Check(ctx context.Context, db *pgxpool.Pool, ledger []LedgerEntry, publishe
 		}
 		if ref > paid {
 			r.violate("bill %s refunded %d of %d paid", bill, ref, paid)
+		}
+		if bs := payflow.BillStatus(status); settled && (bs == payflow.BillPending || bs.Settleable()) {
+			r.violate("bill %s is %s, yet marked settled: reconciliation would not look it up", bill, status)
 		}
 		if refunded[bill] > amount {
 			r.violate("bill %s refunded %d at the PG, more than its %d", bill, refunded[bill], amount)

@@ -56,6 +56,10 @@ func TestEachViolationIsFound(t *testing.T) {
 	ok := charge(t, st, "c1", "b1", true)
 	charge(t, st, "stuck", "b2", false) // never finished, no result
 	forged, _ := events.Encode(events.ID("x"), events.TypeChargeProcessed, "ghost", time.Now(), events.ChargeProcessed{MerchantID: "m", ChargeID: "ghost"})
+	// An open bill marked settled, as no statement of payflow's writes it.
+	if _, err := st.Pool.Exec(ctx, `UPDATE bills SET settled_at = now() WHERE bill_id = 'b2'`); err != nil {
+		t.Fatal(err)
+	}
 	if err := outbox.Insert(ctx, st.Pool, outbox.Message{EventID: events.ID("late"), Topic: events.TopicEvents, Key: []byte("c1"), Value: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +83,7 @@ func TestEachViolationIsFound(t *testing.T) {
 		"was never published",
 		"published but the database does not hold it",
 		"the PG settled bill b1 as paid; the database has it requested",
+		"bill b2 is pending, yet marked settled",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("not reported: %q\nreport:\n%s", want, all)

@@ -77,11 +77,12 @@ type dbBill struct {
 	id, status, merchant, charge string
 	chargePK, repayPK            int64
 	amount, paid, refunded       int64
+	settled                      bool // settled_at is set
 }
 
 func (m *model) bills(ctx context.Context) (map[string]dbBill, error) {
 	rows, err := m.w.db.Pool.Query(ctx, `SELECT b.bill_id, b.status, c.merchant_id, c.charge_id, b.charge_pk, coalesce(b.repay_pk, 0),
-		b.amount, b.paid_amount, b.refunded_amount FROM bills b JOIN charges c ON c.id = b.charge_pk`)
+		b.amount, b.paid_amount, b.refunded_amount, b.settled_at IS NOT NULL FROM bills b JOIN charges c ON c.id = b.charge_pk`)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func (m *model) bills(ctx context.Context) (map[string]dbBill, error) {
 	out := map[string]dbBill{}
 	for rows.Next() {
 		var b dbBill
-		if err := rows.Scan(&b.id, &b.status, &b.merchant, &b.charge, &b.chargePK, &b.repayPK, &b.amount, &b.paid, &b.refunded); err != nil {
+		if err := rows.Scan(&b.id, &b.status, &b.merchant, &b.charge, &b.chargePK, &b.repayPK, &b.amount, &b.paid, &b.refunded, &b.settled); err != nil {
 			return nil, err
 		}
 		out[b.id] = b
@@ -176,6 +177,10 @@ func (m *model) step(ctx context.Context) ([]string, error) {
 	for _, b := range bills {
 		if c := perCharge[b.chargePK]; c != nil {
 			c.max = max(c.max, b.amount)
+		}
+		if b.settled && (b.status == string(payflow.BillPending) || payflow.BillStatus(b.status).Settleable()) {
+			// Reconciliation reads only bills without settled_at.
+			v = append(v, fmt.Sprintf("bill %s of %s/%s is %s, yet marked settled", b.id, b.merchant, b.charge, b.status))
 		}
 	}
 	pks := make([]int64, 0, len(perCharge))

@@ -7,6 +7,12 @@ import (
 	"github.com/payflow/payflow/payflow"
 )
 
+// The statements of the lookups whose plans a test checks.
+const (
+	AwaitingSQL        = awaitingSQL
+	BillsWithPrefixSQL = billsWithPrefixSQL
+)
+
 // MigrateTo applies migrations up to version, for tests of an upgrade.
 func MigrateTo(ctx context.Context, dsn string, version int32) error {
 	return migrateTo(ctx, dsn, Options{}, version)

@@ -124,12 +124,11 @@ const AbandonedWatch = 7 * 24 * time.Hour
 // placed at the PG longer ago than age and not final (their webhook may
 // never come), and bills abandoned within AbandonedWatch. A bill whose
 // last look-up failed waits out its own backoff; the others go first.
+// It reads the bills without settled_at, by created_at, through their
+// partial index (migration 006): a settleable bill has no settled_at, and
+// was created no later than it last changed.
 func (s *Store) AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]Awaiting, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT bill_id, status, reconcile_attempts FROM bills
-		WHERE status IN ('requested', 'abandoned') AND updated_at < coalesce($4::timestamptz, now()) - $1::interval
-		  AND (status = 'requested' OR updated_at > coalesce($4::timestamptz, now()) - $3::interval)
-		  AND (reconcile_after IS NULL OR reconcile_after < coalesce($4::timestamptz, now()))
-		ORDER BY coalesce(reconcile_after, updated_at) LIMIT $2`, age, limit, AbandonedWatch, s.now())
+	rows, err := s.Pool.Query(ctx, awaitingSQL, age, limit, AbandonedWatch, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +140,13 @@ func (s *Store) AwaitingSettlement(ctx context.Context, age time.Duration, limit
 		return a, err
 	})
 }
+
+const awaitingSQL = `SELECT bill_id, status, reconcile_attempts FROM bills
+	WHERE settled_at IS NULL AND created_at < coalesce($4::timestamptz, now()) - $1::interval
+	  AND status IN ('requested', 'abandoned') AND updated_at < coalesce($4::timestamptz, now()) - $1::interval
+	  AND (status = 'requested' OR updated_at > coalesce($4::timestamptz, now()) - $3::interval)
+	  AND (reconcile_after IS NULL OR reconcile_after < coalesce($4::timestamptz, now()))
+	ORDER BY coalesce(reconcile_after, updated_at) LIMIT $2`
 
 // Awaiting is a bill reconciliation should look up.
 type Awaiting struct {

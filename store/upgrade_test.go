@@ -101,9 +101,9 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 	}
 }
 
-// Bills placed before the upgrade are found by their PG id and have no
-// stored PG URL; a URL stored once stays.
-func TestUpgradeAddsPGURLsAndFindsBillsByPGTxID(t *testing.T) {
+// Bills placed before the upgrade are found by the start of their id and
+// have no stored PG URL; a URL stored once stays.
+func TestUpgradeAddsPGURLsAndFindsBillsByPrefix(t *testing.T) {
 	ctx := context.Background()
 	dsn := testdb.NewDSN(t)
 	if err := store.MigrateTo(ctx, dsn, 2); err != nil {
@@ -117,18 +117,18 @@ func TestUpgradeAddsPGURLsAndFindsBillsByPGTxID(t *testing.T) {
 	if _, err := st.Pool.Exec(ctx, `
 INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
 	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested', 'b1');
-INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES ('b1', 1, 'kakao_bill', 10000, 'requested', 'PS1')`); err != nil {
+INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES
+	('b1', 1, 'kakao_bill', 10000, 'requested', 'PS1'),
+	('0190a000-0000-7abc-8def-0123456789ab', 1, 'kakao_bill', 10000, 'paid', 'PS2')`); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Migrate(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
-	bills, err := st.BillsByPGTxID(ctx, "PS1")
-	if err != nil || len(bills) != 1 || bills[0].BillID != "b1" || bills[0].Amount != 10000 || bills[0].ChargePK != 1 {
-		t.Fatalf("by pg tx id: %+v, %v", bills, err)
-	}
-	if none, err := st.BillsByPGTxID(ctx, "nope"); err != nil || len(none) != 0 {
-		t.Fatalf("unknown pg tx id: %+v, %v", none, err)
+	bills, err := st.BillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123456")
+	if err != nil || len(bills) != 1 || bills[0].BillID != "0190a000-0000-7abc-8def-0123456789ab" || bills[0].Amount != 10000 ||
+		bills[0].ChargePK != 1 || bills[0].PGTxID != "PS2" || bills[0].Status != payflow.BillPaid {
+		t.Fatalf("by prefix: %+v, %v", bills, err)
 	}
 	if m, err := st.MerchantOf(ctx, "b1"); err != nil || m != "m1" {
 		t.Fatalf("merchant of b1: %q, %v", m, err)
@@ -154,8 +154,9 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id) VALUES 
 	}
 }
 
-// A pending bill is found by the start of its id; other bills are not.
-func TestPendingBillsWithPrefix(t *testing.T) {
+// Bills are found by the start of their id whatever their status (a
+// pending one too); bills whose id starts otherwise are not.
+func TestBillsWithPrefix(t *testing.T) {
 	ctx := context.Background()
 	st := testdb.New(t)
 	if _, err := st.Pool.Exec(ctx, `
@@ -163,14 +164,25 @@ INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amo
 	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'placing', '0190a000-0000-7abc-8def-0123456789ab');
 INSERT INTO bills (bill_id, charge_pk, method, amount, status) VALUES
 	('0190a000-0000-7abc-8def-0123456789ab', 1, 'kakao_bill', 10000, 'pending'),
-	('0190a000-0000-7abc-8def-0123456fffff', 1, 'kakao_bill', 10000, 'requested')`); err != nil {
+	('0190a000-0000-7abc-8def-0123456fffff', 1, 'kakao_bill', 9000, 'requested'),
+	('0190a000-0000-7abc-8def-0123457fffff', 1, 'kakao_bill', 8000, 'requested')`); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123456")
-	if err != nil || len(got) != 1 || got[0].BillID != "0190a000-0000-7abc-8def-0123456789ab" || got[0].Amount != 10000 {
-		t.Fatalf("pending with prefix: %+v, %v", got, err)
+	got, err := st.BillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123456")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("with prefix: %+v, %v", got, err)
 	}
-	if got, err := st.PendingBillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123457"); err != nil || len(got) != 0 {
+	found := map[string]payflow.Bill{}
+	for _, b := range got {
+		found[b.BillID] = b
+	}
+	if b := found["0190a000-0000-7abc-8def-0123456789ab"]; b.Status != payflow.BillPending || b.Amount != 10000 {
+		t.Fatalf("pending bill: %+v", got)
+	}
+	if b := found["0190a000-0000-7abc-8def-0123456fffff"]; b.Status != payflow.BillRequested || b.Amount != 9000 {
+		t.Fatalf("requested bill: %+v", got)
+	}
+	if got, err := st.BillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123458"); err != nil || len(got) != 0 {
 		t.Fatalf("another prefix: %+v, %v", got, err)
 	}
 }

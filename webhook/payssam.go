@@ -46,14 +46,14 @@ const paySSamRetry = `{"code":"ERROR","msg":"retry later"}`
 // settles such bills anyway. A request from outside the allow-list, with a
 // wrong apiKey or a body that is not a callback is answered 403/401/400.
 type PaySSam struct {
-	// Bills returns payflow's bills whose PG transaction id is the PaySSam
-	// bill id (the store's BillsByPGTxID).
-	Bills func(ctx context.Context, pgTxID string) ([]payflow.Bill, error)
-	// Pending, when set, returns the pending bills whose id starts with a
-	// prefix (the store's PendingBillsWithPrefix): a callback can arrive before
-	// its bill's placement is recorded (an auto-pay approved at once), and
-	// is then answered so that PaySSam sends it again.
-	Pending func(ctx context.Context, prefix string) ([]payflow.Bill, error)
+	// Bills returns payflow's bills whose id starts with a prefix,
+	// whatever their status (the store's BillsWithPrefix). A PaySSam bill
+	// id names the prefix of the payflow bill id it was made from
+	// (payssam.UUIDPrefix); the bill it names is the one whose
+	// payssam.BillID it is. That bill may still be pending: a callback can
+	// arrive before its bill's placement is recorded (an auto-pay approved
+	// at once), and is then answered so that PaySSam sends it again.
+	Bills func(ctx context.Context, prefix string) ([]payflow.Bill, error)
 	// PG confirms a callback with LookupPayment.
 	PG      pgclient.Client
 	Settler Settler
@@ -275,43 +275,37 @@ func (h *PaySSam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	candidates, err := h.Bills(ctx, cb.BillID)
-	if err != nil {
-		logger.Error("payssam callback: bill look-up in the database failed", "err", err)
-		retry("error")
-		return
-	}
+	// payflow's bill ids are UUIDv7s, whose PaySSam ids lead back to
+	// their first characters; any other PaySSam id names no bill of
+	// payflow's and costs no query.
 	var bill payflow.Bill
-	for _, b := range candidates {
-		if payssam.BillID(b.BillID) == cb.BillID {
-			bill = b
-			break
-		}
-	}
-	if prefix, ok := payssam.UUIDPrefix(cb.BillID); bill.BillID == "" && ok && h.Pending != nil {
-		pending, err := h.Pending(ctx, prefix)
+	if prefix, ok := payssam.UUIDPrefix(cb.BillID); ok {
+		candidates, err := h.Bills(ctx, prefix)
 		if err != nil {
-			logger.Error("payssam callback: pending bill look-up in the database failed", "err", err)
+			logger.Error("payssam callback: bill look-up in the database failed", "err", err)
 			retry("error")
 			return
 		}
-		for _, b := range pending {
+		for _, b := range candidates {
 			if payssam.BillID(b.BillID) == cb.BillID {
-				// Settling now would publish payment.settled before
-				// charge.processed: PaySSam sends it again, and
-				// reconciliation settles it if it does not.
-				logger.Info("payssam callback for a bill whose placement is still being recorded; asked again later", "bill_id", b.BillID)
-				retry("not_ready")
-				return
+				bill = b
+				break
 			}
 		}
 	}
 	switch {
 	case bill.BillID == "":
-		// Not ours: nothing to settle. (A bill of ours whose placement
-		// was recorded after this answer is settled by reconciliation.)
+		// Not ours: nothing to settle. Every bill of ours is stored
+		// before the PG hears of it, so it would have been found.
 		logger.Warn("payssam callback for an unknown bill; not settled")
 		ack("unknown_bill")
+		return
+	case bill.Status == payflow.BillPending:
+		// Settling now would publish payment.settled before
+		// charge.processed: PaySSam sends it again, and reconciliation
+		// settles it if it does not.
+		logger.Info("payssam callback for a bill whose placement is still being recorded; asked again later", "bill_id", bill.BillID)
+		retry("not_ready")
 		return
 	case !bill.Status.Settleable():
 		logger.Info("payssam callback for a settled bill; nothing to do", "bill_id", bill.BillID, "status", bill.Status)

@@ -60,7 +60,7 @@ func newPSEnv(t *testing.T) *psEnv {
 	e.pg = e.client(srv.URL)
 	e.w = worker.New(worker.Config{Store: st, PG: e.pg, Methods: noMethods{}, Lease: time.Minute,
 		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
-	e.h = &webhook.PaySSam{Bills: st.BillsByPGTxID, Pending: st.PendingBillsWithPrefix, PG: e.pg, Settler: e.w, APIKey: psKey,
+	e.h = &webhook.PaySSam{Bills: st.BillsWithPrefix, PG: e.pg, Settler: e.w, APIKey: psKey,
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, nil)),
 		Observer: callbacks(func(provider, result string) {
 			if provider != webhook.ProviderPaySSam {
@@ -259,6 +259,15 @@ func TestPaySSamCallbackRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantAck(t, e.post(v2("NOSUCHBILL0000000001", 5000), ""))
+	// An id of PaySSam's hashed family (payssam.BillID of an id that is
+	// not a UUIDv7) names no bill payflow makes: refused without a query.
+	lookups := e.h.Bills
+	e.h.Bills = func(context.Context, string) ([]payflow.Bill, error) {
+		t.Error("a hashed-family PaySSam id was looked up")
+		return nil, nil
+	}
+	wantAck(t, e.post(v2(payssam.BillID("not-a-uuid"), 5000), ""))
+	e.h.Bills = lookups
 	wantAck(t, e.post(v2(ps, 4000), ""))
 	e.sim.FailNext(pgsim.OpLookup, pgsim.FaultUnavailable, 1)
 	if rec := e.post(v2(ps, 5000), ""); rec.Code != http.StatusServiceUnavailable || rec.Body.String() == webhook.PaySSamAck {
@@ -267,7 +276,7 @@ func TestPaySSamCallbackRefusals(t *testing.T) {
 	if n := len(e.outbox(events.TypeSettled)); n != 0 {
 		t.Fatalf("%d settled", n)
 	}
-	if e.result("unknown_bill") != 1 || e.result("amount_mismatch") != 1 || e.result("lookup_failed") != 1 {
+	if e.result("unknown_bill") != 2 || e.result("amount_mismatch") != 1 || e.result("lookup_failed") != 1 {
 		t.Fatalf("results %v", e.results)
 	}
 	// The retry of the failed one settles it.
