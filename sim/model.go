@@ -178,9 +178,9 @@ func (m *model) step(ctx context.Context) ([]string, error) {
 		if c := perCharge[b.chargePK]; c != nil {
 			c.max = max(c.max, b.amount)
 		}
-		if b.settled && (b.status == string(payflow.BillPending) || payflow.BillStatus(b.status).Settleable()) {
-			// Reconciliation reads only bills without settled_at.
-			v = append(v, fmt.Sprintf("bill %s of %s/%s is %s, yet marked settled", b.id, b.merchant, b.charge, b.status))
+		// Reconciliation reads only the bills without settled_at.
+		if final := payflow.BillStatus(b.status).Final(); b.settled != final {
+			v = append(v, fmt.Sprintf("bill %s of %s/%s is %s, settled_at set: %v", b.id, b.merchant, b.charge, b.status, b.settled))
 		}
 	}
 	pks := make([]int64, 0, len(perCharge))

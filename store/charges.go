@@ -220,7 +220,10 @@ func (s *Store) finishArgs(ctx context.Context, r payflow.PlaceResult, msgs []ou
 	args := append([]any{r.ChargePK, r.BillID, string(r.ChargeState), string(r.BillStatus),
 		r.PGTxID, r.FailureReason, r.Attempts, r.RepayPK}, outbox.Args(msgs)...)
 	args = append(args, r.Owner, mutation.On("no-fence"), s.now())
-	return append(args, outbox.TraceArgs(ctx, msgs)...)
+	args = append(args, outbox.TraceArgs(ctx, msgs)...)
+	// A final bill (declined) is settled now: it leaves reconciliation's
+	// index. Any other keeps settled_at NULL, so the update stays HOT.
+	return append(args, r.BillStatus.Final())
 }
 
 const finishPlacingSQL = `
@@ -230,7 +233,8 @@ WITH c AS (
 	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $13 OR $14)
 	RETURNING id
 ), b AS (
-	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = coalesce($15::timestamptz, now())
+	UPDATE bills SET status = $4, pg_tx_id = nullif($5, ''), updated_at = coalesce($15::timestamptz, now()),
+	       settled_at = CASE WHEN $18::boolean THEN coalesce($15::timestamptz, now()) ELSE settled_at END
 	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
 ), rp AS (
 	UPDATE repays SET step = CASE WHEN $3 = 'requested' THEN 'done' ELSE 'failed' END,
@@ -312,7 +316,8 @@ WITH c AS (
 	WHERE id = $1 AND state = 'placing' AND current_bill_id = $2 AND (lease_owner = $5 OR $6)
 	RETURNING id
 ), d AS (
-	UPDATE bills SET status = 'declined', decline_code = $8, updated_at = coalesce($7::timestamptz, now())
+	UPDATE bills SET status = 'declined', decline_code = $8, updated_at = coalesce($7::timestamptz, now()),
+	       settled_at = coalesce($7::timestamptz, now())
 	WHERE bill_id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM c)
 ), m AS (
 	UPDATE payment_methods SET status = $10, updated_at = coalesce($7::timestamptz, now())

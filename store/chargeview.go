@@ -37,10 +37,11 @@ func (s *Store) ChargeView(ctx context.Context, merchantID, chargeID string) (pa
 			payflow.FallbackReason(fb), payflow.BillStatus(status)
 
 		// Bills created in one transaction share created_at; the current
-		// bill is the latest of those.
+		// bill is the latest of those. A declined bill's settled_at only
+		// takes it out of reconciliation's index: it was never settled.
 		rows, err := tx.Query(ctx, `SELECT b.bill_id, b.method, b.status, b.amount, b.paid_amount, b.refunded_amount,
 				coalesce(b.fallback_reason, ''), coalesce(b.decline_code, ''), coalesce(rp.repay_id, ''),
-				b.created_at, b.settled_at
+				b.created_at, CASE WHEN b.status <> 'declined' THEN b.settled_at END
 			FROM bills b LEFT JOIN repays rp ON rp.id = b.repay_pk
 			WHERE b.charge_pk = $1 ORDER BY b.created_at, b.bill_id = $2, b.bill_id`, pk, v.BillID)
 		if err != nil {

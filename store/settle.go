@@ -98,7 +98,7 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(p
 		msgs, err := events(payflow.SettledBill{
 			Bill: payflow.Bill{BillID: st.BillID, ChargePK: pk, Method: payflow.Method(method), FallbackReason: payflow.FallbackReason(fb),
 				Amount: amount, Status: payflow.BillStatus(st.Status), PGTxID: st.PGTxID},
-			MerchantID: merchant, ChargeID: chargeID,
+			MerchantID: merchant, ChargeID: chargeID, Was: bs,
 		})
 		if err != nil {
 			return err

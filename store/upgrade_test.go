@@ -2,12 +2,16 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/payflow/payflow/internal/testdb"
 	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/pgclient/payssam"
 	"github.com/payflow/payflow/store"
 )
 
@@ -184,5 +188,62 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status) VALUES
 	}
 	if got, err := st.BillsWithPrefix(ctx, "0190a000-0000-7abc-8def-0123458"); err != nil || len(got) != 0 {
 		t.Fatalf("another prefix: %+v, %v", got, err)
+	}
+}
+
+// Migration 006 on bills written before it: an open bill wrongly marked
+// settled is cleared and reconciled, a declined bill is marked settled, a
+// PaySSam bill is found from its PaySSam id, and bills keeps exactly the
+// indexes that let the hot path's updates be HOT, all valid.
+func TestUpgradeMakesBillsUpdatesHOT(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.MigrateTo(ctx, dsn, 5); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	open, declined := "0190a000-0000-7abc-8def-0123456789ab", "0190a000-0001-7abc-8def-0123456789ab"
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested', '`+open+`');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id, settled_at, created_at, updated_at) VALUES
+	('`+open+`', 1, 'kakao_bill', 10000, 'requested', '`+payssam.BillID(open)+`', now(), now() - interval '2 hours', now() - interval '2 hours'),
+	('`+declined+`', 1, 'auto_pay', 10000, 'declined', NULL, NULL, now() - interval '3 hours', now() - interval '3 hours')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	aw, err := st.AwaitingSettlement(ctx, time.Hour, 10)
+	if err != nil || len(aw) != 1 || aw[0].BillID != open {
+		t.Fatalf("awaiting settlement after the upgrade: %+v, %v", aw, err)
+	}
+	var settledLikeUpdated bool
+	if err := st.Pool.QueryRow(ctx, `SELECT settled_at = updated_at FROM bills WHERE bill_id = $1`, declined).Scan(&settledLikeUpdated); err != nil || !settledLikeUpdated {
+		t.Fatalf("declined bill's settled_at: %v, %v", settledLikeUpdated, err)
+	}
+	prefix, ok := payssam.UUIDPrefix(payssam.BillID(open))
+	if !ok {
+		t.Fatal("no prefix")
+	}
+	bills, err := st.BillsWithPrefix(ctx, prefix)
+	if err != nil || len(bills) != 1 || bills[0].BillID != open || bills[0].PGTxID != payssam.BillID(open) {
+		t.Fatalf("by PaySSam id: %+v, %v", bills, err)
+	}
+	rows, err := st.Pool.Query(ctx, `SELECT c.relname || ' ' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = 'bills'::regclass ORDER BY c.relname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(idx); got != "[bills_charge true bills_id_c true bills_pkey true bills_unsettled true]" {
+		t.Fatalf("indexes of bills: %s", got)
 	}
 }

@@ -211,6 +211,66 @@ func TestALatePaymentOfAnAbandonedBillIsFound(t *testing.T) {
 	}
 }
 
+// troubleObserver records what the worker reports as reconciliation
+// trouble.
+type troubleObserver struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (*troubleObserver) Result(string, string) {}
+func (*troubleObserver) Retry(string)          {}
+func (o *troubleObserver) Reconciled(outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, outcome)
+}
+func (*troubleObserver) Step(ctx context.Context, _ string) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+
+func (o *troubleObserver) outcomes() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return fmt.Sprint(o.got)
+}
+
+// A late payment of a bill given up on is reported for an operator however
+// it is found: by a webhook or callback (Settle) as by reconciliation. A
+// bill that was open is not.
+func TestALatePaymentIsReportedHoweverItIsFound(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	o := &troubleObserver{}
+	w := worker.New(worker.Config{Store: e.st, PG: e.pg, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond, Observer: o})
+	byWebhook := e.abandoned("c1", 700)
+	if out, err := w.Settle(ctx, payflow.Settlement{BillID: byWebhook.Bill.BillID, Status: payflow.SettlePaid, Amount: 700,
+		Provider: "test", WebhookID: "wh-1"}); err != nil || out != payflow.SettleApplied {
+		t.Fatalf("settle = %s, %v", out, err)
+	}
+	if got := o.outcomes(); got != "[late_paid]" {
+		t.Fatalf("reported %s after a webhook's late payment, want [late_paid]", got)
+	}
+	byReconciliation := e.abandoned("c2", 800)
+	e.setPG(byReconciliation.Bill.BillID, func(p *pgclient.Payment) {
+		*p = pgclient.Payment{BillID: byReconciliation.Bill.BillID, Status: pgclient.StatusPaid, Amount: 800, PGTxID: "tx-late"}
+	})
+	if n, err := w.Reconcile(ctx, 0, 10); err != nil || n != 1 {
+		t.Fatalf("reconciled %d, %v", n, err)
+	}
+	if got := o.outcomes(); got != "[late_paid late_paid]" {
+		t.Fatalf("reported %s after reconciliation's, want it once more", got)
+	}
+	open := e.placed("c3", 900)
+	if _, err := w.Settle(ctx, payflow.Settlement{BillID: open, Status: payflow.SettlePaid, Amount: 900, Provider: "test", WebhookID: "wh-3"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.outcomes(); got != "[late_paid late_paid]" {
+		t.Fatalf("reported %s after an open bill was paid", got)
+	}
+}
+
 // Case 3: a producer retry of a charge, on the same lane of the same
 // process, while that process's lease still runs after an unknown outcome:
 // the first request may still be in flight, so nobody may drive the charge

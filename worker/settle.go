@@ -18,7 +18,9 @@ import (
 // it final and changes nothing.
 func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.SettleOutcome, error) {
 	sctx, end := w.cfg.Observer.Step(ctx, StepSettle)
+	var was payflow.BillStatus
 	outcome, err := w.cfg.Store.Settle(sctx, s, func(b payflow.SettledBill) ([]outbox.Message, error) {
+		was = b.Was
 		msg, err := w.message(events.TypeSettled, b.ChargeID, []string{"bill", b.Bill.BillID, "settled"}, events.Settled{
 			MerchantID: b.MerchantID, ChargeID: b.ChargeID, BillID: b.Bill.BillID, Status: string(s.Status),
 			Amount: b.Bill.Amount, PGTxID: b.Bill.PGTxID,
@@ -32,6 +34,13 @@ func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.Sett
 	if outcome == payflow.SettleApplied {
 		w.cfg.Committed()
 		w.cfg.Observer.Result(events.TypeSettled, string(s.Status))
+		if was == payflow.BillAbandoned {
+			// Whoever found it (a webhook, a callback, reconciliation):
+			// the charge was reported failed, and the money moved.
+			w.log.ErrorContext(ctx, "a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
+				"bill_id", s.BillID, "status", s.Status, "amount", s.Amount)
+			w.cfg.Observer.Reconciled("late_" + string(s.Status))
+		}
 	}
 	w.log.InfoContext(ctx, "settlement", "bill_id", s.BillID, "status", s.Status, "outcome", outcome, "webhook_id", s.WebhookID)
 	return outcome, nil
@@ -119,11 +128,6 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 	}
 	if err != nil {
 		return false, err
-	}
-	if out == payflow.SettleApplied && b.Status == payflow.BillAbandoned {
-		w.log.ErrorContext(ctx, "reconcile: a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
-			"bill_id", b.BillID, "status", status, "amount", p.Amount)
-		w.cfg.Observer.Reconciled("late_" + string(status))
 	}
 	return out == payflow.SettleApplied, nil
 }

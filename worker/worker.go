@@ -91,7 +91,7 @@ type Config struct {
 // before each retry of a PG operation. Reconciled is called for each bill
 // reconciliation could not settle as expected: lookup_failed,
 // amount_mismatch, or late_<status> for a bill given up on that the PG
-// executed after all. Step is called as a step of a request begins (decide,
+// executed after all (found by reconciliation or a callback alike). Step is called as a step of a request begins (decide,
 // commit, settle): the step runs in the context it returns, and end is
 // called with the step's error once it is over, so a tracer can make each
 // step a span of the request's trace.
