@@ -83,7 +83,7 @@ func TestEachViolationIsFound(t *testing.T) {
 		"was never published",
 		"published but the database does not hold it",
 		"the PG settled bill b1 as paid; the database has it requested",
-		"bill b2 is pending, settled_at set: true",
+		"bill b2 is pending, yet marked settled",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("not reported: %q\nreport:\n%s", want, all)

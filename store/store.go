@@ -211,6 +211,28 @@ func migrateTo(ctx context.Context, dsn string, opts Options, version int32) err
 		return fmt.Errorf("store: migrate: %w", connectError(ctx, cc.Host, cc.Port, timeout, err))
 	}
 	defer conn.Close(ctx)
+	// Wait for tern's advisory lock by polling, so that this session holds
+	// no snapshot while another instance migrates: CREATE INDEX
+	// CONCURRENTLY (migration 006) waits for every older snapshot, a
+	// session blocked in pg_advisory_lock included, and the two would
+	// deadlock. Advisory locks nest within a session, so tern's own
+	// pg_advisory_lock then returns at once.
+	const ternLock = int64(9628173550095224) // tern/v2 migrate's lockNum
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, "select pg_try_advisory_lock($1)", ternLock).Scan(&got); err != nil {
+			return fmt.Errorf("store: migrate: lock: %w", err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "select pg_advisory_unlock($1)", ternLock)
 	m, err := migrate.NewMigrator(ctx, conn, "public.payflow_schema_version")
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)

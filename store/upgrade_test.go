@@ -206,13 +206,14 @@ func TestUpgradeMakesBillsUpdatesHOT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	open, declined := "0190a000-0000-7abc-8def-0123456789ab", "0190a000-0001-7abc-8def-0123456789ab"
+	open, declined, pending := "0190a000-0000-7abc-8def-0123456789ab", "0190a000-0001-7abc-8def-0123456789ab", "0190a000-0002-7abc-8def-0123456789ab"
 	if _, err := st.Pool.Exec(ctx, `
 INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
 	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested', '`+open+`');
 INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id, settled_at, created_at, updated_at) VALUES
 	('`+open+`', 1, 'kakao_bill', 10000, 'requested', '`+payssam.BillID(open)+`', now(), now() - interval '2 hours', now() - interval '2 hours'),
-	('`+declined+`', 1, 'auto_pay', 10000, 'declined', NULL, NULL, now() - interval '3 hours', now() - interval '3 hours')`); err != nil {
+	('`+declined+`', 1, 'auto_pay', 10000, 'declined', NULL, NULL, now() - interval '3 hours', now() - interval '3 hours'),
+	('`+pending+`', 1, 'kakao_bill', 10000, 'pending', NULL, now(), now() - interval '4 hours', now() - interval '4 hours')`); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Migrate(ctx, dsn); err != nil {
@@ -221,6 +222,10 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id, settled
 	aw, err := st.AwaitingSettlement(ctx, time.Hour, 10)
 	if err != nil || len(aw) != 1 || aw[0].BillID != open {
 		t.Fatalf("awaiting settlement after the upgrade: %+v, %v", aw, err)
+	}
+	var unsettled int
+	if err := st.Pool.QueryRow(ctx, `SELECT count(*) FROM bills WHERE settled_at IS NULL AND bill_id IN ($1, $2)`, open, pending).Scan(&unsettled); err != nil || unsettled != 2 {
+		t.Fatalf("open bills without settled_at: %d of 2, %v", unsettled, err)
 	}
 	var settledLikeUpdated bool
 	if err := st.Pool.QueryRow(ctx, `SELECT settled_at = updated_at FROM bills WHERE bill_id = $1`, declined).Scan(&settledLikeUpdated); err != nil || !settledLikeUpdated {
@@ -245,5 +250,38 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id, settled
 	}
 	if got := fmt.Sprint(idx); got != "[bills_charge true bills_id_c true bills_pkey true bills_unsettled true]" {
 		t.Fatalf("indexes of bills: %s", got)
+	}
+}
+
+// Instances that start together all migrate: the index builds of
+// migration 006 (CREATE INDEX CONCURRENTLY) wait for every older snapshot,
+// so an instance waiting for the migration lock must not hold one.
+func TestConcurrentMigrationsAllSucceed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dsn := testdb.NewDSN(t)
+	if err := store.MigrateTo(ctx, dsn, 5); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Pool.Exec(ctx, `
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested');
+INSERT INTO bills (bill_id, charge_pk, method, amount, status)
+	SELECT 'b' || i, 1, 'kakao_bill', 10000, 'requested' FROM generate_series(1, 20000) i`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- store.Migrate(ctx, dsn) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("a concurrent migration failed: %v", err)
+		}
 	}
 }

@@ -237,7 +237,8 @@ func (o *troubleObserver) outcomes() string {
 
 // A late payment of a bill given up on is reported for an operator however
 // it is found: by a webhook or callback (Settle) as by reconciliation. A
-// bill that was open is not.
+// bill given up on that closes without payment is not, nor is a bill that
+// was open.
 func TestALatePaymentIsReportedHoweverItIsFound(t *testing.T) {
 	e := setup(t, methods{})
 	ctx := context.Background()
@@ -261,6 +262,14 @@ func TestALatePaymentIsReportedHoweverItIsFound(t *testing.T) {
 	}
 	if got := o.outcomes(); got != "[late_paid late_paid]" {
 		t.Fatalf("reported %s after reconciliation's, want it once more", got)
+	}
+	closed := e.abandoned("c4", 600)
+	if _, err := w.Settle(ctx, payflow.Settlement{BillID: closed.Bill.BillID, Status: payflow.SettleCancelled, Amount: 600,
+		Provider: "test", WebhookID: "wh-4"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.outcomes(); got != "[late_paid late_paid]" {
+		t.Fatalf("reported %s after a bill given up on was cancelled, which moved no money", got)
 	}
 	open := e.placed("c3", 900)
 	if _, err := w.Settle(ctx, payflow.Settlement{BillID: open, Status: payflow.SettlePaid, Amount: 900, Provider: "test", WebhookID: "wh-3"}); err != nil {

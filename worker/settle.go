@@ -34,9 +34,9 @@ func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.Sett
 	if outcome == payflow.SettleApplied {
 		w.cfg.Committed()
 		w.cfg.Observer.Result(events.TypeSettled, string(s.Status))
-		if was == payflow.BillAbandoned {
+		if was == payflow.BillAbandoned && s.Status == payflow.SettlePaid {
 			// Whoever found it (a webhook, a callback, reconciliation):
-			// the charge was reported failed, and the money moved.
+			// the charge was reported failed, and the customer paid.
 			w.log.ErrorContext(ctx, "a bill given up on was executed by the PG after all; recorded, for an operator to refund or keep",
 				"bill_id", s.BillID, "status", s.Status, "amount", s.Amount)
 			w.cfg.Observer.Reconciled("late_" + string(s.Status))

@@ -90,8 +90,9 @@ type Config struct {
 // placed charge, the reason of a rejection or failure). Retry is called
 // before each retry of a PG operation. Reconciled is called for each bill
 // reconciliation could not settle as expected: lookup_failed,
-// amount_mismatch, or late_<status> for a bill given up on that the PG
-// executed after all (found by reconciliation or a callback alike). Step is called as a step of a request begins (decide,
+// amount_mismatch, late_open (a bill given up on, open at the PG after all,
+// destroyed), or late_paid for a bill given up on that the customer paid
+// after all (found by reconciliation or a callback alike). Step is called as a step of a request begins (decide,
 // commit, settle): the step runs in the context it returns, and end is
 // called with the step's error once it is over, so a tracer can make each
 // step a span of the request's trace.

@@ -12,12 +12,6 @@
 -- A run that stops part-way is run again from the start: an index it left
 -- half built (invalid) is dropped and built again.
 
--- A settleable bill has no settled_at (reconciliation reads only bills
--- without it); a final one has it. Earlier releases did not set it on a
--- decline.
-UPDATE bills SET settled_at = NULL WHERE status IN ('pending', 'requested', 'abandoned') AND settled_at IS NOT NULL;
-UPDATE bills SET settled_at = updated_at WHERE status = 'declined' AND settled_at IS NULL;
-
 -- A callback that comes before its bill's placement is recorded, and a
 -- PaySSam callback, which names the bill by an id derived from payflow's,
 -- find the bill by the start of its id, whatever its status.
@@ -34,6 +28,14 @@ CREATE INDEX CONCURRENTLY bills_unsettled ON bills (created_at) WHERE settled_at
 DROP INDEX CONCURRENTLY IF EXISTS bills_pending_id;
 DROP INDEX CONCURRENTLY IF EXISTS bills_pg_tx_id;
 DROP INDEX CONCURRENTLY IF EXISTS bills_awaiting;
+
+-- A settleable bill has no settled_at (reconciliation reads only bills
+-- without it); a final one has it. Earlier releases did not set it on a
+-- decline. Last, after the index builds, so that fewer declines of the
+-- previous release's processes still running come after it (those stay in
+-- bills_unsettled, which costs reconciliation a row it skips, nothing more).
+UPDATE bills SET settled_at = NULL WHERE status IN ('pending', 'requested', 'abandoned') AND settled_at IS NOT NULL;
+UPDATE bills SET settled_at = updated_at WHERE status = 'declined' AND settled_at IS NULL;
 
 -- Room on each page for a row's next version. Applies to pages written
 -- from now on; nothing is rewritten.
