@@ -15,20 +15,29 @@ import (
 	"github.com/payflow/payflow/store"
 )
 
-// A refund in flight when payflow is upgraded keeps the idempotency key it
-// was sent to the PG with: sent again under a new key, the PG would refund
-// it twice. New refunds are named by their row.
-func TestUpgradeKeepsThePGRefundIDOfRefundsInFlight(t *testing.T) {
+// atVersion gives a new database migrated up to version, the schema of an
+// earlier release, and a store open on it.
+func atVersion(t *testing.T, version int32) (string, *store.Store) {
+	t.Helper()
 	ctx := context.Background()
 	dsn := testdb.NewDSN(t)
-	if err := store.MigrateTo(ctx, dsn, 1); err != nil {
+	if err := store.MigrateTo(ctx, dsn, version); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(st.Close)
+	return dsn, st
+}
+
+// A refund in flight when payflow is upgraded keeps the idempotency key it
+// was sent to the PG with: sent again under a new key, the PG would refund
+// it twice. New refunds are named by their row.
+func TestUpgradeKeepsThePGRefundIDOfRefundsInFlight(t *testing.T) {
+	ctx := context.Background()
+	dsn, st := atVersion(t, 1)
 	// The previous release's data: a paid bill with a merchant refund and
 	// a re-payment's refund step in flight.
 	if _, err := st.Pool.Exec(ctx, `
@@ -109,15 +118,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 // have no stored PG URL; a URL stored once stays.
 func TestUpgradeAddsPGURLsAndFindsBillsByPrefix(t *testing.T) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(t)
-	if err := store.MigrateTo(ctx, dsn, 2); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	dsn, st := atVersion(t, 2)
 	if _, err := st.Pool.Exec(ctx, `
 INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
 	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested', 'b1');
@@ -197,15 +198,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status) VALUES
 // indexes that let the hot path's updates be HOT, all valid.
 func TestUpgradeMakesBillsUpdatesHOT(t *testing.T) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(t)
-	if err := store.MigrateTo(ctx, dsn, 5); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	dsn, st := atVersion(t, 5)
 	open, declined, pending := "0190a000-0000-7abc-8def-0123456789ab", "0190a000-0001-7abc-8def-0123456789ab", "0190a000-0002-7abc-8def-0123456789ab"
 	if _, err := st.Pool.Exec(ctx, `
 INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
@@ -259,15 +252,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, pg_tx_id, settled
 func TestConcurrentMigrationsAllSucceed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dsn := testdb.NewDSN(t)
-	if err := store.MigrateTo(ctx, dsn, 5); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	dsn, st := atVersion(t, 5)
 	if _, err := st.Pool.Exec(ctx, `
 INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state)
 	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'requested');
