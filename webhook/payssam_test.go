@@ -459,3 +459,31 @@ func FuzzParsePaySSamCallback(f *testing.F) {
 		}
 	})
 }
+
+// A bill given up on (abandoned) that the customer paid after all is found
+// by its callback and settled once, after PaySSam's lookup confirms it, as
+// reconciliation would settle it; the callback sent again changes nothing.
+func TestPaySSamCallbackSettlesALatePaymentOfAnAbandonedBill(t *testing.T) {
+	e := newPSEnv(t)
+	bill, ps := e.placed("c1", 5000)
+	// As if every placement attempt had failed without an answer and the
+	// worker had given the bill up, while PaySSam had created it.
+	for _, q := range []string{`UPDATE bills SET status = 'abandoned', pg_tx_id = NULL WHERE bill_id = $1`,
+		`UPDATE charges SET state = 'place_failed' WHERE current_bill_id = $1`} {
+		if _, err := e.st.Pool.Exec(context.Background(), q, bill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.sim.Settle(ps, pgclient.StatusPaid); err != nil {
+		t.Fatal(err)
+	}
+	wantAck(t, e.post(v2(ps, 5000), ""))
+	wantAck(t, e.post(v2(ps, 5000), ""))
+	if n := len(e.outbox(events.TypeSettled)); n != 1 || e.result("applied") != 1 || e.result("duplicate") != 1 {
+		t.Fatalf("%d settled, results %v", n, e.results)
+	}
+	var status string
+	if err := e.st.Pool.QueryRow(context.Background(), `SELECT status FROM bills WHERE bill_id = $1`, bill).Scan(&status); err != nil || status != "paid" {
+		t.Fatalf("bill %s, %v", status, err)
+	}
+}

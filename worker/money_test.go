@@ -253,6 +253,13 @@ func TestALatePaymentIsReportedHoweverItIsFound(t *testing.T) {
 	if got := o.outcomes(); got != "[late_paid]" {
 		t.Fatalf("reported %s after a webhook's late payment, want [late_paid]", got)
 	}
+	if out, err := w.Settle(ctx, payflow.Settlement{BillID: byWebhook.Bill.BillID, Status: payflow.SettlePaid, Amount: 700,
+		Provider: "test", WebhookID: "wh-1"}); err != nil || out != payflow.SettleDuplicate {
+		t.Fatalf("the webhook again: %s, %v", out, err)
+	}
+	if got := o.outcomes(); got != "[late_paid]" {
+		t.Fatalf("reported %s after the webhook came again, want it once", got)
+	}
 	byReconciliation := e.abandoned("c2", 800)
 	e.setPG(byReconciliation.Bill.BillID, func(p *pgclient.Payment) {
 		*p = pgclient.Payment{BillID: byReconciliation.Bill.BillID, Status: pgclient.StatusPaid, Amount: 800, PGTxID: "tx-late"}
