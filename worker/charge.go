@@ -32,6 +32,9 @@ type chargeRequest struct {
 	req        payflow.ChargeRequest
 	hash       []byte
 	billingKey string // the member's default method's, read as the charge is decided
+	// leaseEnd is when the lease CreateCharge takes ends at the earliest,
+	// by this process's clock: read before the claim was sent.
+	leaseEnd time.Time
 }
 
 func (r *chargeRequest) data() any { return &r.d }
@@ -92,7 +95,7 @@ func (r *chargeRequest) act(ctx context.Context, c payflow.Charge) error {
 		return nil
 	}
 	defer w.driving.Delete(c.PK)
-	return w.drive(ctx, c, start{billingKey: r.billingKey})
+	return w.drive(ctx, c, start{billingKey: r.billingKey, leaseEnd: r.leaseEnd})
 }
 
 // create chooses the charge's method (auto-pay with the member's default
@@ -110,6 +113,7 @@ func (r *chargeRequest) create(ctx context.Context) (dec payflow.Decision, bill 
 	}
 	dec = payflow.Decide(req.Customer, method)
 	bill = payflow.Bill{BillID: w.cfg.NewBillID(), Method: dec.Method, MethodID: dec.MethodID, FallbackReason: dec.Reason, Amount: req.Amount, Status: payflow.BillPending}
+	r.leaseEnd = w.cfg.Now().Add(w.cfg.Lease)
 	pk, created, err = w.cfg.Store.CreateCharge(ctx, payflow.NewCharge{
 		Request: req, RequestHash: r.hash, RequestEventID: r.env.ID, Bill: bill, LeaseOwner: w.cfg.Owner, Lease: w.cfg.Lease,
 	})
@@ -143,6 +147,7 @@ func (w *Worker) takeOver(ctx context.Context, pk int64) (held bool, err error) 
 		return false, nil
 	}
 	defer w.driving.Delete(pk)
+	leaseEnd := w.cfg.Now().Add(w.cfg.Lease)
 	ok, err := w.cfg.Store.ClaimCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease)
 	if err != nil || !ok {
 		return false, err
@@ -154,7 +159,7 @@ func (w *Worker) takeOver(ctx context.Context, pk int64) (held bool, err error) 
 	if c.State != payflow.StatePlacing {
 		return true, nil
 	}
-	return true, w.drive(ctx, c, start{lookUpFirst: true})
+	return true, w.drive(ctx, c, start{lookUpFirst: true, leaseEnd: leaseEnd})
 }
 
 // driveNewBill drives a charge whose new bill the caller has just stored
@@ -172,7 +177,9 @@ func (w *Worker) driveNewBill(ctx context.Context, pk int64) error {
 	if c.State != payflow.StatePlacing || c.LeaseOwner != w.cfg.Owner {
 		return nil
 	}
-	return w.drive(ctx, c, start{})
+	// The caller took the lease earlier in its flow; its end, as the
+	// database recorded it, bounds this drive.
+	return w.drive(ctx, c, start{leaseEnd: c.LeaseUntil})
 }
 
 // start is how a drive begins.
@@ -184,6 +191,14 @@ type start struct {
 	// billingKey is the auto-pay billing key when the caller already has
 	// it; otherwise it is read when needed.
 	billingKey string
+	// leaseEnd is when the drive's lease ends at the earliest, by this
+	// process's clock: the time read before the statement that took or
+	// renewed it, plus the lease. It is fixed when the lease is taken, not
+	// when the drive starts: a process that stalls between the two (a
+	// claim queued behind a slow flush, a paused host) must not think its
+	// lease fresh, or its request could land after a successor looked the
+	// bill up and gave it up without the PG ever seeing its id.
+	leaseEnd time.Time
 }
 
 // outcome is how one bill's placement ended.
@@ -228,6 +243,7 @@ func (w *Worker) drive(ctx context.Context, c payflow.Charge, from start) error 
 				Amount: bill.Amount, Status: payflow.BillPending, RepayPK: bill.RepayPK}
 			// Decline also renews the lease: the next bill's placement must
 			// have a whole lease (retry budget plus a call timeout) too.
+			renewedEnd := w.cfg.Now().Add(w.cfg.Lease)
 			if err := w.cfg.Store.Decline(ctx, c.PK, bill, out.decline, methodStatus, next, w.cfg.Owner, w.cfg.Lease); err != nil {
 				if errors.Is(err, store.ErrStale) {
 					return nil
@@ -236,7 +252,7 @@ func (w *Worker) drive(ctx context.Context, c payflow.Charge, from start) error 
 			}
 			w.log.InfoContext(ctx, "auto-pay declined; sending KakaoTalk bill", "charge_id", c.ChargeID, "declined_bill_id", bill.BillID,
 				"decline", out.decline, "bill_id", next.BillID)
-			bill, from.lookUpFirst = next, false
+			bill, from.lookUpFirst, from.leaseEnd = next, false, renewedEnd
 		case out.failed != "":
 			return w.finish(ctx, c, bill, payflow.PlaceResult{ChargeState: payflow.StatePlaceFailed, BillStatus: payflow.BillAbandoned, FailureReason: out.failed, Attempts: attempts})
 		default: // unknown, or our context ended
@@ -327,12 +343,15 @@ func (w *Worker) finish(ctx context.Context, c payflow.Charge, bill payflow.Bill
 func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill, from start) outcome {
 	var out outcome
 	billingKey := from.billingKey
-	// The lease was just taken or renewed. Past this deadline (a margin
-	// before it expires, by our own clock) no request of this drive may
-	// leave: a successor may hold the charge and have looked the bill up,
-	// and a request of ours landing after that look-up is what makes a
-	// bill placed twice or given up on while it is live.
-	deadline := w.cfg.Now().Add(w.cfg.Lease - w.cfg.Lease/10)
+	// Past this deadline (a margin before the lease expires, by our own
+	// clock) no request of this drive may leave: a successor may hold the
+	// charge and have looked the bill up, and a request of ours landing
+	// after that look-up is what makes a bill placed twice or given up on
+	// while it is live.
+	deadline := from.leaseEnd.Add(-w.cfg.Lease / 10)
+	if mutation.On("lease-from-drive") {
+		deadline = w.cfg.Now().Add(w.cfg.Lease - w.cfg.Lease/10)
+	}
 	leaseLost := false
 	needLookup := from.lookUpFirst
 	inherited, own, keyTrouble := from.lookUpFirst && !mutation.On("resume-known"), false, false

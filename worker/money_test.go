@@ -692,6 +692,47 @@ func TestADriveStopsWhenItsLeaseHasRunOut(t *testing.T) {
 	}
 }
 
+// stallAfterClaim moves the clock past the lease as the decide step, the
+// claim included, ends: a process paused right after its claim committed.
+type stallAfterClaim struct {
+	troubleObserver
+	now   *time.Time
+	lease time.Duration
+}
+
+func (o *stallAfterClaim) Step(ctx context.Context, step string) (context.Context, func(error)) {
+	return ctx, func(error) {
+		if step == worker.StepDecide {
+			*o.now = o.now.Add(2 * o.lease)
+		}
+	}
+}
+
+// A process that stalls between its claim and its first PG call (found by
+// the simulation, seed 10252: a successor took the charge over, could not
+// open the billing key and fell back to a KakaoTalk bill without the PG
+// ever seeing the auto-pay bill's id; the stalled process then sent that
+// id, and the customer was charged twice) sends nothing: its lease is
+// counted from the claim, not from when its drive begins.
+func TestADriveAfterAStallPastTheLeaseSendsNothing(t *testing.T) {
+	st := testdb.New(t)
+	now := time.Now()
+	pg := newFakePG()
+	w := worker.New(worker.Config{Store: st, PG: pg, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 10 * time.Second, RetryInitial: time.Millisecond, Now: func() time.Time { return now },
+		Observer: &stallAfterClaim{now: &now, lease: time.Minute}})
+	if err := w.Handle(context.Background(), chargeEvent("c1", "", 700)); err != nil {
+		t.Fatal(err)
+	}
+	if n := pg.count("kakao_bill"); n != 0 {
+		t.Fatalf("kakao_bill calls = %d, want none after the lease ran out", n)
+	}
+	c, _ := st.ChargeByKey(context.Background(), "m1", "c1")
+	if c.State != payflow.StatePlacing {
+		t.Fatalf("state %s, want placing: left to the next holder", c.State)
+	}
+}
+
 // A bill paid and then refunded outside payflow (a PG that reports a
 // cancelled payment as paid with the amount refunded, as PaySSam's C
 // state does; an operator's cancel in the PG's console) must not be
