@@ -164,8 +164,10 @@ func (w *Worker) takeOver(ctx context.Context, pk int64) (held bool, err error) 
 
 // driveNewBill drives a charge whose new bill the caller has just stored
 // and leased to itself (a re-payment's), without a look-up: nobody has
-// asked the PG for that bill yet.
-func (w *Worker) driveNewBill(ctx context.Context, pk int64) error {
+// asked the PG for that bill yet. leaseEnd is when that lease ends by this
+// process's clock, read before the statement that took it; zero when the
+// caller cannot know (then the database's lease_until bounds the drive).
+func (w *Worker) driveNewBill(ctx context.Context, pk int64, leaseEnd time.Time) error {
 	if _, busy := w.driving.LoadOrStore(pk, true); busy {
 		return nil
 	}
@@ -177,9 +179,15 @@ func (w *Worker) driveNewBill(ctx context.Context, pk int64) error {
 	if c.State != payflow.StatePlacing || c.LeaseOwner != w.cfg.Owner {
 		return nil
 	}
-	// The caller took the lease earlier in its flow; its end, as the
-	// database recorded it, bounds this drive.
-	return w.drive(ctx, c, start{leaseEnd: c.LeaseUntil})
+	// The earlier of the caller's reading and the database's record of the
+	// lease's end bounds this drive: the first holds however the clocks of
+	// this host and the database differ, the second however long ago the
+	// caller took the lease.
+	end := c.LeaseUntil
+	if !leaseEnd.IsZero() && leaseEnd.Before(end) {
+		end = leaseEnd
+	}
+	return w.drive(ctx, c, start{leaseEnd: end})
 }
 
 // start is how a drive begins.

@@ -163,6 +163,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 			return err
 		}
 	}
+	leaseEnd := w.cfg.Now().Add(w.cfg.Lease) // a re-payment's next bill is leased with the refund's result
 	_, err = w.cfg.Store.FinishRefund(context.WithoutCancel(ctx), pk, result, func(total int64) ([]outbox.Message, error) {
 		typ := events.TypeRefundSucceeded
 		if !result.Succeeded {
@@ -187,7 +188,7 @@ func (w *Worker) driveRefund(ctx context.Context, pk int64) error {
 	}
 	w.log.InfoContext(ctx, "refund finished", "refund_id", r.RefundID, "kind", r.Kind, "charge_id", r.ChargeID, "succeeded", result.Succeeded, "reason", result.FailureReason)
 	if next != nil {
-		return w.driveNewBill(ctx, r.ChargePK)
+		return w.driveNewBill(ctx, r.ChargePK, leaseEnd)
 	}
 	return nil
 }

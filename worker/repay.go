@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
@@ -52,7 +53,7 @@ func (r *repayRequest) decided(ctx context.Context) (bool, error) {
 			rp, err := r.w.cfg.Store.RepayByKey(ctx, req.MerchantID, req.RepayID)
 			return rp, rp.RequestHash, err
 		},
-		func(rp payflow.Repay) error { return r.w.continueRepay(ctx, rp) })
+		func(rp payflow.Repay) error { return r.w.continueRepay(ctx, rp, time.Time{}) })
 }
 
 func (r *repayRequest) hold(ctx context.Context, n named, act func(context.Context, payflow.Charge) error) error {
@@ -74,6 +75,7 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 	if err != nil {
 		return err
 	}
+	leaseEnd := w.cfg.Now().Add(w.cfg.Lease) // CreateRepay renews the charge's lease
 	rp, created, err := w.cfg.Store.CreateRepay(ctx, payflow.NewRepay{
 		MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
 		RequestHash: r.hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
@@ -89,13 +91,14 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 	}
 	w.log.InfoContext(ctx, "re-payment accepted", "merchant_id", req.MerchantID, "charge_id", req.ChargeID, "repay_id", req.RepayID,
 		"old_bill_id", c.Bill.BillID, "amount", amount)
-	return w.continueRepay(ctx, rp)
+	return w.continueRepay(ctx, rp, leaseEnd)
 }
 
 // continueRepay runs a re-payment's current step. Unless ctx runs under
 // the charge's lease, a step is taken over only from a holder whose lease
-// expired.
-func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay) error {
+// expired. leaseEnd, when not zero, is when the lease the caller just
+// renewed ends by this process's clock (see driveNewBill).
+func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay, leaseEnd time.Time) error {
 	_, held := leaseOf(ctx)
 	switch {
 	case rp.Step == payflow.RepayRefunding && held:
@@ -103,7 +106,7 @@ func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay) error {
 	case rp.Step == payflow.RepayRefunding:
 		return w.takeOverRefund(ctx, rp.RefundPK)
 	case rp.Step == payflow.RepayPlacing && held:
-		return w.driveNewBill(ctx, rp.ChargePK)
+		return w.driveNewBill(ctx, rp.ChargePK, leaseEnd)
 	case rp.Step == payflow.RepayPlacing:
 		_, err := w.takeOver(ctx, rp.ChargePK)
 		return err
