@@ -20,11 +20,11 @@ var mutationSeeds = flag.Int("sim.mutation-seeds", 300, "seeds each mutation may
 // can move a bug to another seed; the search then finds it and the log
 // names the seed to record here.
 var regressionSeeds = map[string]uint64{
-	"resume-known":     2,
+	"resume-known":     69,
 	"kakao-fallback":   3,
-	"judge-again":      7,
+	"judge-again":      16,
 	"no-wait":          6,
-	"key-blip":         49,
+	"key-blip":         2,
 	"unsigned":         40,
 	"repay-prefix":     89,
 	"lease-from-drive": 10252,
