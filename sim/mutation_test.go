@@ -28,6 +28,7 @@ var regressionSeeds = map[string]uint64{
 	"unsigned":         40,
 	"repay-prefix":     89,
 	"lease-from-drive": 10252,
+	"deadline-once":    11135,
 }
 
 // TestMutationsAreFound puts each fixed bug the simulation is known to find

@@ -395,6 +395,13 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 			}
 			billingKey = k
 		}
+		// Checked again just before the request leaves: a look-up or a
+		// key read can outlast the lease (seed 11135), and what it found
+		// may no longer be true for the successor.
+		if w.cfg.Now().After(deadline) && !mutation.On("deadline-once") {
+			leaseLost = true
+			return backoff.Permanent(errLeaseRunOut)
+		}
 		out.attempts++
 		acc, err := w.call(ctx, c, bill, billingKey)
 		b.saw(err)

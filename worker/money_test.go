@@ -733,6 +733,49 @@ func TestADriveAfterAStallPastTheLeaseSendsNothing(t *testing.T) {
 	}
 }
 
+// slowLookupPG answers a look-up only after the caller's clock has moved
+// past a lease: the answer ("not found") is true when the PG gave it, not
+// when the caller reads it.
+type slowLookupPG struct {
+	*fakePG
+	now *time.Time
+}
+
+func (p slowLookupPG) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
+	pay, err := p.fakePG.LookupPayment(ctx, billID)
+	*p.now = p.now.Add(2 * time.Minute)
+	return pay, err
+}
+
+// A drive taken over whose look-up of the bill answers only after its
+// lease has run out sends nothing (found by the simulation, seed 11135:
+// the deadline was checked before the look-up and not again before the
+// call, so a request left past the lease, and the successor that had
+// looked the bill up meanwhile gave up a bill the PG then declined).
+func TestADriveWhoseLookupOutlivesTheLeaseSendsNothing(t *testing.T) {
+	e := setup(t, methods{})
+	e.pg.failNext("kakao_bill", fault{kind: pgclient.KindUnknown}) // may be in flight: left placing
+	for i := 0; i < 10000; i++ {
+		e.pg.failNext("kakao_bill", fault{kind: pgclient.KindTransient})
+	}
+	e.handle(chargeEvent("c1", "", 700))
+	e.clearFaults()
+	e.expireLeases()
+	before := e.pg.count("kakao_bill")
+	now := time.Now()
+	successor := worker.New(worker.Config{Store: e.st, PG: slowLookupPG{e.pg, &now}, Methods: methods{}, Lease: time.Minute,
+		RetryBudget: 10 * time.Second, RetryInitial: time.Millisecond, Now: func() time.Time { return now }})
+	if n, err := successor.Sweep(context.Background(), 10); err != nil || n != 1 {
+		t.Fatalf("swept %d, %v", n, err)
+	}
+	if n := e.pg.count("kakao_bill") - before; n != 0 {
+		t.Fatalf("kakao_bill calls after the look-up = %d, want none: the lease had run out", n)
+	}
+	if s := e.chargeState("c1"); s != payflow.StatePlacing {
+		t.Fatalf("state %s, want placing: left to the next holder", s)
+	}
+}
+
 // A bill paid and then refunded outside payflow (a PG that reports a
 // cancelled payment as paid with the amount refunded, as PaySSam's C
 // state does; an operator's cancel in the PG's console) must not be

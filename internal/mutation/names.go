@@ -16,8 +16,9 @@ var Names = []string{
 	"unsigned",         // a callback's signature is not checked: a forged one settles a bill
 	"repay-prefix",     // a merchant refund id may look like a re-payment's refund step's
 	"lease-from-drive", // a drive counts its lease from when it starts, not from the claim
+	"deadline-once",    // a drive checks its lease before a look-up, not again before the call
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
 // one of them is no longer found.
-var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive"}
+var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive", "deadline-once"}
