@@ -29,6 +29,7 @@ var regressionSeeds = map[string]uint64{
 	"repay-prefix":     89,
 	"lease-from-drive": 10252,
 	"deadline-once":    11135,
+	"repay-unfenced":   55,
 }
 
 // TestMutationsAreFound puts each fixed bug the simulation is known to find

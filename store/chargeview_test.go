@@ -78,7 +78,11 @@ func TestChargeViewHistory(t *testing.T) {
 	if _, err := st.FinishRefund(ctx, rpk, payflow.RefundResult{Succeeded: true, PGTxID: "rtx"}, cvNoRefundEvents, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Re-payment: refund what is left of the paid bill, then a new bill.
+	// Re-payment: refund what is left of the paid bill, then a new bill,
+	// judged under the charge's lease.
+	if err := st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	rp, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",
 		Amount: 4000, RequestHash: []byte("h2"), Owner: "test", Lease: time.Minute})
 	if err != nil {

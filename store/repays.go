@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/payflow"
 )
 
@@ -15,16 +16,26 @@ import (
 // "repay", reserved like any refund). When nothing is left to refund the
 // re-payment goes straight to step placing with r.Bill, and RefundPK is 0.
 // created is false when the repay id exists. payflow.ErrNotPaid when the old bill
-// is not paid or no longer the charge's current bill.
+// is not paid or no longer the charge's current bill. ErrStale, with
+// nothing written, when r.Owner no longer holds the charge's lease: the
+// request was judged under a lease that ran out and passed to another
+// worker, which may have judged it otherwise (rejected it, say), so it
+// must be judged again.
 func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow.Repay, created bool, err error) {
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var refundable int64
 		var status, current string
+		var held bool
 		// Lock the charge, then the old bill: refunds of it wait for us.
-		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved, coalesce(c.current_bill_id, '')
-			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID).Scan(&status, &refundable, &current); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved, coalesce(c.current_bill_id, ''),
+				coalesce(c.lease_owner = $2, false)
+			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID, r.Owner).
+			Scan(&status, &refundable, &current, &held); err != nil {
 			return err
+		}
+		if !held && !mutation.On("repay-unfenced") {
+			return ErrStale
 		}
 		if status != string(payflow.BillPaid) || current != r.OldBillID {
 			return payflow.ErrNotPaid

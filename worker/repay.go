@@ -3,12 +3,14 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
+	"github.com/payflow/payflow/store"
 )
 
 // repayRequest is payment.repay.requested: refund what is left of the
@@ -81,6 +83,10 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 		RequestHash: r.hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
 	})
 	switch {
+	case errors.Is(err, store.ErrStale):
+		// Judged under a lease that ran out and passed to another worker,
+		// which may have judged the request otherwise: judge it again.
+		return fmt.Errorf("worker: lease of charge %d lost before the re-payment was recorded: %w", c.PK, ErrBusy)
 	case errors.Is(err, payflow.ErrNotPaid):
 		return refuse(events.RejectInvalidState, "the charge's bill is not paid")
 	case err != nil:

@@ -17,8 +17,9 @@ var Names = []string{
 	"repay-prefix",     // a merchant refund id may look like a re-payment's refund step's
 	"lease-from-drive", // a drive counts its lease from when it starts, not from the claim
 	"deadline-once",    // a drive checks its lease before a look-up, not again before the call
+	"repay-unfenced",   // a re-payment judged under a lease that ran out is still recorded
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
 // one of them is no longer found.
-var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive", "deadline-once"}
+var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive", "deadline-once", "repay-unfenced"}
