@@ -23,14 +23,7 @@ import (
 func TestHotPathBillUpdatesAreHOT(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	pk, _, err := st.CreateCharge(ctx, newCharge("c1", "b1", "w1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: "b1", Owner: "w1", ChargeState: payflow.StateRequested,
-		BillStatus: payflow.BillRequested, PGTxID: "T-1", Attempts: 1}, []outbox.Message{resultMsg("c1")}); err != nil {
-		t.Fatal(err)
-	}
+	requested(t, st, "c1", "b1")
 	// A backend reports its counts when it goes idle, at most once a second.
 	var upd, hot int64
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -105,6 +98,22 @@ func TestSettledAtMarksTheFinalBills(t *testing.T) {
 	if fmt.Sprint(ids) != "[b-abandoned b-placed]" {
 		t.Fatalf("awaiting settlement %v, want the placed and the abandoned bill", ids)
 	}
+}
+
+// requested stores charge with its bill placed (requested) and returns the
+// charge's pk.
+func requested(t *testing.T, st *store.Store, charge, bill string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	pk, _, err := st.CreateCharge(ctx, newCharge(charge, bill, "w1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: bill, Owner: "w1", ChargeState: payflow.StateRequested,
+		BillStatus: payflow.BillRequested, PGTxID: "T-" + bill, Attempts: 1}, []outbox.Message{resultMsg(charge)}); err != nil {
+		t.Fatal(err)
+	}
+	return pk
 }
 
 // Reconciliation's and the callbacks' lookups are served by the indexes

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/payflow/payflow/internal/testdb"
-	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
 )
@@ -21,14 +20,7 @@ import (
 func TestCreateRepayOnlyUnderTheLease(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
-	pk, _, err := st.CreateCharge(ctx, newCharge("c1", "b1", "w1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: "b1", Owner: "w1", ChargeState: payflow.StateRequested,
-		BillStatus: payflow.BillRequested, PGTxID: "T-1", Attempts: 1}, []outbox.Message{resultMsg("c1")}); err != nil {
-		t.Fatal(err)
-	}
+	pk := requested(t, st, "c1", "b1")
 	cvPaid(t, st, "b1", 700)
 	repay := func(owner string) error {
 		_, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b1",
