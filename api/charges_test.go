@@ -132,8 +132,11 @@ func TestChargeView(t *testing.T) {
 
 	// Paid, then partly refunded.
 	pay(t, e, "b-kakao")
+	if err := e.st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	rpk, _, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h")})
+		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h"), Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,17 +70,17 @@ func TestChargeViewHistory(t *testing.T) {
 	}
 
 	cvPaid(t, st, "b-kakao", 5000)
+	// A refund, then a re-payment (what is left of the paid bill refunded,
+	// then a new bill), judged under the charge's lease.
+	if err := st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "damaged", RequestHash: []byte("h")})
+		Amount: 2000, Reason: "damaged", RequestHash: []byte("h"), Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.FinishRefund(ctx, rpk, payflow.RefundResult{Succeeded: true, PGTxID: "rtx"}, cvNoRefundEvents, nil); err != nil {
-		t.Fatal(err)
-	}
-	// Re-payment: refund what is left of the paid bill, then a new bill,
-	// judged under the charge's lease.
-	if err := st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	rp, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",

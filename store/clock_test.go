@@ -120,7 +120,7 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk,
-		BillID: "b1", Amount: 100, Reason: "x", RequestHash: []byte{1}})
+		BillID: "b1", Amount: 100, Reason: "x", RequestHash: []byte{1}, Owner: "w3"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,20 +8,32 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 )
 
 // CreateRefund reserves the amount on the paid bill and stores the refund
-// in one statement. The reservation is the guard against over-refunding:
+// in one transaction. The reservation is the guard against over-refunding:
 // the bill row's update re-checks the remaining amount after any concurrent
 // refund commits, and a CHECK constraint backs it. created is false when
-// the refund id exists (nothing is written then). The caller holds the
-// charge's lease.
+// the refund id exists (nothing is written then). The refund was judged
+// under r.Owner's lease of the charge, and is stored only while r.Owner
+// still holds it: ErrStale otherwise, with nothing written (another worker
+// may have judged the request since, against the charge as it now is).
 func (s *Store) CreateRefund(ctx context.Context, r payflow.NewRefund) (pk int64, created bool, err error) {
-	var exists bool
-	var reserved *int64
-	err = s.Pool.QueryRow(ctx, `
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
+			r.ChargePK, r.Owner).Scan(&held); err != nil {
+			return err
+		}
+		if !held && !mutation.On("refund-unfenced") {
+			return ErrStale
+		}
+		var exists bool
+		var reserved *int64
+		if err := tx.QueryRow(ctx, `
 WITH existing AS (
 	SELECT id FROM refunds WHERE merchant_id = $1 AND kind = $3 AND refund_id = $2
 ), bill AS (
@@ -35,29 +47,36 @@ WITH existing AS (
 	RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM existing), (SELECT id FROM r)`,
-		r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash, s.now(),
-	).Scan(&exists, &reserved)
-	if err != nil {
-		// A concurrent insert of the same refund id.
-		if isUniqueViolation(err) {
-			return 0, false, nil
+			r.MerchantID, r.RefundID, r.Kind, r.BillID, r.Amount, r.ChargePK, r.Reason, r.RequestHash, s.now(),
+		).Scan(&exists, &reserved); err != nil {
+			return err
 		}
-		return 0, false, fmt.Errorf("store: create refund: %w", err)
-	}
-	if exists {
-		return 0, false, nil
-	}
-	if reserved == nil {
+		switch {
+		case exists:
+			return nil
+		case reserved != nil:
+			pk, created = *reserved, true
+			return nil
+		}
 		var status string
-		if err := s.Pool.QueryRow(ctx, `SELECT status FROM bills WHERE bill_id = $1`, r.BillID).Scan(&status); err != nil {
-			return 0, false, fmt.Errorf("store: create refund: %w", err)
+		if err := tx.QueryRow(ctx, `SELECT status FROM bills WHERE bill_id = $1`, r.BillID).Scan(&status); err != nil {
+			return err
 		}
 		if status != string(payflow.BillPaid) {
-			return 0, false, payflow.ErrNotPaid
+			return payflow.ErrNotPaid
 		}
-		return 0, false, payflow.ErrExceedsPaid
+		return payflow.ErrExceedsPaid
+	})
+	switch {
+	case err == nil:
+		return pk, created, nil
+	case errors.Is(err, ErrStale), errors.Is(err, payflow.ErrNotPaid), errors.Is(err, payflow.ErrExceedsPaid):
+		return 0, false, err
+	case isUniqueViolation(err):
+		// A concurrent insert of the same refund id.
+		return 0, false, nil
 	}
-	return *reserved, true, nil
+	return 0, false, fmt.Errorf("store: create refund: %w", err)
 }
 
 const refundColumns = `r.id, r.merchant_id, r.refund_id, r.kind, r.charge_pk, c.charge_id, r.bill_id, r.amount, r.reason, r.request_hash, r.status,

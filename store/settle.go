@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 )
@@ -169,18 +170,36 @@ func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Dur
 	return nil
 }
 
-// CancelBill records that the bill was destroyed at the PG: the bill and its
-// charge become cancelled (if the PG's own webhook has not already said so)
-// and msgs are written, in one transaction.
-func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID string, msgs []outbox.Message) error {
+// CancelBill records that the bill was destroyed at the PG, a cancel
+// judged under owner's lease of the charge: the bill and its charge become
+// cancelled (if the PG's own webhook has not already said so) and msgs are
+// written, in one transaction. ErrStale, with nothing written, when owner
+// no longer holds the lease (another worker may have judged the cancel
+// since) or the bill is neither open nor cancelled (it was settled
+// otherwise meanwhile): the cancel is to be judged again, and no event says
+// cancelled of a bill the database holds as paid or expired.
+func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID, owner string, msgs []outbox.Message) error {
 	now := s.now()
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR NO KEY UPDATE`, chargePK); err != nil {
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
+			chargePK, owner).Scan(&held); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = coalesce($2::timestamptz, now()), updated_at = coalesce($2::timestamptz, now())
-			WHERE bill_id = $1 AND status IN ('requested')`, billID, now); err != nil {
+		if !held && !mutation.On("cancel-unfenced") {
+			return ErrStale
+		}
+		// The bill changes only under its charge's row lock, held now: its
+		// status is read as it stands.
+		var was string
+		if err := tx.QueryRow(ctx, `WITH b AS (SELECT status FROM bills WHERE bill_id = $1 AND charge_pk = $3),
+			u AS (UPDATE bills SET status = 'cancelled', settled_at = coalesce($2::timestamptz, now()), updated_at = coalesce($2::timestamptz, now())
+				WHERE bill_id = $1 AND charge_pk = $3 AND status = 'requested')
+			SELECT status FROM b`, billID, now, chargePK).Scan(&was); err != nil {
 			return err
+		}
+		if s := payflow.BillStatus(was); s != payflow.BillRequested && s != payflow.BillCancelled {
+			return ErrStale
 		}
 		if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'cancelled', updated_at = coalesce($3::timestamptz, now())
 			WHERE id = $1 AND current_bill_id = $2 AND state = 'requested'`, chargePK, billID, now); err != nil {

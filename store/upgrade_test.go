@@ -41,8 +41,9 @@ func TestUpgradeKeepsThePGRefundIDOfRefundsInFlight(t *testing.T) {
 	// The previous release's data: a paid bill with a merchant refund and
 	// a re-payment's refund step in flight.
 	if _, err := st.Pool.Exec(ctx, `
-INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
-	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1');
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id,
+		lease_owner, lease_until)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1', 'test', now() + interval '1 hour');
 INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount, refund_reserved) VALUES ('b1', 1, 'kakao_bill', 10000, 'paid', 10000, 10000);
 INSERT INTO repays (merchant_id, repay_id, charge_pk, old_bill_id, amount, request_hash, step) VALUES ('m1', 'p1', 1, 'b1', 10000, 'h', 'refunding');
 INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, request_hash, status, lease_owner, lease_until)
@@ -67,7 +68,7 @@ INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, r
 	}
 	// A merchant may now use the refund id the old step had.
 	if _, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "repay:p1", Kind: "refund", ChargePK: 1, BillID: "b1",
-		Amount: 1, RequestHash: []byte("h")}); err == nil && created {
+		Amount: 1, RequestHash: []byte("h"), Owner: "test"}); err == nil && created {
 		t.Fatal("a refund beyond the paid amount was stored")
 	}
 	// New refunds are named by their row.
@@ -75,7 +76,7 @@ INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, r
 		t.Fatal(err)
 	}
 	pk, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: 1, BillID: "b1",
-		Amount: 100, RequestHash: []byte("h")})
+		Amount: 100, RequestHash: []byte("h"), Owner: "test"})
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
@@ -90,18 +91,23 @@ func TestARefundThatKeepsFailingDoesNotStarveTheOthers(t *testing.T) {
 	ctx := context.Background()
 	st := testdb.New(t)
 	if _, err := st.Pool.Exec(ctx, `
-INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id)
-	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1');
+INSERT INTO charges (merchant_id, charge_id, request_hash, request_event_id, amount, order_name, phone, customer_name, state, current_bill_id,
+		lease_owner, lease_until)
+	VALUES ('m1', 'c1', 'h', 'e', 10000, 'o', '+821012345678', 'K', 'paid', 'b1', 'test', now() + interval '1 hour');
 INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALUES ('b1', 1, 'kakao_bill', 10000, 'paid', 10000)`); err != nil {
 		t.Fatal(err)
 	}
 	var pks []int64
 	for _, id := range []string{"r1", "r2"} {
-		pk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h")})
+		pk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h"), Owner: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		pks = append(pks, pk)
+	}
+	// Their worker is gone: its lease is over.
+	if err := st.ReleaseCharge(ctx, 1, "test"); err != nil {
+		t.Fatal(err)
 	}
 	if due, _ := st.ExpiredRefunds(ctx, 1); len(due) != 1 || due[0] != pks[0] {
 		t.Fatalf("due %v, want the oldest, %d", due, pks[0])

@@ -2,12 +2,15 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
 )
 
 // cancelRequest is payment.bill.cancel.requested: destroy the charge's
@@ -77,7 +80,13 @@ func (w *Worker) recordCancel(ctx context.Context, c payflow.Charge) error {
 	if err != nil {
 		return err
 	}
-	if err := w.cfg.Store.CancelBill(context.WithoutCancel(ctx), c.PK, c.Bill.BillID, []outbox.Message{msg}); err != nil {
+	err = w.cfg.Store.CancelBill(context.WithoutCancel(ctx), c.PK, c.Bill.BillID, w.cfg.Owner, []outbox.Message{msg})
+	if errors.Is(err, store.ErrStale) {
+		// Judged under a lease that ran out and passed to another worker,
+		// or against a bill settled since: judge it again.
+		return fmt.Errorf("worker: charge %d changed before the cancel was recorded: %w", c.PK, ErrBusy)
+	}
+	if err != nil {
 		return err
 	}
 	w.cfg.Committed()

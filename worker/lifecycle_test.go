@@ -119,13 +119,16 @@ func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 	// The store's own guard, with no lease in front of it.
 	bill2 := e.paid("c2", 5000)
 	c2, _ := e.st.ChargeByKey(ctx, "m1", "c2")
+	if err := e.st.AcquireCharge(ctx, c2.PK, "test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	var created sync.Map
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_, ok, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: fmt.Sprint("direct", i), Kind: "refund",
-				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h")})
+				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h"), Owner: "test"})
 			if err != nil && !errors.Is(err, payflow.ErrExceedsPaid) {
 				t.Error(err)
 			}

@@ -15,8 +15,10 @@ import (
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/pgclient"
+	"github.com/payflow/payflow/store"
 	"github.com/payflow/payflow/worker"
 )
 
@@ -813,5 +815,85 @@ func TestAPaymentReturnedOutsidePayflowIsNotReportedPaid(t *testing.T) {
 	}
 	if reason != "refunded_outside" {
 		t.Fatalf("partly returned: reconcile_error %q, want refunded_outside", reason)
+	}
+}
+
+// leaseTaken is a store in front of which another worker takes the
+// charge's lease, once, just before a refund is stored or a cancel
+// recorded: the judging worker stalled past its lease and a successor took
+// it.
+type leaseTaken struct {
+	*store.Store
+	once sync.Once
+}
+
+func (s *leaseTaken) take(pk int64) {
+	s.once.Do(func() {
+		if _, err := s.Pool.Exec(context.Background(), `UPDATE charges SET lease_owner = 'w2', lease_until = now() + interval '1 minute' WHERE id = $1`, pk); err != nil {
+			panic(err)
+		}
+	})
+}
+
+func (s *leaseTaken) CreateRefund(ctx context.Context, r payflow.NewRefund) (int64, bool, error) {
+	s.take(r.ChargePK)
+	return s.Store.CreateRefund(ctx, r)
+}
+
+func (s *leaseTaken) CancelBill(ctx context.Context, pk int64, billID, owner string, msgs []outbox.Message) error {
+	s.take(pk)
+	return s.Store.CancelBill(ctx, pk, billID, owner, msgs)
+}
+
+// A refund or cancel judged under a lease another worker has taken since
+// (which may have judged the same request otherwise) is not carried out:
+// the request is busy and judged again once the charge is free, and then
+// carried out once.
+func TestARefundOrCancelJudgedUnderALostLeaseIsJudgedAgain(t *testing.T) {
+	for _, c := range []struct {
+		name, result string
+		request      func() []byte
+		carried      func(e *env) int
+	}{
+		{"refund", events.TypeRefundSucceeded, func() []byte { return refundEvent("c1", "r1", 700) },
+			func(e *env) int { return e.pg.refundCount }},
+		{"cancel", events.TypeBillCancelled, func() []byte {
+			return requestEvent(events.TypeCancelRequested, map[string]any{"charge_id": "c1", "reason": "x"})
+		}, func(e *env) int { return len(e.ofType(events.TypeBillCancelled)) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t, methods{})
+			ctx := context.Background()
+			if c.name == "refund" {
+				e.paid("c1", 700)
+			} else {
+				e.placed("c1", 700)
+			}
+			st := &leaseTaken{Store: e.st}
+			e.w = worker.New(worker.Config{Store: st, PG: e.pg, Methods: methods{}, Lease: time.Minute,
+				RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
+			req := c.request()
+			if err := e.w.Handle(ctx, req); !errors.Is(err, worker.ErrBusy) {
+				t.Fatalf("handled under a lost lease: %v, want ErrBusy", err)
+			}
+			var refunds int
+			if err := e.st.Pool.QueryRow(ctx, `SELECT count(*) FROM refunds`).Scan(&refunds); err != nil {
+				t.Fatal(err)
+			}
+			if n := c.carried(e); n != 0 || refunds != 0 || len(e.ofType(c.result)) != 0 {
+				t.Fatalf("carried out %d times, %d refunds stored under a lost lease", n, refunds)
+			}
+			charge, err := e.st.ChargeByKey(ctx, "m1", "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.st.ReleaseCharge(ctx, charge.PK, "w2"); err != nil {
+				t.Fatal(err)
+			}
+			e.handle(req)
+			if n := c.carried(e); n != 1 || len(e.ofType(c.result)) != 1 || len(e.ofType(events.TypeRejected)) != 0 {
+				t.Fatalf("carried out %d times, %d results, %d rejections; want it once", n, len(e.ofType(c.result)), len(e.ofType(events.TypeRejected)))
+			}
+		})
 	}
 }

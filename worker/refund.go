@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/payflow/payflow/events"
@@ -72,9 +73,13 @@ func (r *refundRequest) act(ctx context.Context, c payflow.Charge) error {
 	}
 	pk, created, err := w.cfg.Store.CreateRefund(ctx, payflow.NewRefund{
 		MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
-		Amount: req.Amount, Reason: req.Reason, RequestHash: r.hash,
+		Amount: req.Amount, Reason: req.Reason, RequestHash: r.hash, Owner: w.cfg.Owner,
 	})
 	switch {
+	case errors.Is(err, store.ErrStale):
+		// Judged under a lease that ran out and passed to another worker,
+		// which may have judged the request otherwise: judge it again.
+		return fmt.Errorf("worker: lease of charge %d lost before the refund was recorded: %w", c.PK, ErrBusy)
 	case errors.Is(err, payflow.ErrNotPaid):
 		return refuse(events.RejectInvalidState, "charge is "+string(c.State)+", not paid")
 	case errors.Is(err, payflow.ErrExceedsPaid):

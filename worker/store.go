@@ -60,7 +60,7 @@ type Settlements interface {
 	Settle(ctx context.Context, s payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error)
 	AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]store.Awaiting, error)
 	ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error
-	CancelBill(ctx context.Context, chargePK int64, billID string, msgs []outbox.Message) error
+	CancelBill(ctx context.Context, chargePK int64, billID, owner string, msgs []outbox.Message) error
 }
 
 // Rejections: a refused request, its one result.

@@ -18,6 +18,8 @@ var Names = []string{
 	"lease-from-drive", // a drive counts its lease from when it starts, not from the claim
 	"deadline-once",    // a drive checks its lease before a look-up, not again before the call
 	"repay-unfenced",   // a re-payment judged under a lease that ran out is still recorded
+	"refund-unfenced",  // a refund judged under a lease that ran out is still stored
+	"cancel-unfenced",  // a cancel judged under a lease that ran out is still recorded
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
