@@ -132,11 +132,12 @@ func TestChargeView(t *testing.T) {
 
 	// Paid, then partly refunded.
 	pay(t, e, "b-kakao")
-	if err := e.st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
+	h, err := e.st.AcquireCharge(ctx, pk, "test", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	rpk, _, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h"), Owner: "test"})
+		Amount: 2000, Reason: "broken cup", RequestHash: []byte("h"), Holder: h})
 	if err != nil {
 		t.Fatal(err)
 	}

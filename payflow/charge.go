@@ -62,6 +62,18 @@ type PlaceResult struct {
 	Owner string
 }
 
+// Holder is one taking of a charge's lease: the process that took it and
+// the lease generation that taking set (every taking raises the charge's).
+// A request is judged under one taking, and what it was judged to be is
+// written only while that same taking holds the charge: neither an expiry
+// taken up by another process nor a later taking by the same one (its
+// sweeper claiming the charge again while the judgement stalled) lets an
+// older judgement through.
+type Holder struct {
+	Owner string
+	Gen   int64
+}
+
 // ErrNotFound is returned when the charge, bill, refund, re-payment or
 // payment method asked for does not exist (or belongs to another merchant
 // or member: callers must not learn the difference).

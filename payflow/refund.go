@@ -44,9 +44,9 @@ type NewRefund struct {
 	Amount      int64
 	Reason      string
 	RequestHash []byte
-	// Owner is the lease the refund was judged under: it is stored only
-	// while Owner still holds the charge's lease.
-	Owner string
+	// Holder is the taking of the charge's lease the refund was judged
+	// under: it is stored only while that taking holds.
+	Holder Holder
 }
 
 // RefundResult is how a refund ended at the PG.

@@ -35,8 +35,9 @@ const (
 	RepayFailed    RepayStep = "failed"
 )
 
-// NewRepay is a re-payment about to start. The caller holds the charge's
-// lease.
+// NewRepay is a re-payment about to start, judged under Holder's taking of
+// the charge's lease: it is stored only while that taking holds, and its
+// new bill is then leased to Holder.Owner for Lease.
 type NewRepay struct {
 	MerchantID  string
 	RepayID     string
@@ -47,9 +48,9 @@ type NewRepay struct {
 	// Bill is the new bill, placed at once when nothing of the old bill is
 	// left to refund; otherwise the refund step's success places a bill of
 	// its own decision.
-	Bill  Bill
-	Owner string
-	Lease time.Duration
+	Bill   Bill
+	Holder Holder
+	Lease  time.Duration
 }
 
 // RepayNext is a re-payment's new bill, to be stored and leased for

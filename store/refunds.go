@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 )
@@ -18,18 +17,13 @@ import (
 // the bill row's update re-checks the remaining amount after any concurrent
 // refund commits, and a CHECK constraint backs it. created is false when
 // the refund id exists (nothing is written then). The refund was judged
-// under r.Owner's lease of the charge, and is stored only while r.Owner
-// still holds it: ErrStale otherwise, with nothing written (another worker
-// may have judged the request since, against the charge as it now is).
+// under r.Holder's taking of the charge's lease, and is stored only while
+// that taking holds: ErrStale otherwise, with nothing written (the request
+// may have been judged since, against the charge as it now is).
 func (s *Store) CreateRefund(ctx context.Context, r payflow.NewRefund) (pk int64, created bool, err error) {
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var held bool
-		if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
-			r.ChargePK, r.Owner).Scan(&held); err != nil {
+		if err := fence(ctx, tx, r.ChargePK, r.Holder, "refund-unfenced"); err != nil {
 			return err
-		}
-		if !held && !mutation.On("refund-unfenced") {
-			return ErrStale
 		}
 		var exists bool
 		var reserved *int64
@@ -38,7 +32,7 @@ WITH existing AS (
 	SELECT id FROM refunds WHERE merchant_id = $1 AND kind = $3 AND refund_id = $2
 ), bill AS (
 	UPDATE bills SET refund_reserved = refund_reserved + $5, updated_at = coalesce($9::timestamptz, now())
-	WHERE bill_id = $4 AND status = 'paid' AND NOT EXISTS (SELECT 1 FROM existing)
+	WHERE bill_id = $4 AND charge_pk = $6 AND status = 'paid' AND NOT EXISTS (SELECT 1 FROM existing)
 	  AND refunded_amount + refund_reserved + $5 <= paid_amount
 	RETURNING bill_id
 ), r AS (
@@ -106,7 +100,8 @@ func (s *Store) RefundByPK(ctx context.Context, pk int64) (payflow.Refund, error
 // ClaimRefund takes the lease of a pending refund's charge, unless someone
 // holds it. It reports whether the caller now holds it.
 func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($4::timestamptz, now()) + $3::interval
+	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($4::timestamptz, now()) + $3::interval,
+			lease_gen = c.lease_gen + 1
 		FROM refunds r WHERE r.id = $1 AND r.status = 'pending' AND c.id = r.charge_pk
 		  AND (c.lease_until IS NULL OR c.lease_until < coalesce($4::timestamptz, now()))`, pk, owner, lease, s.now())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/payflow/payflow/outbox"
+	"github.com/payflow/payflow/payflow"
 )
 
 // Request names a request for its rejection record: the event that carried
@@ -24,12 +25,12 @@ type Rejection struct {
 	Request
 	Reason string
 	Event  outbox.Message
-	// ChargePK and Owner, when set, fence the rejection: it was judged
-	// under Owner's lease of the charge, and is recorded only while Owner
-	// still holds it (ErrStale otherwise: another worker may have judged
-	// the request since, against the charge as it now is).
+	// ChargePK and Holder, when set, fence the rejection: it was judged
+	// under Holder's taking of the charge's lease, and is recorded only
+	// while that taking holds (ErrStale otherwise: the request may have
+	// been judged since, against the charge as it now is).
 	ChargePK int64
-	Owner    string
+	Holder   payflow.Holder
 }
 
 // Reject records a rejection with its request and writes its event, in one
@@ -37,13 +38,8 @@ type Rejection struct {
 func (s *Store) Reject(ctx context.Context, r Rejection) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		if r.ChargePK != 0 {
-			var held bool
-			if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
-				r.ChargePK, r.Owner).Scan(&held); err != nil {
+			if err := fence(ctx, tx, r.ChargePK, r.Holder, "reject-unfenced"); err != nil {
 				return err
-			}
-			if !held {
-				return ErrStale
 			}
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO rejected_requests (source, event_id, request_key, request_hash, reason)

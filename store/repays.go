@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/payflow"
 )
 
@@ -17,25 +16,23 @@ import (
 // re-payment goes straight to step placing with r.Bill, and RefundPK is 0.
 // created is false when the repay id exists. payflow.ErrNotPaid when the old bill
 // is not paid or no longer the charge's current bill. ErrStale, with
-// nothing written, when r.Owner no longer holds the charge's lease: the
-// request was judged under a lease that ran out and passed to another
-// worker, which may have judged it otherwise (rejected it, say), so it
-// must be judged again.
+// nothing written, when r.Holder's taking of the charge's lease no longer
+// holds: the request was judged under a lease that ran out and was taken
+// again, by another worker or by this one's sweeper, and may have been
+// judged otherwise since (rejected, say), so it must be judged again.
 func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow.Repay, created bool, err error) {
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var refundable int64
 		var status, current string
-		var held bool
 		// Lock the charge, then the old bill: refunds of it wait for us.
-		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved, coalesce(c.current_bill_id, ''),
-				coalesce(c.lease_owner = $2, false)
-			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 FOR NO KEY UPDATE OF c, b`, r.OldBillID, r.Owner).
-			Scan(&status, &refundable, &current, &held); err != nil {
+		if err := fence(ctx, tx, r.ChargePK, r.Holder, "repay-unfenced"); err != nil {
 			return err
 		}
-		if !held && !mutation.On("repay-unfenced") {
-			return ErrStale
+		if err := tx.QueryRow(ctx, `SELECT b.status, b.paid_amount - b.refunded_amount - b.refund_reserved, coalesce(c.current_bill_id, '')
+			FROM bills b JOIN charges c ON c.id = b.charge_pk WHERE b.bill_id = $1 AND b.charge_pk = $2 FOR NO KEY UPDATE OF b`, r.OldBillID, r.ChargePK).
+			Scan(&status, &refundable, &current); err != nil {
+			return err
 		}
 		if status != string(payflow.BillPaid) || current != r.OldBillID {
 			return payflow.ErrNotPaid
@@ -56,7 +53,7 @@ func (s *Store) CreateRepay(ctx context.Context, r payflow.NewRepay) (rp payflow
 		}
 		created = true
 		if step == payflow.RepayPlacing {
-			return startRepayBill(ctx, tx, payflow.RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Owner, Lease: r.Lease}, now)
+			return startRepayBill(ctx, tx, payflow.RepayNext{RepayPK: pk, Bill: r.Bill, Owner: r.Holder.Owner, Lease: r.Lease}, now)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE bills SET refund_reserved = refund_reserved + $2, updated_at = coalesce($3::timestamptz, now()) WHERE bill_id = $1`,
 			r.OldBillID, refundable, now); err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/payflow/payflow/internal/mutation"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 )
@@ -171,34 +170,32 @@ func (s *Store) ReconcileLater(ctx context.Context, billID string, wait time.Dur
 }
 
 // CancelBill records that the bill was destroyed at the PG, a cancel
-// judged under owner's lease of the charge: the bill and its charge become
-// cancelled (if the PG's own webhook has not already said so) and msgs are
-// written, in one transaction. ErrStale, with nothing written, when owner
-// no longer holds the lease (another worker may have judged the cancel
-// since) or the bill is neither open nor cancelled (it was settled
-// otherwise meanwhile): the cancel is to be judged again, and no event says
+// judged under h's taking of the charge's lease: the bill and its charge
+// become cancelled (if the PG's own webhook has not already said so) and
+// msgs are written, in one transaction. ErrStale, with nothing written,
+// when that taking no longer holds (the cancel may have been judged since)
+// or the bill is neither open nor cancelled (it was settled otherwise
+// meanwhile): the cancel is to be judged again, and no event says
 // cancelled of a bill the database holds as paid or expired.
-func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID, owner string, msgs []outbox.Message) error {
+func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID string, h payflow.Holder, msgs []outbox.Message) error {
 	now := s.now()
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var held bool
-		if err := tx.QueryRow(ctx, `SELECT coalesce(lease_owner = $2, false) FROM charges WHERE id = $1 FOR NO KEY UPDATE`,
-			chargePK, owner).Scan(&held); err != nil {
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := fence(ctx, tx, chargePK, h, "cancel-unfenced"); err != nil {
 			return err
 		}
-		if !held && !mutation.On("cancel-unfenced") {
-			return ErrStale
-		}
-		// The bill changes only under its charge's row lock, held now: its
-		// status is read as it stands.
-		var was string
-		if err := tx.QueryRow(ctx, `WITH b AS (SELECT status FROM bills WHERE bill_id = $1 AND charge_pk = $3),
-			u AS (UPDATE bills SET status = 'cancelled', settled_at = coalesce($2::timestamptz, now()), updated_at = coalesce($2::timestamptz, now())
-				WHERE bill_id = $1 AND charge_pk = $3 AND status = 'requested')
-			SELECT status FROM b`, billID, now, chargePK).Scan(&was); err != nil {
+		var status string
+		if err := tx.QueryRow(ctx, `SELECT status FROM bills WHERE bill_id = $1 AND charge_pk = $2 FOR NO KEY UPDATE`,
+			billID, chargePK).Scan(&status); err != nil {
 			return err
 		}
-		if s := payflow.BillStatus(was); s != payflow.BillRequested && s != payflow.BillCancelled {
+		switch payflow.BillStatus(status) {
+		case payflow.BillCancelled: // by the PG's own webhook, or by an earlier delivery of this cancel
+		case payflow.BillRequested:
+			if _, err := tx.Exec(ctx, `UPDATE bills SET status = 'cancelled', settled_at = coalesce($2::timestamptz, now()), updated_at = coalesce($2::timestamptz, now())
+				WHERE bill_id = $1`, billID, now); err != nil {
+				return err
+			}
+		default:
 			return ErrStale
 		}
 		if _, err := tx.Exec(ctx, `UPDATE charges SET state = 'cancelled', updated_at = coalesce($3::timestamptz, now())
@@ -207,4 +204,8 @@ func (s *Store) CancelBill(ctx context.Context, chargePK int64, billID, owner st
 		}
 		return outbox.Insert(ctx, tx, msgs...)
 	})
+	if err != nil && !errors.Is(err, ErrStale) {
+		return fmt.Errorf("store: cancel bill %s: %w", billID, err)
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -68,15 +69,15 @@ INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, r
 	}
 	// A merchant may now use the refund id the old step had.
 	if _, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "repay:p1", Kind: "refund", ChargePK: 1, BillID: "b1",
-		Amount: 1, RequestHash: []byte("h"), Owner: "test"}); err == nil && created {
-		t.Fatal("a refund beyond the paid amount was stored")
+		Amount: 1, RequestHash: []byte("h"), Holder: payflow.Holder{Owner: "test"}}); !errors.Is(err, payflow.ErrExceedsPaid) || created {
+		t.Fatalf("a refund beyond the paid amount: created %v, %v; want ErrExceedsPaid", created, err)
 	}
 	// New refunds are named by their row.
 	if _, err := st.Pool.Exec(ctx, `UPDATE bills SET refund_reserved = 0 WHERE bill_id = 'b1'`); err != nil {
 		t.Fatal(err)
 	}
 	pk, created, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: 1, BillID: "b1",
-		Amount: 100, RequestHash: []byte("h"), Owner: "test"})
+		Amount: 100, RequestHash: []byte("h"), Holder: payflow.Holder{Owner: "test"}})
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
@@ -99,7 +100,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 	}
 	var pks []int64
 	for _, id := range []string{"r1", "r2"} {
-		pk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h"), Owner: "test"})
+		pk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: id, Kind: "refund", ChargePK: 1, BillID: "b1", Amount: 100, RequestHash: []byte("h"), Holder: payflow.Holder{Owner: "test"}})
 		if err != nil {
 			t.Fatal(err)
 		}

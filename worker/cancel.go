@@ -80,7 +80,7 @@ func (w *Worker) recordCancel(ctx context.Context, c payflow.Charge) error {
 	if err != nil {
 		return err
 	}
-	err = w.cfg.Store.CancelBill(context.WithoutCancel(ctx), c.PK, c.Bill.BillID, w.cfg.Owner, []outbox.Message{msg})
+	err = w.cfg.Store.CancelBill(context.WithoutCancel(ctx), c.PK, c.Bill.BillID, holderOf(ctx), []outbox.Message{msg})
 	if errors.Is(err, store.ErrStale) {
 		// Judged under a lease that ran out and passed to another worker,
 		// or against a bill settled since: judge it again.

@@ -116,10 +116,13 @@ func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 		t.Fatalf("%d rejections, want 5", n)
 	}
 
-	// The store's own guard, with no lease in front of it.
+	// The store's own guard: ten refunds at once under one taking of the
+	// lease (the charge's row lock serialises them; the bill row's check
+	// refuses the sixth).
 	bill2 := e.paid("c2", 5000)
 	c2, _ := e.st.ChargeByKey(ctx, "m1", "c2")
-	if err := e.st.AcquireCharge(ctx, c2.PK, "test", time.Minute); err != nil {
+	h, err := e.st.AcquireCharge(ctx, c2.PK, "test", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var created sync.Map
@@ -128,7 +131,7 @@ func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, ok, err := e.st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: fmt.Sprint("direct", i), Kind: "refund",
-				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h"), Owner: "test"})
+				ChargePK: c2.PK, BillID: bill2, Amount: 1000, RequestHash: []byte("h"), Holder: h})
 			if err != nil && !errors.Is(err, payflow.ErrExceedsPaid) {
 				t.Error(err)
 			}

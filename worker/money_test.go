@@ -818,39 +818,33 @@ func TestAPaymentReturnedOutsidePayflowIsNotReportedPaid(t *testing.T) {
 	}
 }
 
-// leaseTaken is a store in front of which another worker takes the
-// charge's lease, once, just before a refund is stored or a cancel
-// recorded: the judging worker stalled past its lease and a successor took
-// it.
-type leaseTaken struct {
+// successor is a store in front of which someone else acts on the charge,
+// once, just before a refund is stored or a cancel recorded: the judging
+// worker stalled past its lease meanwhile.
+type successor struct {
 	*store.Store
 	once sync.Once
+	act  func(pk int64)
 }
 
-func (s *leaseTaken) take(pk int64) {
-	s.once.Do(func() {
-		if _, err := s.Pool.Exec(context.Background(), `UPDATE charges SET lease_owner = 'w2', lease_until = now() + interval '1 minute' WHERE id = $1`, pk); err != nil {
-			panic(err)
-		}
-	})
-}
-
-func (s *leaseTaken) CreateRefund(ctx context.Context, r payflow.NewRefund) (int64, bool, error) {
-	s.take(r.ChargePK)
+func (s *successor) CreateRefund(ctx context.Context, r payflow.NewRefund) (int64, bool, error) {
+	s.once.Do(func() { s.act(r.ChargePK) })
 	return s.Store.CreateRefund(ctx, r)
 }
 
-func (s *leaseTaken) CancelBill(ctx context.Context, pk int64, billID, owner string, msgs []outbox.Message) error {
-	s.take(pk)
-	return s.Store.CancelBill(ctx, pk, billID, owner, msgs)
+func (s *successor) CancelBill(ctx context.Context, pk int64, billID string, h payflow.Holder, msgs []outbox.Message) error {
+	s.once.Do(func() { s.act(pk) })
+	return s.Store.CancelBill(ctx, pk, billID, h, msgs)
 }
 
-// A refund or cancel judged under a lease another worker has taken since
-// (which may have judged the same request otherwise) is not carried out:
-// the request is busy and judged again once the charge is free, and then
-// carried out once.
+// A refund or cancel judged under a taking of the charge's lease that no
+// longer holds is not carried out: the request is busy, and judged again
+// once the charge is free. The lease may have been taken by another
+// worker, or by this very process again (its sweeper claiming the charge
+// while the judgement stalled), or another worker may have judged the same
+// request otherwise and rejected it: then the rejection is its one result.
 func TestARefundOrCancelJudgedUnderALostLeaseIsJudgedAgain(t *testing.T) {
-	for _, c := range []struct {
+	kinds := []struct {
 		name, result string
 		request      func() []byte
 		carried      func(e *env) int
@@ -859,41 +853,88 @@ func TestARefundOrCancelJudgedUnderALostLeaseIsJudgedAgain(t *testing.T) {
 			func(e *env) int { return e.pg.refundCount }},
 		{"cancel", events.TypeBillCancelled, func() []byte {
 			return requestEvent(events.TypeCancelRequested, map[string]any{"charge_id": "c1", "reason": "x"})
-		}, func(e *env) int { return len(e.ofType(events.TypeBillCancelled)) }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			e := setup(t, methods{})
-			ctx := context.Background()
-			if c.name == "refund" {
-				e.paid("c1", 700)
-			} else {
-				e.placed("c1", 700)
-			}
-			st := &leaseTaken{Store: e.st}
-			e.w = worker.New(worker.Config{Store: st, PG: e.pg, Methods: methods{}, Lease: time.Minute,
-				RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
-			req := c.request()
-			if err := e.w.Handle(ctx, req); !errors.Is(err, worker.ErrBusy) {
-				t.Fatalf("handled under a lost lease: %v, want ErrBusy", err)
-			}
-			var refunds int
-			if err := e.st.Pool.QueryRow(ctx, `SELECT count(*) FROM refunds`).Scan(&refunds); err != nil {
+		}, func(e *env) int { return e.pg.count("destroy") }},
+	}
+	exec := func(t *testing.T, st *store.Store, sql string, args ...any) {
+		t.Helper()
+		if _, err := st.Pool.Exec(context.Background(), sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takers := []struct {
+		name     string
+		rejected bool
+		act      func(t *testing.T, st *store.Store, pk int64, req []byte)
+	}{
+		{"another worker took the lease", false, func(t *testing.T, st *store.Store, pk int64, _ []byte) {
+			exec(t, st, `UPDATE charges SET lease_owner = 'w2', lease_gen = lease_gen + 1, lease_until = now() + interval '1 minute' WHERE id = $1`, pk)
+		}},
+		{"this process took the lease again", false, func(t *testing.T, st *store.Store, pk int64, _ []byte) {
+			exec(t, st, `UPDATE charges SET lease_gen = lease_gen + 1, lease_until = now() + interval '1 minute' WHERE id = $1`, pk)
+		}},
+		{"another worker rejected the request", true, func(t *testing.T, st *store.Store, pk int64, req []byte) {
+			exec(t, st, `UPDATE charges SET lease_owner = 'w2', lease_gen = lease_gen + 1, lease_until = now() + interval '1 minute' WHERE id = $1`, pk)
+			var env struct{ ID, Source string }
+			if err := json.Unmarshal(req, &env); err != nil {
 				t.Fatal(err)
 			}
-			if n := c.carried(e); n != 0 || refunds != 0 || len(e.ofType(c.result)) != 0 {
-				t.Fatalf("carried out %d times, %d refunds stored under a lost lease", n, refunds)
-			}
-			charge, err := e.st.ChargeByKey(ctx, "m1", "c1")
+			id := events.ID("rejected", env.Source, env.ID)
+			v, err := events.Encode(id, events.TypeRejected, "c1", time.Now(), events.Rejected{MerchantID: "m1", ChargeID: "c1",
+				Reason: events.RejectInvalidState, Detail: "judged otherwise", RequestEventID: env.ID})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := e.st.ReleaseCharge(ctx, charge.PK, "w2"); err != nil {
+			var gen int64
+			if err := st.Pool.QueryRow(context.Background(), `SELECT lease_gen FROM charges WHERE id = $1`, pk).Scan(&gen); err != nil {
 				t.Fatal(err)
 			}
-			e.handle(req)
-			if n := c.carried(e); n != 1 || len(e.ofType(c.result)) != 1 || len(e.ofType(events.TypeRejected)) != 0 {
-				t.Fatalf("carried out %d times, %d results, %d rejections; want it once", n, len(e.ofType(c.result)), len(e.ofType(events.TypeRejected)))
+			if err := st.Reject(context.Background(), store.Rejection{Request: store.Request{Source: env.Source, EventID: env.ID},
+				Reason: events.RejectInvalidState, Event: outbox.Message{EventID: id, Topic: events.TopicEvents, Key: []byte("c1"), Value: v},
+				ChargePK: pk, Holder: payflow.Holder{Owner: "w2", Gen: gen}}); err != nil {
+				t.Fatal(err)
 			}
-		})
+			exec(t, st, `UPDATE charges SET lease_owner = NULL, lease_until = NULL WHERE id = $1`, pk)
+		}},
+	}
+	for _, k := range kinds {
+		for _, tk := range takers {
+			t.Run(k.name+"/"+tk.name, func(t *testing.T) {
+				e := setup(t, methods{})
+				ctx := context.Background()
+				if k.name == "refund" {
+					e.paid("c1", 700)
+				} else {
+					e.placed("c1", 700)
+				}
+				req := k.request()
+				st := &successor{Store: e.st, act: func(pk int64) { tk.act(t, e.st, pk, req) }}
+				e.w = worker.New(worker.Config{Store: st, PG: e.pg, Methods: methods{}, Lease: time.Minute,
+					RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
+				before := k.carried(e)
+				if err := e.w.Handle(ctx, req); !errors.Is(err, worker.ErrBusy) {
+					t.Fatalf("handled under a lost lease: %v, want ErrBusy", err)
+				}
+				var refunds int
+				if err := e.st.Pool.QueryRow(ctx, `SELECT count(*) FROM refunds`).Scan(&refunds); err != nil {
+					t.Fatal(err)
+				}
+				if refunds != 0 || len(e.ofType(k.result)) != 0 {
+					t.Fatalf("%d refunds stored, %d results written under a lost lease", refunds, len(e.ofType(k.result)))
+				}
+				// The charge is free again.
+				exec(t, e.st, `UPDATE charges SET lease_owner = NULL, lease_until = NULL`)
+				e.handle(req)
+				results, rejections := len(e.ofType(k.result)), len(e.ofType(events.TypeRejected))
+				if tk.rejected {
+					if results != 0 || rejections != 1 || (k.name == "refund" && k.carried(e) != before) {
+						t.Fatalf("%d results, %d rejections, carried out %d times; want the rejection alone", results, rejections, k.carried(e)-before)
+					}
+					return
+				}
+				if results != 1 || rejections != 0 || (k.name == "refund" && k.carried(e) != before+1) {
+					t.Fatalf("%d results, %d rejections, carried out %d times; want it once", results, rejections, k.carried(e)-before)
+				}
+			})
+		}
 	}
 }

@@ -164,7 +164,8 @@ var ErrBusy = store.ErrBusy
 // released afterwards unless act left the charge placing a bill, whose
 // drive keeps it.
 func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Context) error) error {
-	if err := w.cfg.Store.AcquireCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease); err != nil {
+	h, err := w.cfg.Store.AcquireCharge(ctx, pk, w.cfg.Owner, w.cfg.Lease)
+	if err != nil {
 		return fmt.Errorf("worker: charge %d: %w", pk, err)
 	}
 	defer func() {
@@ -172,16 +173,30 @@ func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Contex
 			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", pk, "err", err)
 		}
 	}()
-	return act(context.WithValue(ctx, leaseKey{}, pk))
+	return act(context.WithValue(ctx, leaseKey{}, taking{pk, h}))
 }
 
-// leaseKey marks a context in which the worker holds a charge's lease (the
-// charge's pk): what is judged there is recorded only while it still does.
+// leaseKey marks a context in which the worker holds a charge's lease: its
+// value is the taking (onCharge), and what is judged there is recorded only
+// while that taking holds.
 type leaseKey struct{}
 
-// leaseOf returns the charge whose lease ctx runs under (onCharge), if
-// any.
-func leaseOf(ctx context.Context) (pk int64, held bool) {
-	pk, held = ctx.Value(leaseKey{}).(int64)
-	return pk, held
+// taking is a charge and the taking of its lease that a context runs under.
+type taking struct {
+	pk     int64
+	holder payflow.Holder
+}
+
+// leaseOf returns the charge whose lease ctx runs under (onCharge), and
+// the taking, if any.
+func leaseOf(ctx context.Context) (pk int64, h payflow.Holder, held bool) {
+	t, held := ctx.Value(leaseKey{}).(taking)
+	return t.pk, t.holder, held
+}
+
+// holderOf is the taking of the lease ctx runs under; none (which no
+// fence accepts) outside onCharge.
+func holderOf(ctx context.Context) payflow.Holder {
+	_, h, _ := leaseOf(ctx)
+	return h
 }

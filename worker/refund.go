@@ -73,7 +73,7 @@ func (r *refundRequest) act(ctx context.Context, c payflow.Charge) error {
 	}
 	pk, created, err := w.cfg.Store.CreateRefund(ctx, payflow.NewRefund{
 		MerchantID: req.MerchantID, RefundID: req.RefundID, Kind: "refund", ChargePK: c.PK, BillID: c.Bill.BillID,
-		Amount: req.Amount, Reason: req.Reason, RequestHash: r.hash, Owner: w.cfg.Owner,
+		Amount: req.Amount, Reason: req.Reason, RequestHash: r.hash, Holder: holderOf(ctx),
 	})
 	switch {
 	case errors.Is(err, store.ErrStale):

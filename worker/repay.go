@@ -80,7 +80,7 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 	leaseEnd := w.cfg.Now().Add(w.cfg.Lease) // CreateRepay renews the charge's lease
 	rp, created, err := w.cfg.Store.CreateRepay(ctx, payflow.NewRepay{
 		MerchantID: req.MerchantID, RepayID: req.RepayID, ChargePK: c.PK, OldBillID: c.Bill.BillID, Amount: amount,
-		RequestHash: r.hash, Bill: bill, Owner: w.cfg.Owner, Lease: w.cfg.Lease,
+		RequestHash: r.hash, Bill: bill, Holder: holderOf(ctx), Lease: w.cfg.Lease,
 	})
 	switch {
 	case errors.Is(err, store.ErrStale):
@@ -105,7 +105,7 @@ func (r *repayRequest) act(ctx context.Context, c payflow.Charge) error {
 // expired. leaseEnd, when not zero, is when the lease the caller just
 // renewed ends by this process's clock (see driveNewBill).
 func (w *Worker) continueRepay(ctx context.Context, rp payflow.Repay, leaseEnd time.Time) error {
-	_, held := leaseOf(ctx)
+	_, _, held := leaseOf(ctx)
 	switch {
 	case rp.Step == payflow.RepayRefunding && held:
 		return w.driveRefund(ctx, rp.RefundPK)

@@ -26,7 +26,7 @@ type Charges interface {
 	ChargeByKey(ctx context.Context, merchantID, chargeID string) (payflow.Charge, error)
 	ChargeByPK(ctx context.Context, pk int64) (payflow.Charge, error)
 	ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error)
-	AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) error
+	AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (payflow.Holder, error)
 	ReleaseCharge(ctx context.Context, pk int64, owner string) error
 	ExpiredPlacing(ctx context.Context, limit int) ([]int64, error)
 	FinishPlacing(ctx context.Context, r payflow.PlaceResult, msgs []outbox.Message) error
@@ -60,7 +60,7 @@ type Settlements interface {
 	Settle(ctx context.Context, s payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error)
 	AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]store.Awaiting, error)
 	ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error
-	CancelBill(ctx context.Context, chargePK int64, billID, owner string, msgs []outbox.Message) error
+	CancelBill(ctx context.Context, chargePK int64, billID string, h payflow.Holder, msgs []outbox.Message) error
 }
 
 // Rejections: a refused request, its one result.

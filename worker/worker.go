@@ -304,8 +304,8 @@ func (w *Worker) rejectRequest(ctx context.Context, env events.Envelope, key str
 	}
 	rq := store.Request{Source: env.Source, EventID: env.ID, Key: key, Hash: hash}
 	rj := store.Rejection{Request: rq, Reason: reason, Event: msg}
-	if pk, held := leaseOf(ctx); held {
-		rj.ChargePK, rj.Owner = pk, w.cfg.Owner
+	if pk, h, held := leaseOf(ctx); held {
+		rj.ChargePK, rj.Holder = pk, h
 	}
 	err = w.cfg.Store.Reject(ctx, rj)
 	if errors.Is(err, store.ErrStale) {

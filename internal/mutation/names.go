@@ -20,6 +20,7 @@ var Names = []string{
 	"repay-unfenced",   // a re-payment judged under a lease that ran out is still recorded
 	"refund-unfenced",  // a refund judged under a lease that ran out is still stored
 	"cancel-unfenced",  // a cancel judged under a lease that ran out is still recorded
+	"reject-unfenced",  // a rejection judged under a lease that ran out is still recorded
 }
 
 // Found are the mutations the simulation is expected to find; CI fails if
