@@ -206,11 +206,13 @@ func fence(ctx context.Context, tx pgx.Tx, chargePK int64, h payflow.Holder, mut
 	return nil
 }
 
-// ReleaseCharge ends the caller's lease of a charge at rest. A charge that
-// went on to place a bill (a re-payment's) keeps its lease for that drive.
-func (s *Store) ReleaseCharge(ctx context.Context, pk int64, owner string) error {
+// ReleaseCharge ends h's taking of the lease of a charge at rest; a later
+// taking, by another process or by the same one, is left alone. A charge
+// that went on to place a bill (a re-payment's) keeps its lease for that
+// drive.
+func (s *Store) ReleaseCharge(ctx context.Context, pk int64, h payflow.Holder) error {
 	_, err := s.Pool.Exec(ctx, `UPDATE charges SET lease_owner = NULL, lease_until = NULL
-		WHERE id = $1 AND lease_owner = $2 AND state <> 'placing'`, pk, owner)
+		WHERE id = $1 AND lease_owner = $2 AND lease_gen = $3 AND state <> 'placing'`, pk, h.Owner, h.Gen)
 	if err != nil {
 		return fmt.Errorf("store: release charge: %w", err)
 	}

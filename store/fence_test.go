@@ -95,13 +95,13 @@ func TestAJudgementIsWrittenOnlyUnderItsOwnTakingOfTheLease(t *testing.T) {
 				}
 			}
 			h1 := take("w1")
-			if err := st.ReleaseCharge(ctx, pk, "w1"); err != nil {
+			if err := st.ReleaseCharge(ctx, pk, h1); err != nil {
 				t.Fatal(err)
 			}
 			stale(h1, "the lease released")
-			take("w2")
+			h2 := take("w2")
 			stale(h1, "the lease taken by another worker")
-			if err := st.ReleaseCharge(ctx, pk, "w2"); err != nil {
+			if err := st.ReleaseCharge(ctx, pk, h2); err != nil {
 				t.Fatal(err)
 			}
 			h3 := take("w1")
@@ -109,6 +109,13 @@ func TestAJudgementIsWrittenOnlyUnderItsOwnTakingOfTheLease(t *testing.T) {
 				t.Fatalf("taking %d after taking %d: a taking must raise the generation", h3.Gen, h1.Gen)
 			}
 			stale(h1, "the lease taken again by the same process")
+			// Nor does the older taking's release end the newer one.
+			if err := st.ReleaseCharge(ctx, pk, h1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.AcquireCharge(ctx, pk, "w2", time.Minute); !errors.Is(err, store.ErrBusy) {
+				t.Fatalf("taking a charge after an older taking's release: %v, want ErrBusy (the newer taking holds)", err)
+			}
 			// The lease of h3 runs out, and nobody takes it.
 			if _, err := st.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE id = $1`, pk); err != nil {
 				t.Fatal(err)
@@ -143,13 +150,40 @@ func TestAClaimIsATaking(t *testing.T) {
 	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE id = $1`, pk); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := st.ClaimRefund(ctx, rpk, "w1", time.Minute); err != nil || !ok {
+	if _, ok, err := st.ClaimRefund(ctx, rpk, "w1", time.Minute); err != nil || !ok {
 		t.Fatalf("claim: %v, %v", ok, err)
 	}
 	_, _, err = st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r2", Kind: "refund", ChargePK: pk,
 		BillID: "b1", Amount: 100, RequestHash: []byte("h"), Holder: h})
 	if !errors.Is(err, store.ErrStale) {
 		t.Fatalf("a refund judged before the claim: %v, want ErrStale", err)
+	}
+}
+
+// A claim of a placing charge is a taking as well. A process of the
+// previous release leaves the generation as it was when it takes the
+// charge (here: to place a re-payment's bill, and then dies), so only the
+// claim that follows tells a judgement made before it from the claimer's
+// own.
+func TestAClaimOfAPlacingChargeIsATaking(t *testing.T) {
+	st := testdb.New(t)
+	ctx := context.Background()
+	pk := requested(t, st, "c1", "b1")
+	h, err := st.AcquireCharge(ctx, pk, "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET state = 'placing', lease_owner = 'old', lease_until = now() - interval '1 second'
+		WHERE id = $1`, pk); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.ClaimCharge(ctx, pk, "w1", time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	err = st.Reject(ctx, store.Rejection{Request: store.Request{Source: "s", EventID: "e1"}, Reason: "invalid_state",
+		Event: resultMsg("c1"), ChargePK: pk, Holder: h})
+	if !errors.Is(err, store.ErrStale) {
+		t.Fatalf("a rejection judged before the claim: %v, want ErrStale", err)
 	}
 }
 
@@ -179,7 +213,11 @@ func TestATakingSeesTheRefundItWaitedFor(t *testing.T) {
 	}()
 	// Let w2's taking begin to wait for the row.
 	for count(t, st, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case err := <-got:
+			t.Fatalf("the taking did not wait for the charge's row: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO refunds (merchant_id, refund_id, kind, charge_pk, bill_id, amount, request_hash, status)
 		VALUES ('m1', 'r1', 'refund', $1, 'b1', 100, 'h', 'pending')`, pk); err != nil {
@@ -234,7 +272,7 @@ func TestACancelRecordedTwiceWritesOneEvent(t *testing.T) {
 		if err := st.CancelBill(ctx, pk, "b1", h, []outbox.Message{msg}); err != nil {
 			t.Fatalf("cancel %d: %v", i+1, err)
 		}
-		if err := st.ReleaseCharge(ctx, pk, "w1"); err != nil {
+		if err := st.ReleaseCharge(ctx, pk, h); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -98,16 +98,21 @@ func (s *Store) RefundByPK(ctx context.Context, pk int64) (payflow.Refund, error
 }
 
 // ClaimRefund takes the lease of a pending refund's charge, unless someone
-// holds it. It reports whether the caller now holds it.
-func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($4::timestamptz, now()) + $3::interval,
+// holds it. It reports whether the caller now holds it, and the taking.
+func (s *Store) ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (h payflow.Holder, ok bool, err error) {
+	h.Owner = owner
+	err = s.Pool.QueryRow(ctx, `UPDATE charges c SET lease_owner = $2, lease_until = coalesce($4::timestamptz, now()) + $3::interval,
 			lease_gen = c.lease_gen + 1
 		FROM refunds r WHERE r.id = $1 AND r.status = 'pending' AND c.id = r.charge_pk
-		  AND (c.lease_until IS NULL OR c.lease_until < coalesce($4::timestamptz, now()))`, pk, owner, lease, s.now())
-	if err != nil {
-		return false, fmt.Errorf("store: claim refund: %w", err)
+		  AND (c.lease_until IS NULL OR c.lease_until < coalesce($4::timestamptz, now()))
+		RETURNING c.lease_gen`, pk, owner, lease, s.now()).Scan(&h.Gen)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return payflow.Holder{}, false, nil
+	case err != nil:
+		return payflow.Holder{}, false, fmt.Errorf("store: claim refund: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return h, true, nil
 }
 
 // ExpiredRefunds lists pending refunds that nobody holds (their worker died

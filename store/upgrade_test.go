@@ -107,7 +107,7 @@ INSERT INTO bills (bill_id, charge_pk, method, amount, status, paid_amount) VALU
 		pks = append(pks, pk)
 	}
 	// Their worker is gone: its lease is over.
-	if err := st.ReleaseCharge(ctx, 1, "test"); err != nil {
+	if err := st.ReleaseCharge(ctx, 1, payflow.Holder{Owner: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if due, _ := st.ExpiredRefunds(ctx, 1); len(due) != 1 || due[0] != pks[0] {

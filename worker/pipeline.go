@@ -169,7 +169,7 @@ func (w *Worker) onCharge(ctx context.Context, pk int64, act func(context.Contex
 		return fmt.Errorf("worker: charge %d: %w", pk, err)
 	}
 	defer func() {
-		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), pk, w.cfg.Owner); err != nil {
+		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), pk, h); err != nil {
 			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", pk, "err", err)
 		}
 	}()

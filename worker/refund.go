@@ -107,12 +107,12 @@ func (w *Worker) takeOverRefund(ctx context.Context, pk int64) error {
 	if err != nil || r.Status != payflow.RefundPending {
 		return err
 	}
-	ok, err := w.cfg.Store.ClaimRefund(ctx, pk, w.cfg.Owner, w.cfg.Lease)
+	h, ok, err := w.cfg.Store.ClaimRefund(ctx, pk, w.cfg.Owner, w.cfg.Lease)
 	if err != nil || !ok {
 		return err
 	}
 	defer func() {
-		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), r.ChargePK, w.cfg.Owner); err != nil {
+		if err := w.cfg.Store.ReleaseCharge(context.WithoutCancel(ctx), r.ChargePK, h); err != nil {
 			w.log.WarnContext(ctx, "charge lease not released; it expires", "charge_pk", r.ChargePK, "err", err)
 		}
 	}()

@@ -27,7 +27,7 @@ type Charges interface {
 	ChargeByPK(ctx context.Context, pk int64) (payflow.Charge, error)
 	ClaimCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error)
 	AcquireCharge(ctx context.Context, pk int64, owner string, lease time.Duration) (payflow.Holder, error)
-	ReleaseCharge(ctx context.Context, pk int64, owner string) error
+	ReleaseCharge(ctx context.Context, pk int64, h payflow.Holder) error
 	ExpiredPlacing(ctx context.Context, limit int) ([]int64, error)
 	FinishPlacing(ctx context.Context, r payflow.PlaceResult, msgs []outbox.Message) error
 	Decline(ctx context.Context, pk int64, declined payflow.Bill, code payflow.DeclineCode, methodStatus payflow.MethodStatus,
@@ -40,7 +40,7 @@ type Refunds interface {
 	CreateRefund(ctx context.Context, r payflow.NewRefund) (pk int64, created bool, err error)
 	RefundByKey(ctx context.Context, merchantID, refundID string) (payflow.Refund, error)
 	RefundByPK(ctx context.Context, pk int64) (payflow.Refund, error)
-	ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (bool, error)
+	ClaimRefund(ctx context.Context, pk int64, owner string, lease time.Duration) (payflow.Holder, bool, error)
 	ExpiredRefunds(ctx context.Context, limit int) ([]int64, error)
 	RetryRefundLater(ctx context.Context, pk int64, wait time.Duration) error
 	FinishRefund(ctx context.Context, pk int64, res payflow.RefundResult, msgs func(refundedTotal int64) ([]outbox.Message, error),
