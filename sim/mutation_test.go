@@ -20,16 +20,14 @@ var mutationSeeds = flag.Int("sim.mutation-seeds", 300, "seeds each mutation may
 // can move a bug to another seed; the search then finds it and the log
 // names the seed to record here.
 var regressionSeeds = map[string]uint64{
-	"resume-known":     69,
+	"resume-known":     126,
 	"kakao-fallback":   3,
-	"judge-again":      16,
+	"judge-again":      5,
 	"no-wait":          6,
 	"key-blip":         2,
-	"unsigned":         40,
+	"unsigned":         15,
 	"repay-prefix":     89,
 	"lease-from-drive": 10252,
-	"deadline-once":    11135,
-	"repay-unfenced":   55,
 }
 
 // TestMutationsAreFound puts each fixed bug the simulation is known to find

@@ -58,6 +58,27 @@ var fencedWrites = []fenced{
 		}},
 }
 
+// taken stores charge c1 with its bill b1 placed and takes its lease as
+// w1.
+func taken(t *testing.T) (*store.Store, int64, payflow.Holder) {
+	t.Helper()
+	st := testdb.New(t)
+	pk := requested(t, st, "c1", "b1")
+	h, err := st.AcquireCharge(context.Background(), pk, "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, pk, h
+}
+
+// expire ends the charge's lease by its time, taken by nobody.
+func expire(t *testing.T, st *store.Store, pk int64) {
+	t.Helper()
+	if _, err := st.Pool.Exec(context.Background(), `UPDATE charges SET lease_until = now() - interval '1 second' WHERE id = $1`, pk); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // What a request on an existing charge was judged to be is written only
 // while the very taking of the charge's lease it was judged under holds
 // (found by the simulation for a rejection, seed 53, and a re-payment,
@@ -133,23 +154,16 @@ func TestAJudgementIsWrittenOnlyUnderItsOwnTakingOfTheLease(t *testing.T) {
 // A sweeper's claims are takings too: a judgement made before a claim of
 // the same charge, by any process, is stale after it.
 func TestAClaimIsATaking(t *testing.T) {
-	st := testdb.New(t)
+	st, pk, h := taken(t)
 	ctx := context.Background()
-	pk := requested(t, st, "c1", "b1")
 	cvPaid(t, st, "b1", 700)
-	h, err := st.AcquireCharge(ctx, pk, "w1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rpk, _, err := st.CreateRefund(ctx, payflow.NewRefund{MerchantID: "m1", RefundID: "r1", Kind: "refund", ChargePK: pk,
 		BillID: "b1", Amount: 100, RequestHash: []byte("h"), Holder: h})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The lease runs out with r1 pending; w1's own sweeper claims r1.
-	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET lease_until = now() - interval '1 second' WHERE id = $1`, pk); err != nil {
-		t.Fatal(err)
-	}
+	expire(t, st, pk)
 	if _, ok, err := st.ClaimRefund(ctx, rpk, "w1", time.Minute); err != nil || !ok {
 		t.Fatalf("claim: %v, %v", ok, err)
 	}
@@ -166,13 +180,8 @@ func TestAClaimIsATaking(t *testing.T) {
 // claim that follows tells a judgement made before it from the claimer's
 // own.
 func TestAClaimOfAPlacingChargeIsATaking(t *testing.T) {
-	st := testdb.New(t)
+	st, pk, h := taken(t)
 	ctx := context.Background()
-	pk := requested(t, st, "c1", "b1")
-	h, err := st.AcquireCharge(ctx, pk, "w1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := st.Pool.Exec(ctx, `UPDATE charges SET state = 'placing', lease_owner = 'old', lease_until = now() - interval '1 second'
 		WHERE id = $1`, pk); err != nil {
 		t.Fatal(err)
@@ -180,7 +189,7 @@ func TestAClaimOfAPlacingChargeIsATaking(t *testing.T) {
 	if ok, err := st.ClaimCharge(ctx, pk, "w1", time.Minute); err != nil || !ok {
 		t.Fatalf("claim: %v, %v", ok, err)
 	}
-	err = st.Reject(ctx, store.Rejection{Request: store.Request{Source: "s", EventID: "e1"}, Reason: "invalid_state",
+	err := st.Reject(ctx, store.Rejection{Request: store.Request{Source: "s", EventID: "e1"}, Reason: "invalid_state",
 		Event: resultMsg("c1"), ChargePK: pk, Holder: h})
 	if !errors.Is(err, store.ErrStale) {
 		t.Fatalf("a rejection judged before the claim: %v, want ErrStale", err)
@@ -235,13 +244,8 @@ func TestATakingSeesTheRefundItWaitedFor(t *testing.T) {
 // writes nothing: no event may say cancelled of a bill the database holds
 // as paid. ErrStale sends the cancel to be judged again, and refused.
 func TestCancelOfABillSettledMeanwhileWritesNothing(t *testing.T) {
-	st := testdb.New(t)
+	st, pk, h := taken(t)
 	ctx := context.Background()
-	pk := requested(t, st, "c1", "b1")
-	h, err := st.AcquireCharge(ctx, pk, "w1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cvPaid(t, st, "b1", 700)
 	before := count(t, st, `SELECT count(*) FROM outbox`)
 	if err := st.CancelBill(ctx, pk, "b1", h, []outbox.Message{resultMsg("c1")}); !errors.Is(err, store.ErrStale) {
