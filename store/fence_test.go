@@ -284,3 +284,39 @@ func TestACancelRecordedTwiceWritesOneEvent(t *testing.T) {
 		t.Fatalf("%d events, want 1", n)
 	}
 }
+
+// Every change of a charge's lease owner raises the generation, the
+// re-payment's too: a refund step's result that places the new bill hands
+// the lease to the worker that recorded it, which need not be the one that
+// took it last. Here w1's drive of the refund step stalled, w2 claimed the
+// refund, and w1's result landed first: the lease passes to w1 as a new
+// taking, not as w2's taking under w1's name.
+func TestARepaymentsNewBillIsATaking(t *testing.T) {
+	st, pk, h1 := taken(t)
+	ctx := context.Background()
+	cvPaid(t, st, "b1", 700)
+	rp, _, err := st.CreateRepay(ctx, payflow.NewRepay{MerchantID: "m1", RepayID: "rp1", ChargePK: pk, OldBillID: "b1",
+		Amount: 700, RequestHash: []byte("h"), Holder: h1, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expire(t, st, pk)
+	h2, ok, err := st.ClaimRefund(ctx, rp.RefundPK, "w2", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	next := &payflow.RepayNext{RepayPK: rp.PK, Bill: payflow.Bill{BillID: "b2", Method: payflow.MethodKakaoBill, Amount: 700},
+		Owner: "w1", Lease: time.Minute}
+	if _, err := st.FinishRefund(ctx, rp.RefundPK, payflow.RefundResult{Succeeded: true},
+		func(int64) ([]outbox.Message, error) { return []outbox.Message{resultMsg("c1")}, nil }, next); err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	var gen int64
+	if err := st.Pool.QueryRow(ctx, `SELECT lease_owner, lease_gen FROM charges WHERE id = $1`, pk).Scan(&owner, &gen); err != nil {
+		t.Fatal(err)
+	}
+	if owner != "w1" || gen <= h2.Gen {
+		t.Fatalf("lease (%s, %d) after w2's taking %d passed to w1: want w1 under a generation above it", owner, gen, h2.Gen)
+	}
+}

@@ -104,7 +104,10 @@ func (s *Store) RepayByPK(ctx context.Context, pk int64) (payflow.Repay, error) 
 
 // startRepayBill moves a re-payment to step placing: the new bill is
 // stored (before the PG hears of it) and becomes the charge's current bill,
-// and the charge is leased to the caller. It is guarded by the charge's
+// and the charge is leased to n.Owner as a new taking (its generation
+// raised, as every change of owner raises it: the refund step's result
+// may be recorded by a worker other than the one that took the lease
+// last). The placement that follows is fenced by owner, like a charge's. It is guarded by the charge's
 // current bill: only a re-payment of the bill the charge still stands on
 // may bill again. A re-payment that finds its charge moved on fails
 // (superseded) instead of placing a second live bill.
@@ -119,7 +122,7 @@ func startRepayBill(ctx context.Context, tx pgx.Tx, n payflow.RepayNext, now any
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, `UPDATE charges SET state = 'placing', current_bill_id = $3, lease_owner = $4,
+	tag, err := tx.Exec(ctx, `UPDATE charges SET state = 'placing', current_bill_id = $3, lease_owner = $4, lease_gen = lease_gen + 1,
 		lease_until = coalesce($6::timestamptz, now()) + $5::interval, updated_at = coalesce($6::timestamptz, now())
 		WHERE id = $1 AND current_bill_id = $2 AND state IN ('paid', 'refunded')`, chargePK, oldBill, n.Bill.BillID, n.Owner, n.Lease, now)
 	if err != nil {
