@@ -237,7 +237,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.PG = pg
 	}
-	cfg.PG = pgclient.Observed(cfg.PG, cfg.observe)
+	// Whatever the PG sends back is made storable before anything reads
+	// it (pgclient.Sanitized), then every call is observed.
+	cfg.PG = pgclient.Observed(pgclient.Sanitized(cfg.PG), cfg.observe)
 	topics := producer.TopicsNamed(cfg.Topics, cfg.Partitions)
 	if cfg.SkipTopicCreation {
 		names := make([]string, len(topics))

@@ -16,9 +16,8 @@
 //   - payssam.Client, on pgsim speaking the PaySSam protocol, through one
 //     store and across several (pgclient/payssam);
 //   - the simulation's PG, sim.PG's client (sim);
-//   - pgclient.Observed, the observing wrapper payflow puts around every
-//     client, over pgsim.Client (pgclient/pgsim);
-//   - the simulation's PG, sim.PG's client (sim);
+//   - pgclient.Observed and pgclient.Sanitized, the wrappers payflow puts
+//     around every client, over pgsim.Client (pgclient/pgsim);
 //   - the worker tests' fake PG (worker).
 //
 // The app tests' PGs that hold or fail a few calls wrap pgsim.Client, so

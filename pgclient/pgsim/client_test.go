@@ -179,13 +179,13 @@ func (c *countCalls) Call(ctx context.Context, _ string) (context.Context, func(
 	return ctx, func(error) { c.mu.Lock(); c.end++; c.mu.Unlock() }
 }
 
-// payflow puts pgclient.Observed around every client it runs with, so the
-// wrapper must be invisible to the suite as well: same answers, same
-// refusals, same capabilities.
+// payflow puts pgclient.Observed and pgclient.Sanitized around every
+// client it runs with, so the wrappers must be invisible to the suite as
+// well: same answers, same refusals, same capabilities.
 func TestObservedClientSuite(t *testing.T) {
 	sim := newSim(t, pgsim.Config{SettleDelay: -1})
 	o := &countCalls{}
-	h := harness(sim, pgclient.Observed(sim.Client(), o))
+	h := harness(sim, pgclient.Observed(pgclient.Sanitized(sim.Client()), o))
 	pgclienttest.Run(t, h)
 	if o.started == 0 || o.started != o.end {
 		t.Fatalf("observer heard %d calls start and %d end", o.started, o.end)
