@@ -72,7 +72,7 @@ func pay(t *testing.T, e *env, bill string) {
 	if err := e.pg.Settle(bill, pgclient.StatusPaid); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
+	if _, _, err := e.st.Settle(context.Background(), payflow.Settlement{BillID: bill, Status: payflow.SettlePaid, Amount: 5000, PGTxID: "pgtx-" + bill},
 		func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,8 @@ import (
 type storeSettler struct{ st *store.Store }
 
 func (s storeSettler) Settle(ctx context.Context, st payflow.Settlement) (payflow.SettleOutcome, error) {
-	return s.st.Settle(ctx, st, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil })
+	out, _, err := s.st.Settle(ctx, st, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil })
+	return out, err
 }
 
 // openAPIDoc loads and validates the served document.

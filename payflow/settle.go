@@ -34,7 +34,6 @@ var (
 // SettledBill is what the event of an applied settlement needs.
 type SettledBill struct {
 	Bill       Bill
-	Was        BillStatus // the bill's status before: requested, or abandoned (executed after all)
 	MerchantID string
 	ChargeID   string
 }

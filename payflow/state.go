@@ -81,6 +81,16 @@ const (
 // that payment is real and must be recorded, not ignored.
 func (s BillStatus) Settleable() bool { return s == BillRequested || s == BillAbandoned }
 
+// ContradictedBy reports whether the PG's word st contradicts this
+// status: the PG reports paid a bill held final here and not paid
+// (declined, failed, cancelled, expired). Nothing settles such a bill, but
+// the customer's money may have been taken with no result here for it: an
+// auto-pay that landed after its decline was recorded, a bill paid in the
+// instant it was destroyed. An operator must refund or keep it.
+func (s BillStatus) ContradictedBy(st SettleStatus) bool {
+	return st == SettlePaid && s.Final() && s != BillPaid
+}
+
 // Final reports whether the bill will never change again.
 func (s BillStatus) Final() bool {
 	switch s {

@@ -39,7 +39,7 @@ func cvPlaced(t *testing.T, st *store.Store, pk int64, billID string, repayPK in
 
 func cvPaid(t *testing.T, st *store.Store, billID string, amount int64) {
 	t.Helper()
-	if _, err := st.Settle(context.Background(), payflow.Settlement{BillID: billID, Status: payflow.SettlePaid, Amount: amount,
+	if _, _, err := st.Settle(context.Background(), payflow.Settlement{BillID: billID, Status: payflow.SettlePaid, Amount: amount,
 		PGTxID: "tx-" + billID}, cvNoEvents); err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,7 @@ func TestLeasesFollowTheGivenClock(t *testing.T) {
 	}
 
 	// Every other change is stamped with the clock as well.
-	if _, err := st.Settle(ctx, payflow.Settlement{BillID: "b1", Status: payflow.SettlePaid, Amount: 700, PGTxID: "tx1",
+	if _, _, err := st.Settle(ctx, payflow.Settlement{BillID: "b1", Status: payflow.SettlePaid, Amount: 700, PGTxID: "tx1",
 		Provider: "sim", WebhookID: "wh1"}, func(payflow.SettledBill) ([]outbox.Message, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,13 @@ import (
 // Settle applies a final result to a bill, once. A webhook's id is recorded
 // in the same transaction, so a replay is answered without effect and a
 // crash cannot leave a receipt without its change. events builds the result
-// events; they are written in the same transaction.
-func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error) {
-	var outcome payflow.SettleOutcome
+// events; they are written in the same transaction. was is the bill's
+// status as Settle found it, so that the caller can tell an ignored
+// settlement that the PG's word contradicts (payflow.BillStatus.ContradictedBy).
+func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (outcome payflow.SettleOutcome, was payflow.BillStatus, err error) {
 	now := s.now()
-	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		outcome = ""
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		outcome, was = "", ""
 		var (
 			pk                 int64
 			merchant, chargeID string
@@ -43,6 +44,7 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(p
 			return err
 		}
 		bs := payflow.BillStatus(status)
+		was = bs
 		if st.Amount != amount {
 			return payflow.ErrAmountMismatch
 		}
@@ -98,7 +100,7 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(p
 		msgs, err := events(payflow.SettledBill{
 			Bill: payflow.Bill{BillID: st.BillID, ChargePK: pk, Method: payflow.Method(method), FallbackReason: payflow.FallbackReason(fb),
 				Amount: amount, Status: payflow.BillStatus(st.Status), PGTxID: st.PGTxID},
-			MerchantID: merchant, ChargeID: chargeID, Was: bs,
+			MerchantID: merchant, ChargeID: chargeID,
 		})
 		if err != nil {
 			return err
@@ -110,9 +112,9 @@ func (s *Store) Settle(ctx context.Context, st payflow.Settlement, events func(p
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("store: settle %s: %w", st.BillID, err)
+		return "", "", fmt.Errorf("store: settle %s: %w", st.BillID, err)
 	}
-	return outcome, nil
+	return outcome, was, nil
 }
 
 // AbandonedWatch is how long a bill given up on (abandoned) stays under

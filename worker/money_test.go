@@ -289,6 +289,57 @@ func TestALatePaymentIsReportedHoweverItIsFound(t *testing.T) {
 	}
 }
 
+// A payment the PG reports for a bill held final and unpaid here (an
+// auto-pay that landed after its decline was recorded, a bill paid after
+// it expired) settles nothing, but it is reported for an operator, once:
+// found by review, such a callback was ignored without a word, as if the
+// bill were paid already. A bill that closes without payment, or a payment
+// of a bill already paid, is not reported.
+func TestAPaymentOfABillHeldUnpaidIsReported(t *testing.T) {
+	e := setup(t, methods{"mem1": "decline_card"})
+	ctx := context.Background()
+	o := &troubleObserver{}
+	w := worker.New(worker.Config{Store: e.st, PG: e.pg, Methods: methods{"mem1": "decline_card"}, Lease: time.Minute,
+		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond, Observer: o})
+	e.handle(chargeEvent("c1", "mem1", 5000))
+	var declined string
+	if err := e.st.Pool.QueryRow(ctx, `SELECT bill_id FROM bills WHERE status = 'declined'`).Scan(&declined); err != nil {
+		t.Fatal(err)
+	}
+	expired := e.placed("c2", 900)
+	paid := e.placed("c3", 700)
+	for _, s := range []payflow.Settlement{
+		{BillID: expired, Status: payflow.SettleExpired, Amount: 900, Provider: "test", WebhookID: "wh-1"},
+		{BillID: paid, Status: payflow.SettlePaid, Amount: 700, Provider: "test", WebhookID: "wh-2"},
+		{BillID: declined, Status: payflow.SettleFailed, Amount: 5000, Provider: "test", WebhookID: "wh-3"},
+		{BillID: paid, Status: payflow.SettlePaid, Amount: 700, Provider: "test", WebhookID: "wh-4"},
+	} {
+		if _, err := w.Settle(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := o.outcomes(); got != "[]" {
+		t.Fatalf("reported %s before any contradiction", got)
+	}
+	for i, s := range []payflow.Settlement{
+		{BillID: declined, Status: payflow.SettlePaid, Amount: 5000, Provider: "test", WebhookID: "wh-5"},
+		{BillID: declined, Status: payflow.SettlePaid, Amount: 5000, Provider: "test", WebhookID: "wh-5"},
+		{BillID: expired, Status: payflow.SettlePaid, Amount: 900}, // reconciliation's word
+	} {
+		out, err := w.Settle(ctx, s)
+		if want := []payflow.SettleOutcome{payflow.SettleIgnored, payflow.SettleDuplicate, payflow.SettleIgnored}[i]; err != nil || out != want {
+			t.Fatalf("settlement %d: %s, %v; want %s", i, out, err, want)
+		}
+	}
+	if got := o.outcomes(); got != "[paid_contradicted paid_contradicted]" {
+		t.Fatalf("reported %s, want each contradicted bill once", got)
+	}
+	var n int
+	if err := e.st.Pool.QueryRow(ctx, `SELECT count(*) FROM bills WHERE status = 'paid'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d bills paid (%v), want only c3's", n, err)
+	}
+}
+
 // Case 3: a producer retry of a charge, on the same lane of the same
 // process, while that process's lease still runs after an unknown outcome:
 // the first request may still be in flight, so nobody may drive the charge

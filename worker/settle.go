@@ -18,9 +18,7 @@ import (
 // it final and changes nothing.
 func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.SettleOutcome, error) {
 	sctx, end := w.cfg.Observer.Step(ctx, StepSettle)
-	var was payflow.BillStatus
-	outcome, err := w.cfg.Store.Settle(sctx, s, func(b payflow.SettledBill) ([]outbox.Message, error) {
-		was = b.Was
+	outcome, was, err := w.cfg.Store.Settle(sctx, s, func(b payflow.SettledBill) ([]outbox.Message, error) {
 		msg, err := w.message(events.TypeSettled, b.ChargeID, []string{"bill", b.Bill.BillID, "settled"}, events.Settled{
 			MerchantID: b.MerchantID, ChargeID: b.ChargeID, BillID: b.Bill.BillID, Status: string(s.Status),
 			Amount: b.Bill.Amount, PGTxID: b.Bill.PGTxID,
@@ -41,6 +39,15 @@ func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.Sett
 				"bill_id", s.BillID, "status", s.Status, "amount", s.Amount)
 			w.cfg.Observer.Reconciled("late_" + string(s.Status))
 		}
+	}
+	if outcome == payflow.SettleIgnored && was.ContradictedBy(s.Status) {
+		// Found by review: an auto-pay that landed after its decline
+		// was recorded (a stalled worker's request) was paid by the
+		// customer, and the callback that said so was ignored without a
+		// word, as if the bill were simply settled already.
+		w.log.ErrorContext(ctx, "the PG reports paid a bill held final and unpaid here; not settled, for an operator to refund or keep",
+			"bill_id", s.BillID, "bill_status", was, "amount", s.Amount)
+		w.cfg.Observer.Reconciled("paid_contradicted")
 	}
 	w.log.InfoContext(ctx, "settlement", "bill_id", s.BillID, "status", s.Status, "outcome", outcome, "webhook_id", s.WebhookID)
 	return outcome, nil

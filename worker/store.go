@@ -57,7 +57,7 @@ type Repays interface {
 // Settlements: a bill's final result, from a webhook or reconciliation,
 // and a cancelled bill.
 type Settlements interface {
-	Settle(ctx context.Context, s payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, error)
+	Settle(ctx context.Context, s payflow.Settlement, events func(payflow.SettledBill) ([]outbox.Message, error)) (payflow.SettleOutcome, payflow.BillStatus, error)
 	AwaitingSettlement(ctx context.Context, age time.Duration, limit int) ([]store.Awaiting, error)
 	ReconcileLater(ctx context.Context, billID string, wait time.Duration, reason string) error
 	CancelBill(ctx context.Context, chargePK int64, billID string, h payflow.Holder, msgs []outbox.Message) error

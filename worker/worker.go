@@ -91,8 +91,10 @@ type Config struct {
 // before each retry of a PG operation. Reconciled is called for each bill
 // reconciliation could not settle as expected: lookup_failed,
 // amount_mismatch, late_open (a bill given up on, open at the PG after all,
-// destroyed), or late_paid for a bill given up on that the customer paid
-// after all (found by reconciliation or a callback alike). Step is called as a step of a request begins (decide,
+// destroyed), late_paid for a bill given up on that the customer paid
+// after all (found by reconciliation or a callback alike), or
+// paid_contradicted for a payment the PG reports of a bill held final and
+// unpaid here, which settles nothing. Step is called as a step of a request begins (decide,
 // commit, settle): the step runs in the context it returns, and end is
 // called with the step's error once it is over, so a tracer can make each
 // step a span of the request's trace.
