@@ -77,7 +77,7 @@ func newMetrics() *metricSet {
 		m.deadLetters.WithLabelValues(reason) // both series exist from the start, at 0
 	}
 	m.reconcile = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), late_paid (a bill given up on that the PG executed after all, found by reconciliation or a callback: refund or keep), paid_contradicted (the PG reports paid a bill held declined, failed, cancelled or expired here: not settled; refund or keep).",
+		Name: "payflow_reconcile_trouble_total", Help: "Bills reconciliation could not settle as expected: lookup_failed, amount_mismatch (left for an operator), settle_failed (the settlement itself failed: a broken invariant or a refused statement; backed off), late_paid (a bill given up on that the PG executed after all, found by reconciliation or a callback: refund or keep), paid_contradicted (the PG reports paid a bill held declined, failed, cancelled or expired here: not settled; refund or keep).",
 	}, []string{"outcome"})
 	m.pointsExhausted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "payflow_pg_points_exhausted_total", Help: "PG calls refused because the partner's prepaid points ran out (PaySSam POINT_001), by operation; KakaoTalk bills fail until someone tops them up.",

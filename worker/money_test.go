@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -383,6 +384,37 @@ func TestOneBillThePGCannotAnswerForDoesNotStopReconciliation(t *testing.T) {
 	}
 	if reason == "" {
 		t.Fatal("the bill the PG cannot answer for shows no reconciliation error")
+	}
+}
+
+// A bill whose settlement fails (here a broken invariant: its charge is in a
+// state no settlement leaves) is backed off with the reason stored, and the
+// round goes on. Found by review: the round ended at it, and since it kept
+// the earliest place in the queue, every round after it ended there too.
+func TestABillThatCannotBeSettledDoesNotStopReconciliation(t *testing.T) {
+	e := setup(t, methods{})
+	ctx := context.Background()
+	broken := e.placed("c-broken", 1000)
+	paid := e.placed("c-paid", 2000)
+	e.setPG(broken, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	e.setPG(paid, func(p *pgclient.Payment) { p.Status = pgclient.StatusPaid })
+	if _, err := e.st.Pool.Exec(ctx, `UPDATE charges SET state = 'cancelled' WHERE charge_id = 'c-broken'`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := e.w.Reconcile(ctx, 0, 1); err != nil {
+			t.Fatalf("round %d: %v", i+1, err)
+		}
+	}
+	if ev := e.settledEvents(); len(ev) != 1 || data(ev[0])["bill_id"] != paid {
+		t.Fatalf("settled = %v, want %s", ev, paid)
+	}
+	var reason string
+	if err := e.st.Pool.QueryRow(ctx, `SELECT coalesce(reconcile_error, '') FROM bills WHERE bill_id = $1`, broken).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(reason, "settle_failed") {
+		t.Fatalf("the bill that cannot be settled shows %q", reason)
 	}
 }
 

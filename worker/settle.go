@@ -59,8 +59,8 @@ func (w *Worker) Settle(ctx context.Context, s payflow.Settlement) (payflow.Sett
 // about too, for a while: a request in flight when its worker gave up may
 // have been executed, and its payment is recorded (and counted, for an
 // operator to refund or keep). One bill's trouble is its own: a look-up
-// that fails or an amount that does not match backs that bill off, with
-// the reason stored, and the round goes on. It returns how many it settled.
+// that fails, an amount that does not match or a settlement that fails
+// backs that bill off, with the reason stored, and the round goes on. It returns how many it settled.
 func (w *Worker) Reconcile(ctx context.Context, age time.Duration, limit int) (int, error) {
 	bills, err := w.cfg.Store.AwaitingSettlement(ctx, age, limit)
 	if err != nil {
@@ -134,9 +134,31 @@ func (w *Worker) reconcileOne(ctx context.Context, b store.Awaiting, p pgclient.
 		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "amount_mismatch")
 	}
 	if err != nil {
-		return false, err
+		if ctx.Err() != nil {
+			return false, err
+		}
+		// One bill's trouble is its own (a broken invariant, a statement
+		// refused): it is backed off with its reason, and the round goes
+		// on. A database that is down fails the backoff too, which ends
+		// the round.
+		w.log.ErrorContext(ctx, "reconcile: the settlement failed; this bill is backed off", "bill_id", b.BillID, "err", err)
+		w.cfg.Observer.Reconciled("settle_failed")
+		return false, w.cfg.Store.ReconcileLater(ctx, b.BillID, reconcileBackoff(age, b.Attempts), "settle_failed: "+settleFailure(err))
 	}
 	return out == payflow.SettleApplied, nil
+}
+
+// settleFailure names a settlement's failure for bills.reconcile_error,
+// without the values in its message.
+func settleFailure(err error) string {
+	var te *payflow.TransitionError
+	switch {
+	case errors.As(err, &te):
+		return "transition"
+	case store.Temporary(err):
+		return "temporary"
+	}
+	return "error"
 }
 
 // reconcileBackoff is how long a bill waits after attempts look-ups that

@@ -90,7 +90,7 @@ type Config struct {
 // placed charge, the reason of a rejection or failure). Retry is called
 // before each retry of a PG operation. Reconciled is called for each bill
 // reconciliation could not settle as expected: lookup_failed,
-// amount_mismatch, late_open (a bill given up on, open at the PG after all,
+// amount_mismatch, settle_failed, late_open (a bill given up on, open at the PG after all,
 // destroyed), late_paid for a bill given up on that the customer paid
 // after all (found by reconciliation or a callback alike), or
 // paid_contradicted for a payment the PG reports of a bill held final and
