@@ -236,6 +236,21 @@ func TestAnswerClassification(t *testing.T) {
 	if e := asError(t, err); e.Kind != pgclient.KindUnknown || e.Code != payssam.CodeUnknownState {
 		t.Fatalf("an unknown state: %#v", e)
 	}
+	// A paid or cancelled bill's amount is the approved one, or the lookup
+	// cannot confirm a payment (found by review: the bill's own price, or
+	// the amount sent, stood in for it and "confirmed" what PaySSam never
+	// stated). An unpaid bill may fall back to its price.
+	for _, state := range []string{"F", "C"} {
+		body := `{"code":"0000","data":{"billId":"` + payssam.BillID("b1") + `","apprState":"` + state + `","price":"1000"}}`
+		p, err := scripted(t, 200, body).LookupPayment(bg, "b1")
+		if e := asError(t, err); e.Kind != pgclient.KindUnknown || e.Code != payssam.CodeNoApprovedAmount {
+			t.Fatalf("state %s without apprPrice: %+v, %#v", state, p, e)
+		}
+	}
+	body := `{"code":"0000","data":{"billId":"` + payssam.BillID("b1") + `","apprState":"W","price":"1000"}}`
+	if p, err := scripted(t, 200, body).LookupPayment(bg, "b1"); err != nil || p.Status != pgclient.StatusRequested || p.Amount != 1000 {
+		t.Fatalf("an unpaid bill without apprPrice: %+v, %v", p, err)
+	}
 }
 
 // PaySSam may echo what it was sent; errors keep neither the API key nor

@@ -281,12 +281,23 @@ func (c *Client) AutoPay(ctx context.Context, req pgclient.AutoPayRequest) (pgcl
 // PaySSam has no failed or expired state that the digest knows of; any
 // other state is an error of kind unknown (CodeUnknownState). PGTxID is the
 // PaySSam bill id.
+//
+// A paid (F) or cancelled (C) bill's amount is what PaySSam approved
+// (apprPrice): the amount a settlement is confirmed against. An answer
+// without it is an error of kind unknown (CodeNoApprovedAmount), not the
+// bill's own price or the amount sent (ASSUMPTION(read-price) falls back
+// to those for W and D bills only), which would confirm an amount PaySSam
+// never stated.
 func (c *Client) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
 	const op = "lookup"
 	if err := c.live(ctx, op); err != nil {
 		return pgclient.Payment{}, err
 	}
-	_, p, _, err := c.read(ctx, op, billID)
+	_, p, approved, err := c.read(ctx, op, billID)
+	if err == nil && p.Status == pgclient.StatusPaid && !approved {
+		return pgclient.Payment{}, &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Code: CodeNoApprovedAmount,
+			Message: "a paid bill's answer names no approved amount (apprPrice)"}
+	}
 	return p, err
 }
 
