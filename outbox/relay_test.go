@@ -19,6 +19,7 @@ import (
 
 	"github.com/payflow/payflow/events"
 	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/internal/testnet"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/store"
 )
@@ -784,70 +785,6 @@ func TestAStandbyRelayKeepsOneConnection(t *testing.T) {
 	}
 }
 
-// silencer forwards TCP to a server until silent is set, and then passes
-// nothing more while it holds every connection open: a peer gone without
-// a word.
-type silencer struct {
-	ln     net.Listener
-	silent atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newSilencer(t *testing.T, target string) *silencer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &silencer{ln: ln}
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, c := range s.conns {
-			c.Close()
-		}
-	})
-	// pipe copies src to dst; one side's end is the other's, as on a real hop.
-	pipe := func(dst, src net.Conn) {
-		defer dst.Close()
-		defer src.Close()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if err != nil {
-				return
-			}
-			if s.silent.Load() {
-				continue // swallowed: nothing reaches the other side
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c, u)
-			s.mu.Unlock()
-			go pipe(u, c)
-			go pipe(c, u)
-		}
-	}()
-	return s
-}
-
 // A standby whose kept connection goes silent gives up on it within a few
 // polls and opens another, so it can still take over. Without the bound,
 // its lock query waits until TCP gives up, minutes later.
@@ -863,8 +800,8 @@ func TestAStandbyWhoseConnectionGoesSilentStillTakesOver(t *testing.T) {
 	waitFor(t, "the leader to lead", leader.Leading)
 
 	cfg := db.Config()
-	proxy := newSilencer(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
-	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	proxy := testnet.NewSilencer(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+	host, port, _ := net.SplitHostPort(proxy.Addr())
 	cfg.ConnConfig.Host = host
 	p, _ := strconv.Atoi(port)
 	cfg.ConnConfig.Port = uint16(p)
@@ -881,9 +818,9 @@ func TestAStandbyWhoseConnectionGoesSilentStillTakesOver(t *testing.T) {
 	defer func() { stopStandby(); <-standbyDone }()
 	time.Sleep(200 * time.Millisecond) // the standby has its connection and polls on it
 
-	proxy.silent.Store(true)
+	proxy.Silence(true)
 	time.Sleep(100 * time.Millisecond) // a poll is now stuck on the silent connection
-	proxy.silent.Store(false)          // new connections pass again; the old one stays stuck
+	proxy.Silence(false)               // new connections pass again; the old one stays stuck
 	stopLeader()
 	<-leaderDone
 	deadline := time.Now().Add(5 * time.Second)

@@ -47,6 +47,16 @@ type GroupCommit struct {
 	Flushes int
 	// MaxBatch bounds the items of one flush: 0 is DefaultGroupCommitMaxBatch.
 	MaxBatch int
+	// Timeout bounds one flush, a lone call's included, from taking a
+	// connection to its commit's answer. A flush whose connection went
+	// silent (a host gone, a NAT that forgot it) is given up: its
+	// connection is closed and each of its callers gets the error, as
+	// for any lost answer (what it may have written is found by the
+	// retry). Without it the flush holds its slot until TCP gives up,
+	// many minutes, and every claim and result of the process queues
+	// behind it. 0: the connections' statement timeout (or
+	// DefaultStatementTimeout when none is set) plus 10 s.
+	Timeout time.Duration
 	// Observer, when set, hears every flush.
 	Observer Observer
 	// Go and Wait, when set, replace how a flush of what queued is started
@@ -70,6 +80,7 @@ type groupCommitter[I, R any] struct {
 	kind     string
 	flushes  int // <= 0: no limit
 	maxBatch int
+	timeout  time.Duration
 	observer Observer
 	spawn    func(func())
 	wait     func(context.Context, <-chan struct{})
@@ -109,7 +120,7 @@ type groupCall[I, R any] struct {
 
 func newGroupCommitter[I, R any](kind string, soloOnRefusal bool, o GroupCommit,
 	one func(context.Context, I) (R, error), many func(context.Context, []I, []outcome[R]) error) *groupCommitter[I, R] {
-	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, observer: o.Observer,
+	g := &groupCommitter[I, R]{kind: kind, flushes: o.Flushes, maxBatch: o.MaxBatch, timeout: o.Timeout, observer: o.Observer,
 		spawn: o.Go, wait: o.Wait, soloOnRefusal: soloOnRefusal, one: one, many: many}
 	if g.flushes == 0 {
 		g.flushes = DefaultGroupCommitFlushes
@@ -149,10 +160,20 @@ func (g *groupCommitter[I, R]) do(ctx context.Context, item I) (R, error) {
 	g.inFlight++
 	g.mu.Unlock()
 	start := time.Now()
-	res, err := g.one(ctx, item)
+	res, err := g.bounded(ctx, func(ctx context.Context) (R, error) { return g.one(ctx, item) })
 	g.observed(1, start)
 	g.next(ctx)
 	return res, err
+}
+
+// bounded runs a flush under the timeout.
+func (g *groupCommitter[I, R]) bounded(ctx context.Context, f func(context.Context) (R, error)) (R, error) {
+	if g.timeout <= 0 {
+		return f(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	return f(ctx)
 }
 
 // next hands the flush slot just freed to what queued meanwhile: another
@@ -210,7 +231,7 @@ func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, 
 	start := time.Now()
 	if len(batch) == 1 {
 		c := batch[0]
-		c.res, c.err = g.one(ctx, c.item)
+		c.res, c.err = g.bounded(ctx, func(ctx context.Context) (R, error) { return g.one(ctx, c.item) })
 		g.observed(1, start)
 		return
 	}
@@ -219,7 +240,8 @@ func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, 
 		items[i] = c.item
 	}
 	out := make([]outcome[R], len(batch))
-	err := g.many(ctx, items, out)
+	var zero R
+	_, err := g.bounded(ctx, func(ctx context.Context) (R, error) { return zero, g.many(ctx, items, out) })
 	g.observed(len(batch), start)
 	var pgErr *pgconn.PgError
 	switch {
@@ -233,7 +255,7 @@ func (g *groupCommitter[I, R]) flush(ctx context.Context, batch []*groupCall[I, 
 		// the error lands on its own item only.
 		for _, c := range batch {
 			start := time.Now()
-			c.res, c.err = g.one(ctx, c.item)
+			c.res, c.err = g.bounded(ctx, func(ctx context.Context) (R, error) { return g.one(ctx, c.item) })
 			g.observed(1, start)
 		}
 	default:

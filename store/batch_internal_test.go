@@ -173,3 +173,20 @@ func TestGroupCommitterSeams(t *testing.T) {
 		t.Fatalf("queued call: %d, want 10", r)
 	}
 }
+
+// The group commit's default timeout follows the connections' statement
+// timeout, whichever way it was set.
+func TestStatementTimeoutParameter(t *testing.T) {
+	for param, want := range map[string]time.Duration{
+		"":      DefaultStatementTimeout,
+		"0":     DefaultStatementTimeout, // none: the server waits for ever
+		"5000":  5 * time.Second,         // OpenWith's milliseconds
+		"45s":   45 * time.Second,        // a DSN's, with a unit Go reads
+		"2min":  DefaultStatementTimeout, // one it does not
+		"bogus": DefaultStatementTimeout,
+	} {
+		if got := statementTimeout(param); got != want {
+			t.Errorf("statement_timeout %q: %s, want %s", param, got, want)
+		}
+	}
+}

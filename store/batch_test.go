@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/payflow/payflow/internal/testdb"
+	"github.com/payflow/payflow/internal/testnet"
 	"github.com/payflow/payflow/outbox"
 	"github.com/payflow/payflow/payflow"
 	"github.com/payflow/payflow/store"
@@ -430,5 +432,59 @@ func TestGroupCommitFailedReadBatchIsNotSentAgainAlone(t *testing.T) {
 	}
 	if m, err := st.DefaultMethod(ctx, "mem"); err != nil || m == nil {
 		t.Fatalf("after the lock: %+v, %v", m, err)
+	}
+}
+
+// A flush whose connection goes silent is given up after the group
+// commit's timeout, and the flush slot passes on: found by review, the
+// flush ran without a deadline, so one silent connection held the slot
+// until TCP gave up (many minutes) while every claim and result of the
+// process queued behind it.
+func TestGroupCommitGivesUpAFlushOnASilentConnection(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.NewDSN(t)
+	if err := store.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testnet.NewSilencer(t, u.Host)
+	u.Host = proxy.Addr()
+	st, err := store.OpenWith(ctx, u.String(), store.Options{GroupCommit: store.GroupCommit{Timeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	defer proxy.Close() // first: pgx's cancel request of the silent read is stuck too
+	if _, err := st.DefaultMethod(ctx, "mem1"); err != nil {
+		t.Fatal(err)
+	}
+	read := func() <-chan error {
+		got := make(chan error, 1)
+		go func() {
+			_, err := st.DefaultMethod(ctx, "mem1")
+			got <- err
+		}()
+		return got
+	}
+	proxy.Silence(true)
+	select {
+	case err := <-read():
+		if err == nil {
+			t.Fatal("a read on a silent connection succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read on a silent connection still waits after 10 s: the flush has no deadline")
+	}
+	proxy.Silence(false)
+	select {
+	case err := <-read():
+		if err != nil {
+			t.Fatalf("the next read, on a new connection: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next read still waits: the silent flush holds the slot")
 	}
 }

@@ -154,11 +154,27 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, connectError(ctx, cfg.ConnConfig.Host, cfg.ConnConfig.Port, timeout, err)
 	}
+	if opts.GroupCommit.Timeout == 0 {
+		opts.GroupCommit.Timeout = statementTimeout(cfg.ConnConfig.RuntimeParams["statement_timeout"]) + 10*time.Second
+	}
 	s := &Store{Pool: pool, clock: opts.Clock}
 	s.creates = newGroupCommitter("create_charge", true, opts.GroupCommit, s.createOne, s.createMany)
 	s.finishes = newGroupCommitter("finish_placing", true, opts.GroupCommit, s.finishOne, s.finishMany)
 	s.defaults = newGroupCommitter("default_method", false, opts.GroupCommit, s.defaultOne, s.defaultMany)
 	return s, nil
+}
+
+// statementTimeout is the connections' statement_timeout parameter (in
+// milliseconds, as OpenWith sets it, or with a unit, as a DSN may), or
+// DefaultStatementTimeout when none is set or it cannot be read.
+func statementTimeout(param string) time.Duration {
+	if ms, err := strconv.ParseInt(param, 10, 64); err == nil && ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	if d, err := time.ParseDuration(param); err == nil && d > 0 {
+		return d
+	}
+	return DefaultStatementTimeout
 }
 
 func connectTimeout(fromDSN time.Duration, opts Options) time.Duration {
