@@ -385,6 +385,14 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 		if bill.Method == payflow.MethodAutoPay && billingKey == "" {
 			k, err := w.cfg.Methods.BillingKey(ctx, bill.MethodID)
 			switch {
+			case errors.Is(err, payflow.ErrMethodUnusable) && own:
+				// Deleted since an attempt of ours whose outcome is
+				// unknown: the card is not sent again, and the bill is
+				// not given up either, for that attempt may still land.
+				// Look it up until it shows or the budget ends; then the
+				// sweeper decides, once the lease has outlived it.
+				needLookup, lastErr = true, err
+				return err
 			case errors.Is(err, payflow.ErrMethodUnusable), err != nil && mutation.On("key-blip"):
 				out.decline = payflow.DeclineInvalid // deleted, or its key cannot be opened: fall back
 				return nil
@@ -405,6 +413,12 @@ func (w *Worker) place(ctx context.Context, c payflow.Charge, bill payflow.Bill,
 		out.attempts++
 		acc, err := w.call(ctx, c, bill, billingKey)
 		b.saw(err)
+		if err != nil {
+			// Read the key again before the next attempt: the member may
+			// delete the card meanwhile (found by review: a card deleted
+			// while its first attempt met a 503 was charged by the retry).
+			billingKey = ""
+		}
 		if err == nil {
 			out.accepted, out.pgTxID = true, acc.PGTxID
 			out.url = pgclient.BillURL{URL: acc.URL, ExpiresAt: acc.URLExpiresAt}
