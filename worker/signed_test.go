@@ -272,3 +272,74 @@ func TestUnauthForgeryDoesNotPreemptTheGenuineRequest(t *testing.T) {
 		t.Fatalf("cancel events = %v, results = %v", ev, e.results())
 	}
 }
+
+// signedRequest is a request event of type typ with data, signed with key.
+func signedRequest(t *testing.T, typ, id string, data map[string]any, key string) []byte {
+	t.Helper()
+	v, _ := json.Marshal(map[string]any{
+		"specversion": "1.0", "id": id, "source": "shop", "type": typ, "subject": data["charge_id"],
+		"time": "2024-05-01T10:00:00.000Z", "datacontenttype": "application/json", "data": data,
+	})
+	s, err := stdwebhook.ParseSecret(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := reqsig.SignEvent(v, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// retyped is v with its type changed, its signature untouched.
+func retyped(t *testing.T, v []byte, typ string) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(v, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["type"], _ = json.Marshal(typ)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// The signature binds a request's id, time and data, not its type (the
+// contract's formula). Found by review: a signed charge request re-typed
+// as a cancel by anyone who can write the topic verified, and destroyed
+// the merchant's bill. A signed request's data must hold its own type's
+// fields only, so no request's signed data passes for another type's; a
+// re-typed one is unauthenticated, and its rejection does not answer the
+// genuine request of its event id.
+func TestSignSignedDataCannotBeRetyped(t *testing.T) {
+	e := setup(t, methods{})
+	key := stdwebhook.NewSecret()
+	w := e.keyedWorker("m1:" + key)
+	charge := signedCharge(t, "e1", "m1", "c1", 5000, key)
+	handleWith(t, w, charge)
+	refund := signedRequest(t, events.TypeRefundRequested, "e2",
+		map[string]any{"merchant_id": "m1", "charge_id": "c1", "refund_id": "r1", "amount": 100, "reason": "x"}, key)
+	cancel := signedRequest(t, events.TypeCancelRequested, "e3", map[string]any{"merchant_id": "m1", "charge_id": "c1", "reason": "x"}, key)
+	for _, forged := range [][]byte{
+		retyped(t, charge, events.TypeCancelRequested), retyped(t, charge, events.TypeRefundRequested), retyped(t, charge, events.TypeRepayRequested),
+		retyped(t, refund, events.TypeCancelRequested), retyped(t, refund, events.TypeRepayRequested),
+		retyped(t, cancel, events.TypeRepayRequested),
+	} {
+		handleWith(t, w, forged)
+	}
+	res := e.results()
+	if len(res) != 7 {
+		t.Fatalf("results = %v, want the charge's and 6 rejections", res)
+	}
+	for _, r := range res[1:] {
+		if r["type"] != events.TypeRejected || data(r)["reason"] != events.RejectUnauthenticated {
+			t.Fatalf("a re-typed request: %v, want rejected unauthenticated", r)
+		}
+	}
+	if n := e.pg.count("destroy") + e.pg.count("refund"); n != 0 {
+		t.Fatalf("%d destroy or refund calls for re-typed requests", n)
+	}
+	handleWith(t, w, cancel) // the genuine cancel, after a forgery under its id
+	if got := e.ofType(events.TypeBillCancelled); len(got) != 1 {
+		t.Fatalf("the genuine signed cancel: %v", e.results())
+	}
+}

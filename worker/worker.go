@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"time"
 
@@ -178,7 +179,8 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
-	if merchant, ok := w.signs(env.Data); ok {
+	merchant, signed := w.signs(env.Data)
+	if signed {
 		if err := w.cfg.RequestKeys.Verify(merchant, env.ID, env.TimeText, env.Data, env.Signature); err != nil {
 			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
 		}
@@ -187,6 +189,11 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	if r == nil {
 		// Decode admits only the types request knows.
 		return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
+	}
+	if signed {
+		if err := ofItsType(env, r); err != nil {
+			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
+		}
 	}
 	return w.run(ctx, env, r)
 }
@@ -260,6 +267,23 @@ func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope,
 	w.cfg.Observer.Result(events.TypeRejected, events.RejectUnauthenticated)
 	w.log.WarnContext(ctx, "request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
 		"merchant_id", ids.MerchantID, "charge_id", ids.ChargeID, "detail", why.Error())
+	return nil
+}
+
+// ofItsType refuses signed data that holds a field its event's type does
+// not know. The signature binds the event's id, time and data, not its
+// type (the contract's formula), and each request type has a field no
+// other has, so data signed as one type and sent as another always holds
+// one (found by review: a signed charge re-typed as a cancel verified and
+// destroyed the bill). Such a request is unauthenticated, not invalid: its
+// rejection must not become its event id's one result, which the genuine
+// request, delivered later, would be answered with.
+func ofItsType(env events.Envelope, r request) error {
+	v := reflect.New(reflect.TypeOf(r.data()).Elem()).Interface()
+	var se *strictjson.Error
+	if err := strictjson.Decode(env.Data, v, strictjson.RejectUnknownFields()); errors.Is(err, strictjson.ErrUnknownField) && errors.As(err, &se) {
+		return fmt.Errorf("the signed data is not the data of a %s (%s)", env.Type, se.Error())
+	}
 	return nil
 }
 
