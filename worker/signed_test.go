@@ -308,8 +308,9 @@ func retyped(t *testing.T, v []byte, typ string) []byte {
 // as a cancel by anyone who can write the topic verified, and destroyed
 // the merchant's bill. A signed request's data must hold its own type's
 // fields only, so no request's signed data passes for another type's; a
-// re-typed one is unauthenticated, and its rejection does not answer the
-// genuine request of its event id.
+// re-typed one is unauthenticated, or invalid when it holds no field its
+// new type does not know (a cancel's data as a refund's), and neither
+// rejection answers the genuine request of its event id.
 func TestSignSignedDataCannotBeRetyped(t *testing.T) {
 	e := setup(t, methods{})
 	key := stdwebhook.NewSecret()
@@ -322,17 +323,21 @@ func TestSignSignedDataCannotBeRetyped(t *testing.T) {
 	for _, forged := range [][]byte{
 		retyped(t, charge, events.TypeCancelRequested), retyped(t, charge, events.TypeRefundRequested), retyped(t, charge, events.TypeRepayRequested),
 		retyped(t, refund, events.TypeCancelRequested), retyped(t, refund, events.TypeRepayRequested),
-		retyped(t, cancel, events.TypeRepayRequested),
+		retyped(t, cancel, events.TypeRepayRequested), retyped(t, cancel, events.TypeRefundRequested),
 	} {
 		handleWith(t, w, forged)
 	}
 	res := e.results()
-	if len(res) != 7 {
-		t.Fatalf("results = %v, want the charge's and 6 rejections", res)
+	if len(res) != 8 {
+		t.Fatalf("results = %v, want the charge's and 7 rejections", res)
 	}
-	for _, r := range res[1:] {
-		if r["type"] != events.TypeRejected || data(r)["reason"] != events.RejectUnauthenticated {
-			t.Fatalf("a re-typed request: %v, want rejected unauthenticated", r)
+	for i, r := range res[1:] {
+		want := events.RejectUnauthenticated
+		if i == 6 {
+			want = events.RejectInvalid
+		}
+		if r["type"] != events.TypeRejected || data(r)["reason"] != want {
+			t.Fatalf("re-typed request %d: %v, want rejected %s", i, r, want)
 		}
 	}
 	if n := e.pg.count("destroy") + e.pg.count("refund"); n != 0 {

@@ -182,7 +182,7 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	merchant, signed := w.signs(env.Data)
 	if signed {
 		if err := w.cfg.RequestKeys.Verify(merchant, env.ID, env.TimeText, env.Data, env.Signature); err != nil {
-			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
+			return w.rejectMessage(ctx, env, value, merchant, events.RejectUnauthenticated, err)
 		}
 	}
 	r := w.request(env)
@@ -191,8 +191,22 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 		return fmt.Errorf("%w: type is not a request type", events.ErrUnparseable)
 	}
 	if signed {
+		// The signature binds the event's id, time and data, not its
+		// type (the contract's formula). Found by review: a signed
+		// charge re-typed as a cancel by anyone who can write the topic
+		// verified and destroyed the bill. So signed data is a request
+		// of its event's type only if it holds that type's fields alone
+		// (each type but the cancel has a field no other has), else it
+		// is unauthenticated; and data that is not a valid request of
+		// the type (a cancel's sent as a refund has no refund_id) is
+		// rejected invalid under the message's digest, as a forgery is,
+		// not as its event id's one result, which the genuine request
+		// delivered later would be answered with.
 		if err := ofItsType(env, r); err != nil {
-			return w.rejectUnauthenticated(ctx, env, value, merchant, err)
+			return w.rejectMessage(ctx, env, value, merchant, events.RejectUnauthenticated, err)
+		}
+		if _, err := check(env, r); err != nil {
+			return w.rejectMessage(ctx, env, value, merchant, events.RejectInvalid, err)
 		}
 	}
 	return w.run(ctx, env, r)
@@ -237,47 +251,42 @@ func (w *Worker) signs(data json.RawMessage) (string, bool) {
 	return "", false
 }
 
-// rejectUnauthenticated writes the rejection of a request whose signature
-// does not verify. Nothing of it is executed or judged. The rejection is
-// recorded under the digest of the message rather than its event id: a
-// forged message must not pre-empt the genuine request with that id, which
-// would find "its" rejection and be dropped. A redelivery of the same
-// message is the same digest and writes nothing again. The detail says
-// what was wrong, never what was expected.
-func (w *Worker) rejectUnauthenticated(ctx context.Context, env events.Envelope, value []byte, merchant string, why error) error {
+// rejectMessage writes the rejection of a message of a signing merchant
+// that is not its request: its signature does not verify, or its data is
+// not a request of its event's type. Nothing of it is executed or judged.
+// The rejection is recorded under the digest of the message rather than
+// its event id: a forged message must not pre-empt the genuine request
+// with that id, which would find "its" rejection and be dropped. A
+// redelivery of the same message is the same digest and writes nothing
+// again. The detail says what was wrong, never what was expected.
+func (w *Worker) rejectMessage(ctx context.Context, env events.Envelope, value []byte, merchant, reason string, why error) error {
 	sum := sha256.Sum256(value)
 	digest := hex.EncodeToString(sum[:])
 	ids := requestIDsOf(env.Data)
 	ids.MerchantID = merchant
-	msg, err := w.message(events.TypeRejected, ids.ChargeID, []string{"rejected", env.Source, env.ID, events.RejectUnauthenticated, digest}, events.Rejected{
+	msg, err := w.message(events.TypeRejected, ids.ChargeID, []string{"rejected", env.Source, env.ID, reason, digest}, events.Rejected{
 		MerchantID:     ids.MerchantID,
 		ChargeID:       ids.ChargeID,
-		Reason:         events.RejectUnauthenticated,
+		Reason:         reason,
 		Detail:         why.Error(),
 		RequestEventID: env.ID,
 	})
 	if err != nil {
 		return err
 	}
-	rq := store.Request{Source: env.Source, EventID: events.RejectUnauthenticated + "/" + digest}
-	if err := w.cfg.Store.Reject(ctx, store.Rejection{Request: rq, Reason: events.RejectUnauthenticated, Event: msg}); err != nil {
+	rq := store.Request{Source: env.Source, EventID: reason + "/" + digest}
+	if err := w.cfg.Store.Reject(ctx, store.Rejection{Request: rq, Reason: reason, Event: msg}); err != nil {
 		return fmt.Errorf("worker: reject: %w", err)
 	}
 	w.cfg.Committed()
-	w.cfg.Observer.Result(events.TypeRejected, events.RejectUnauthenticated)
-	w.log.WarnContext(ctx, "request rejected: signature does not verify", "type", env.Type, "event_id", env.ID,
+	w.cfg.Observer.Result(events.TypeRejected, reason)
+	w.log.WarnContext(ctx, "signed request rejected", "type", env.Type, "event_id", env.ID, "reason", reason,
 		"merchant_id", ids.MerchantID, "charge_id", ids.ChargeID, "detail", why.Error())
 	return nil
 }
 
 // ofItsType refuses signed data that holds a field its event's type does
-// not know. The signature binds the event's id, time and data, not its
-// type (the contract's formula), and each request type has a field no
-// other has, so data signed as one type and sent as another always holds
-// one (found by review: a signed charge re-typed as a cancel verified and
-// destroyed the bill). Such a request is unauthenticated, not invalid: its
-// rejection must not become its event id's one result, which the genuine
-// request, delivered later, would be answered with.
+// not know (see Handle).
 func ofItsType(env events.Envelope, r request) error {
 	v := reflect.New(reflect.TypeOf(r.data()).Elem()).Interface()
 	var se *strictjson.Error
