@@ -217,6 +217,11 @@ func TestPaymentMethodBadRequests(t *testing.T) {
 		{"key too long", call{body: `{"billing_key":"` + strings.Repeat("k", 257) + `"}`}, 400, "invalid_request", "billing_key", ""},
 		{"label too long", call{body: `{"billing_key":"bk_123456789","label":"` + strings.Repeat("가", 65) + `"}`}, 400, "invalid_request", "label", ""},
 		{"label with a newline", call{body: `{"billing_key":"bk_123456789","label":"a\nb"}`}, 400, "invalid_request", "label", ""},
+		// Found by review: encoding/json reads these as U+FFFD, and the key
+		// was stored altered.
+		{"key not UTF-8", call{body: "{\"billing_key\":\"bk_live_\xff12345678\"}"}, 400, "invalid_request", "UTF-8", "bk_live"},
+		{"label not UTF-8", call{body: "{\"billing_key\":\"bk_123456789\",\"label\":\"Shin\xffhan\"}"}, 400, "invalid_request", "UTF-8", "Shin"},
+		{"key with half a surrogate pair", call{body: `{"billing_key":"bk_live_\ud80012345678"}`}, 400, "invalid_request", "UTF-8", "bk_live"},
 		{"duplicate key", call{body: `{"billing_key":"bk_123456789","billing_key":"bk_987654321"}`}, 400, "invalid_request", "billing_key", "bk_"},
 		{"duplicate key, last valid", call{body: `{"billing_key":"bk 1","billing_key":"bk_987654321"}`}, 400, "invalid_request", "billing_key", "bk_"},
 		{"key in another case", call{body: `{"BILLING_KEY":"bk_123456789"}`}, 400, "invalid_request", "billing_key", "bk_"},

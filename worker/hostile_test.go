@@ -79,6 +79,30 @@ func TestHostileDataIsRejected(t *testing.T) {
 	}
 }
 
+// Text that is not UTF-8 in request data (a stray byte, an escape of half
+// a surrogate pair) is rejected invalid, not stored as U+FFFD: found by
+// review, "order\xffname" was charged and stored as "order\uFFFDname",
+// and a re-send with another stray byte passed for the same request.
+func TestTextThatIsNotUTF8IsRejected(t *testing.T) {
+	e := setup(t, methods{})
+	for i, name := range []string{"order\xffname", `order\ud800name`, `order\udfffname`} {
+		e.handle([]byte(fmt.Sprintf(`{"specversion":"1.0","id":"u8-%d","source":"t","type":"payment.charge.requested","datacontenttype":"application/json",`+
+			`"data":{"merchant_id":"m1","charge_id":"u%d","amount":100,"currency":"KRW","order_name":"%s","customer":{"phone":"010-1234-5678","name":"K"}}}`, i, i, name)))
+	}
+	res := e.results()
+	if len(res) != 3 {
+		t.Fatalf("results = %v", res)
+	}
+	for _, r := range res {
+		if r["type"] != events.TypeRejected || data(r)["reason"] != "invalid" || !strings.Contains(data(r)["detail"].(string), "UTF-8") {
+			t.Fatalf("result = %v, want rejected invalid for its text", r)
+		}
+	}
+	if n := e.pg.count("kakao_bill"); n != 0 {
+		t.Fatalf("%d bills placed", n)
+	}
+}
+
 // Keys that encoding/json would fold or let the last of win are refused:
 // a validator in front of payflow must read the same request payflow does.
 func TestAmbiguousKeysAreRejected(t *testing.T) {

@@ -108,8 +108,11 @@ func checks(env events.Envelope, r request) (named, error) {
 	if err := strictjson.Decode(env.Data, r.data()); err != nil {
 		ids := requestIDsOf(env.Data)
 		var se *strictjson.Error
-		if errors.As(err, &se) && se.Field != "" {
+		switch {
+		case errors.As(err, &se) && se.Field != "":
 			return named{ids: ids}, &payflow.ValidationError{Field: se.Field, Reason: se.Reason}
+		case errors.Is(err, strictjson.ErrText):
+			return named{ids: ids}, &payflow.ValidationError{Field: "data", Reason: se.Reason}
 		}
 		return named{ids: ids}, &payflow.ValidationError{Field: "data", Reason: "is not a JSON object"}
 	}

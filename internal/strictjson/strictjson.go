@@ -12,7 +12,10 @@
 //     maps, interface values and fields that are skipped);
 //   - a key that names a struct field only case-insensitively: a key must
 //     equal the field's JSON name exactly;
-//   - with RejectUnknownFields, a key that names no field at all.
+//   - with RejectUnknownFields, a key that names no field at all;
+//   - text that is not valid UTF-8: a string's raw bytes, or an escape of
+//     half a surrogate pair (encoding/json reads both as U+FFFD, so two
+//     different documents would be the same request).
 //
 // Everything else (types, numbers, null, unknown fields without the option,
 // json.Unmarshaler and encoding.TextUnmarshaler) behaves as in
@@ -69,6 +72,8 @@ var (
 	// ErrValue: a value of the right JSON type that its field's own
 	// decoding refused (a time that is not RFC 3339, for instance).
 	ErrValue = errors.New("invalid value")
+	// ErrText: the document holds text that is not valid UTF-8.
+	ErrText = errors.New("invalid text")
 )
 
 // Error says which field of a document is wrong and why. It never holds a
@@ -96,7 +101,7 @@ func (e *Error) Error() string {
 }
 
 // Unwrap returns the kind of error: ErrSyntax, ErrDuplicateKey,
-// ErrCaseMismatch, ErrUnknownField, ErrType or ErrValue.
+// ErrCaseMismatch, ErrUnknownField, ErrType, ErrValue or ErrText.
 func (e *Error) Unwrap() error { return e.kind }
 
 // Option changes what Decode accepts.
@@ -136,6 +141,9 @@ func Decode(data []byte, v any, opts ...Option) error {
 	if err := walk(data, rv.Type().Elem(), c); err != nil {
 		return err
 	}
+	if at := badText(data); at >= 0 {
+		return &Error{Reason: "holds text that is not valid UTF-8 (at byte " + strconv.Itoa(at) + ")", kind: ErrText}
+	}
 	// Then let encoding/json decode what is now unambiguous.
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if c.rejectUnknown {
@@ -145,6 +153,64 @@ func Decode(data []byte, v any, opts ...Option) error {
 		return decodeError(err)
 	}
 	return nil
+}
+
+// badText returns the offset of the first byte of data that is not valid
+// UTF-8, or of the first escape of half a surrogate pair (\ud800 alone),
+// or -1. Outside strings a valid document holds ASCII only, so the bytes
+// need no parsing, only the escapes.
+func badText(data []byte) int {
+	for i := 0; i < len(data); {
+		switch c := data[i]; {
+		case c == '\\' && i+1 < len(data) && data[i+1] == 'u':
+			r := hex4(data, i+2)
+			switch {
+			case r >= 0xDC00 && r <= 0xDFFF: // a low half alone
+				return i
+			case r >= 0xD800 && r <= 0xDBFF:
+				if i+12 <= len(data) && data[i+6] == '\\' && data[i+7] == 'u' {
+					if lo := hex4(data, i+8); lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 12
+						continue
+					}
+				}
+				return i // a high half without its low one
+			}
+			i += 2
+		case c == '\\':
+			i += 2 // an escape of one character: \\ or \" among them
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i
+			}
+			i += size
+		}
+	}
+	return -1
+}
+
+// hex4 is the value of the four hex digits at data[i:], or -1.
+func hex4(data []byte, i int) rune {
+	if i+4 > len(data) {
+		return -1
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return -1
+		}
+	}
+	return r
 }
 
 // walk finds the first of the errors the package comment lists in data,
