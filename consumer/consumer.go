@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -345,7 +346,7 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 	failures := 0
 	for attempt := 1; ; attempt++ {
 		actx, end := c.cfg.Observer.Attempt(ctx, m)
-		err := c.cfg.Handler(actx, m)
+		err := c.call(actx, m)
 		end(err)
 		var dl *DeadLetterError
 		isDL := errors.As(err, &dl)
@@ -376,6 +377,25 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) bool {
 			return false
 		}
 	}
+}
+
+// ErrHandlerPanicked is wrapped by the error of an attempt whose handler
+// panicked.
+var ErrHandlerPanicked = errors.New("handler panicked")
+
+// call runs the handler once. A panic is that attempt's error, which is
+// retried and then dead-lettered like any error that is not temporary:
+// one message's bug fails that message, not the process with every lane in
+// it (and, after a restart, every member that is given its partition). Its
+// stack goes to the log, not into the error, which a dead letter carries.
+func (c *Consumer) call(ctx context.Context, m kafka.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.cfg.Logger.Error("handler panicked", "partition", m.Partition, "offset", m.Offset, "stack", string(debug.Stack()))
+			err = redact(fmt.Errorf("%w: %v", ErrHandlerPanicked, r), m.Value)
+		}
+	}()
+	return c.cfg.Handler(ctx, m)
 }
 
 // deadLetter writes m to the dead-letter topic, retrying until it is there:

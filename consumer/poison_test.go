@@ -70,6 +70,49 @@ var errDatabaseDown = errors.New("database unavailable")
 // is dead-lettered with the cause, logged and counted. An error the
 // classifier calls temporary (the database down) is still retried without
 // bound, and so is every error when there is no classifier.
+// A handler that panics on a message fails that message: it is retried,
+// then dead-lettered, and the other messages, before and behind it on the
+// partition, are handled (found by review: the panic ended the process,
+// and every member given the partition after it).
+func TestAHandlerPanicFailsItsMessageOnly(t *testing.T) {
+	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
+	write(t, addr, "in",
+		kafka.Message{Key: []byte("a"), Value: []byte("before")},
+		kafka.Message{Key: []byte("p"), Value: []byte("panics")},
+		kafka.Message{Key: []byte("b"), Value: []byte("behind")})
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	d := &dlq{}
+	var out logs
+	c := consumer.New(consumer.Config{
+		Brokers: []string{addr}, GroupID: "g", Topic: "in", CommitInterval: 20 * time.Millisecond, DLQ: d,
+		Logger: out.logger(), Retry: func(error) bool { return false }, MaxAttempts: 3,
+		Handler: func(ctx context.Context, m kafka.Message) error {
+			mu.Lock()
+			attempts[string(m.Value)]++
+			mu.Unlock()
+			if string(m.Value) == "panics" {
+				var nothing map[string]int
+				nothing["x"] = 1 // a bug: assignment to a nil map
+			}
+			return nil
+		},
+	})
+	run(t, c)
+	eventually(t, "everything committed", func() bool { return committed(t, addr, "g", "in") == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts["before"] != 1 || attempts["panics"] != 3 || attempts["behind"] != 1 {
+		t.Fatalf("attempts = %v, want the panicking one 3 times (MaxAttempts), the others once", attempts)
+	}
+	if got := d.values(); len(got) != 1 || got[0] != "panics" {
+		t.Fatalf("dead letters = %q, want the panicking message", got)
+	}
+	if !strings.Contains(out.String(), "handler panicked") {
+		t.Fatal("the panic was not logged")
+	}
+}
+
 func TestBoundedRetriesDeadLetterWhatNeverSucceeds(t *testing.T) {
 	addr := broker(t, producer.Topic{Name: "in", Partitions: 1})
 	write(t, addr, "in",
