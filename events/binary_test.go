@@ -1,10 +1,12 @@
 package events_test
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/payflow/payflow/events"
 )
@@ -148,4 +150,40 @@ func TestBinaryModeRejectsWhatIsNotARequest(t *testing.T) {
 			t.Errorf("%s: error quotes the input: %v", name, err)
 		}
 	}
+}
+
+// A binary-mode message is refused (ErrUnparseable) or read into an
+// envelope as safe as a structured one's, whatever its headers and value
+// hold. Decode checks the structured rendering; this holds the rendering
+// itself (escaping header values into JSON) to it.
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add("e1", "shop", events.TypeChargeRequested, "c1", "application/json", []byte(chargeData))
+	f.Add("e\x001", "shop", events.TypeRefundRequested, "c\xff", "application/json; charset=utf-8", []byte(`{"a":1}`))
+	f.Add("<e&1>", `sh"op\`, events.TypeCancelRequested, "\u2028", events.ContentType, []byte(structuredCharge))
+	f.Add("", "", "", "", "", []byte(``))
+	f.Fuzz(func(t *testing.T, id, source, typ, subject, contentType string, value []byte) {
+		headers := []events.Header{
+			{Key: "ce_specversion", Value: []byte("1.0")},
+			{Key: "ce_id", Value: []byte(id)},
+			{Key: "ce_source", Value: []byte(source)},
+			{Key: "ce_type", Value: []byte(typ)},
+			{Key: "ce_subject", Value: []byte(subject)},
+			{Key: "content-type", Value: []byte(contentType)},
+		}
+		env, err := events.DecodeMessage(value, headers)
+		if err != nil {
+			if !errors.Is(err, events.ErrUnparseable) {
+				t.Fatalf("error does not wrap ErrUnparseable: %v", err)
+			}
+			return
+		}
+		if env.ID == "" || env.Type == "" || !json.Valid(env.Data) {
+			t.Fatalf("accepted an incomplete event: %+v", env)
+		}
+		for _, s := range []string{env.ID, env.Source, env.Type, env.Subject} {
+			if len(s) > 256 || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("accepted an unsafe envelope string %q", s)
+			}
+		}
+	})
 }
