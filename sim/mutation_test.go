@@ -20,14 +20,15 @@ var mutationSeeds = flag.Int("sim.mutation-seeds", 300, "seeds each mutation may
 // can move a bug to another seed; the search then finds it and the log
 // names the seed to record here.
 var regressionSeeds = map[string]uint64{
-	"resume-known":     126,
-	"kakao-fallback":   3,
-	"judge-again":      5,
-	"no-wait":          6,
-	"key-blip":         2,
+	"resume-known":     13,
+	"kakao-fallback":   2,
+	"judge-again":      13,
+	"no-wait":          1,
+	"key-blip":         70,
 	"unsigned":         15,
-	"repay-prefix":     89,
-	"lease-from-drive": 10252,
+	"repay-prefix":     217,
+	"lease-from-drive": 2256,
+	"deadline-once":    1277,
 }
 
 // TestMutationsAreFound puts each fixed bug the simulation is known to find

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -78,8 +79,12 @@ const (
 // World is one simulated run: the real worker and store on a real
 // database, with the PG, Kafka's delivery and time simulated.
 type World struct {
-	cfg     Config
-	rng     *rand.Rand
+	cfg Config
+	rng *rand.Rand
+	// sent counts, per process and statement text, the statements sent:
+	// a statement's database faults are drawn from the seed, its process,
+	// its text and that count (see statementDice), not from rng.
+	sent    map[sentKey]uint64
 	clock   *Clock
 	pg      *PG
 	db      *store.Store
@@ -171,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		return nil, fmt.Errorf("sim: empty the database: %w", err)
 	}
 	w := &World{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), clock: NewClock(), pg: NewPG(),
-		db: db, methods: newMethodBook(), faults: true, secret: stdwebhook.Secret(fmt.Appendf(nil, "sim-webhook-secret-%032d", cfg.Seed)), Stats: map[string]int{}}
+		db: db, methods: newMethodBook(), faults: true, secret: stdwebhook.Secret(fmt.Appendf(nil, "sim-webhook-secret-%032d", cfg.Seed)), Stats: map[string]int{}, sent: map[sentKey]uint64{}}
 	w.model = newModel(w)
 	w.group = group
 	w.logf("group commit: %t", group)
@@ -279,7 +284,7 @@ func (t *statementTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d
 	if stmt := strings.Fields(data.SQL); len(stmt) > 0 {
 		first = strings.ToLower(stmt[0])
 	}
-	return t.before(ctx, conn, first, func() {
+	return t.before(ctx, conn, first, data.SQL, func() {
 		if first == "commit" {
 			err := conn.PgConn().Exec(ctx, "commit").Close()
 			t.w.logf("      %s's commit lands (%v), its answer is lost", t.in.name, err)
@@ -298,7 +303,12 @@ func (t *statementTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, d
 	if t.self {
 		return ctx
 	}
-	return t.before(ctx, conn, "batch", func() {
+	var text strings.Builder
+	for _, q := range data.Batch.QueuedQueries {
+		text.WriteString(q.SQL)
+		text.WriteByte(0)
+	}
+	return t.before(ctx, conn, "batch", text.String(), func() {
 		b := &pgx.Batch{}
 		for _, q := range data.Batch.QueuedQueries {
 			b.Queue(q.SQL, q.Arguments...)
@@ -313,20 +323,24 @@ func (t *statementTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceB
 func (t *statementTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // before is where a process's statement (first is its first word, or
-// "batch") may park, fail for a dead process, or meet a broken connection;
-// land runs the statement itself, so that it takes effect before the
-// connection drops.
-func (t *statementTracer) before(ctx context.Context, conn *pgx.Conn, first string, land func()) context.Context {
+// "batch"; sql its text) may park, fail for a dead process, or meet a
+// broken connection; land runs the statement itself, so that it takes
+// effect before the connection drops.
+func (t *statementTracer) before(ctx context.Context, conn *pgx.Conn, first, sql string, land func()) context.Context {
 	w := t.w
 	mine := !t.in.crashed && w.current != nil && w.current.in == t.in && w.faults
+	var dice *rand.Rand
+	if mine {
+		dice = w.statementDice(t.in, sql)
+	}
 	inTx := conn.PgConn().TxStatus() != 'I'
 	park := w.cfg.FaultRate / 3
 	if w.group {
 		park = w.cfg.FaultRate // so that others' claims and results queue behind a flush
 	}
-	if mine && !inTx && w.rng.Float64() < park {
+	if mine && !inTx && dice.Float64() < park {
 		w.Stats["park_statement"]++
-		if w.rng.IntN(4) == 0 {
+		if dice.IntN(4) == 0 {
 			// A long stall (a GC pause, a starved CPU, a frozen VM): the
 			// process's lease runs out while it stands here.
 			w.Stats["stall_past_lease"]++
@@ -344,9 +358,9 @@ func (t *statementTracer) before(ctx context.Context, conn *pgx.Conn, first stri
 	if first == "batch" {
 		rate = w.cfg.FaultRate // batches are few: meet them often
 	}
-	if mine && w.rng.Float64() < rate {
+	if mine && dice.Float64() < rate {
 		switch {
-		case first == "batch" && w.rng.IntN(2) == 0:
+		case first == "batch" && dice.IntN(2) == 0:
 			w.Stats["fault_batch_drop"]++
 			w.logf("      %s's database connection drops before its batch", t.in.name)
 		case first == "batch":
@@ -367,6 +381,36 @@ func (t *statementTracer) before(ctx context.Context, conn *pgx.Conn, first stri
 		_ = conn.PgConn().Conn().Close()
 	}
 	return ctx
+}
+
+// sentKey names a statement text as sent by one process.
+type sentKey struct{ process, sql string }
+
+// statementDice is the random stream of one statement: a function of the
+// seed, the process (its name), the statement's text and how many times
+// the process sent that text before. So a change to the store that adds,
+// drops or reorders statements moves the faults of those statements only;
+// every other statement meets the faults it met before, and the world's
+// own choices (what runs next, what is published, which PG call fails),
+// drawn from rng, do not move unless one of those faults does. A bug's
+// seed then survives most changes to the store's statements.
+func (w *World) statementDice(in *instance, sql string) *rand.Rand {
+	k := sentKey{in.name, sql}
+	n := w.sent[k]
+	w.sent[k] = n + 1
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(in.name))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(sql))
+	return rand.New(rand.NewPCG(splitmix(w.cfg.Seed^h.Sum64()), splitmix(n^0x9e3779b97f4a7c15)))
+}
+
+// splitmix is SplitMix64's finalizer: close inputs give unrelated outputs.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }
 
 func (t *statementTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}

@@ -25,4 +25,4 @@ var Names = []string{
 
 // Found are the mutations the simulation is expected to find; CI fails if
 // one of them is no longer found.
-var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive"}
+var Found = []string{"resume-known", "kakao-fallback", "judge-again", "no-wait", "key-blip", "unsigned", "repay-prefix", "lease-from-drive", "deadline-once"}
