@@ -8,6 +8,7 @@ package worker
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,7 +184,7 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 	merchant, signed := w.signs(env.Data)
 	if signed {
 		if err := w.cfg.RequestKeys.Verify(merchant, env.ID, env.TimeText, env.Data, env.Signature); err != nil {
-			return w.rejectMessage(ctx, env, value, merchant, events.RejectUnauthenticated, err)
+			return w.rejectMessage(ctx, env, merchant, events.RejectUnauthenticated, err)
 		}
 	}
 	r := w.request(env)
@@ -195,18 +197,19 @@ func (w *Worker) Handle(ctx context.Context, value []byte) error {
 		// type (the contract's formula). Found by review: a signed
 		// charge re-typed as a cancel by anyone who can write the topic
 		// verified and destroyed the bill. So signed data is a request
-		// of its event's type only if it holds that type's fields alone
-		// (each type but the cancel has a field no other has), else it
-		// is unauthenticated; and data that is not a valid request of
-		// the type (a cancel's sent as a refund has no refund_id) is
-		// rejected invalid under the message's digest, as a forgery is,
-		// not as its event id's one result, which the genuine request
+		// of its event's type only if it holds no field of another
+		// request type that this one lacks (each type but the cancel
+		// has a field no other has), else it is unauthenticated; and
+		// data that is not a valid request of the type (a cancel's sent
+		// as a refund has no refund_id) is rejected invalid under the
+		// digest of what was signed and its type, as a forgery is, not
+		// as its event id's one result, which the genuine request
 		// delivered later would be answered with.
-		if err := ofItsType(env, r); err != nil {
-			return w.rejectMessage(ctx, env, value, merchant, events.RejectUnauthenticated, err)
+		if err := ofItsType(env); err != nil {
+			return w.rejectMessage(ctx, env, merchant, events.RejectUnauthenticated, err)
 		}
 		if _, err := check(env, r); err != nil {
-			return w.rejectMessage(ctx, env, value, merchant, events.RejectInvalid, err)
+			return w.rejectMessage(ctx, env, merchant, events.RejectInvalid, err)
 		}
 	}
 	return w.run(ctx, env, r)
@@ -254,14 +257,21 @@ func (w *Worker) signs(data json.RawMessage) (string, bool) {
 // rejectMessage writes the rejection of a message of a signing merchant
 // that is not its request: its signature does not verify, or its data is
 // not a request of its event's type. Nothing of it is executed or judged.
-// The rejection is recorded under the digest of the message rather than
-// its event id: a forged message must not pre-empt the genuine request
-// with that id, which would find "its" rejection and be dropped. A
-// redelivery of the same message is the same digest and writes nothing
-// again. The detail says what was wrong, never what was expected.
-func (w *Worker) rejectMessage(ctx context.Context, env events.Envelope, value []byte, merchant, reason string, why error) error {
-	sum := sha256.Sum256(value)
-	digest := hex.EncodeToString(sum[:])
+// The rejection is recorded under the digest of the message's type and
+// signed content (id, time, data) rather than its event id: a forged
+// message must not pre-empt the genuine request with that id, which would
+// find "its" rejection and be dropped. A redelivery of the message, even
+// with headers or attributes the signature does not cover changed (a
+// producer retry adding a traceparent, another content mode), is the same
+// digest and writes nothing again. The detail says what was wrong, never
+// what was expected.
+func (w *Worker) rejectMessage(ctx context.Context, env events.Envelope, merchant, reason string, why error) error {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(env.Type), []byte(env.ID), []byte(env.TimeText), env.Data} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part))))
+		h.Write(part)
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
 	ids := requestIDsOf(env.Data)
 	ids.MerchantID = merchant
 	msg, err := w.message(events.TypeRejected, ids.ChargeID, []string{"rejected", env.Source, env.ID, reason, digest}, events.Rejected{
@@ -285,13 +295,44 @@ func (w *Worker) rejectMessage(ctx context.Context, env events.Envelope, value [
 	return nil
 }
 
-// ofItsType refuses signed data that holds a field its event's type does
-// not know (see Handle).
-func ofItsType(env events.Envelope, r request) error {
-	v := reflect.New(reflect.TypeOf(r.data()).Elem()).Interface()
-	var se *strictjson.Error
-	if err := strictjson.Decode(env.Data, v, strictjson.RejectUnknownFields()); errors.Is(err, strictjson.ErrUnknownField) && errors.As(err, &se) {
-		return fmt.Errorf("the signed data is not the data of a %s (%s)", env.Type, se.Error())
+// requestFields are the top-level fields of each request type's data, by
+// type.
+var requestFields = sync.OnceValue(func() map[string]map[string]bool {
+	fields := map[string]map[string]bool{}
+	for _, typ := range []string{events.TypeChargeRequested, events.TypeRefundRequested, events.TypeRepayRequested, events.TypeCancelRequested} {
+		t := reflect.TypeOf((&Worker{}).request(events.Envelope{Type: typ}).data()).Elem()
+		names := map[string]bool{}
+		for i := range t.NumField() {
+			if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+				names[name] = true
+			}
+		}
+		fields[typ] = names
+	}
+	return fields
+})
+
+// ofItsType refuses signed data that holds a field of another request type
+// that its event's type does not have (see Handle). Fields no request type
+// has pass, as in any request: producers may add fields of their own.
+func ofItsType(env events.Envelope) error {
+	fields := requestFields()
+	own := fields[env.Type]
+	foreign := ""
+	strictjson.Members(env.Data, func(key string, _ []byte) bool {
+		if own[key] {
+			return true
+		}
+		for typ, names := range fields {
+			if typ != env.Type && names[key] {
+				foreign = key
+				return false
+			}
+		}
+		return true
+	})
+	if foreign != "" {
+		return fmt.Errorf("the signed data holds %s, a field of another request type than %s", foreign, env.Type)
 	}
 	return nil
 }
