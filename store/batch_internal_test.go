@@ -181,8 +181,12 @@ func TestStatementTimeoutParameter(t *testing.T) {
 		"":      DefaultStatementTimeout,
 		"0":     DefaultStatementTimeout, // none: the server waits for ever
 		"5000":  5 * time.Second,         // OpenWith's milliseconds
-		"45s":   45 * time.Second,        // a DSN's, with a unit Go reads
-		"2min":  DefaultStatementTimeout, // one it does not
+		"45s":   45 * time.Second,        // a DSN's, with Postgres's units
+		"2min":  2 * time.Minute,
+		"1h":    time.Hour,
+		"1d":    24 * time.Hour,
+		"250ms": 250 * time.Millisecond,
+		"1.5s":  DefaultStatementTimeout, // Postgres takes it; this bound need not
 		"bogus": DefaultStatementTimeout,
 	} {
 		if got := statementTimeout(param); got != want {

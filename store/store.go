@@ -164,17 +164,30 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// statementTimeout is the connections' statement_timeout parameter (in
-// milliseconds, as OpenWith sets it, or with a unit, as a DSN may), or
-// DefaultStatementTimeout when none is set or it cannot be read.
+// statementTimeout is the connections' statement_timeout parameter, read
+// as Postgres reads it: a whole number of milliseconds (as OpenWith sets
+// it) or with one of Postgres's units (us, ms, s, min, h, d), as a DSN may
+// give it. DefaultStatementTimeout when none is set (the server's own
+// setting applies, which the client cannot know), it is 0 (no limit), or
+// it cannot be read.
 func statementTimeout(param string) time.Duration {
-	if ms, err := strconv.ParseInt(param, 10, 64); err == nil && ms > 0 {
-		return time.Duration(ms) * time.Millisecond
+	units := []struct {
+		suffix string
+		unit   time.Duration
+	}{{"us", time.Microsecond}, {"ms", time.Millisecond}, {"min", time.Minute}, {"s", time.Second}, {"h", time.Hour}, {"d", 24 * time.Hour}}
+	param = strings.TrimSpace(param)
+	unit := time.Millisecond
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(param, u.suffix); ok {
+			param, unit = strings.TrimSpace(n), u.unit
+			break
+		}
 	}
-	if d, err := time.ParseDuration(param); err == nil && d > 0 {
-		return d
+	n, err := strconv.ParseInt(param, 10, 64)
+	if err != nil || n <= 0 || n > int64(365*24*time.Hour/unit) {
+		return DefaultStatementTimeout
 	}
-	return DefaultStatementTimeout
+	return time.Duration(n) * unit
 }
 
 func connectTimeout(fromDSN time.Duration, opts Options) time.Duration {

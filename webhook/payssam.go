@@ -109,11 +109,14 @@ func pick(name string, v2, v1 *string) (string, error) {
 
 // ParsePaySSamCallback decodes an approval callback, v2 (camelCase) or v1
 // (snake_case). Keys twice or in another letter case are refused (package
-// strictjson); other fields are ignored. Errors name the field, never a
-// value.
+// strictjson); other fields are ignored. Text that is not UTF-8 is read as
+// U+FFFD, not refused: the callback is only a hint, the bill is found by
+// an id that must match exactly and its payment looked up, and a stray
+// byte in a field payflow ignores (a name in a legacy Korean encoding)
+// must not make it unreadable. Errors name the field, never a value.
 func ParsePaySSamCallback(body []byte) (PaySSamCallback, error) {
 	var b paySSamBody
-	if err := strictjson.Decode(body, &b); err != nil {
+	if err := strictjson.Decode(body, &b, strictjson.ReplaceInvalidText()); err != nil {
 		var se *strictjson.Error
 		if errors.As(err, &se) && se.Field != "" {
 			return PaySSamCallback{}, errors.New(se.Field + " " + se.Reason)

@@ -456,6 +456,17 @@ func TestPaySSamBillURLComesFromTheStore(t *testing.T) {
 
 func (e *psEnv) pgURL() string { return e.url }
 
+// A stray byte that is not UTF-8 in a field payflow ignores (a name in a
+// legacy Korean encoding) does not make a callback unreadable: found by
+// review, once strictjson refused such text the callback was answered 400.
+func TestPaySSamCallbackWithLegacyEncodedIgnoredField(t *testing.T) {
+	body := []byte("{\"billId\":\"ABC123\",\"apprState\":\"F\",\"apprPrice\":\"1000\",\"userName\":\"\xc8\xab\xb1\xe6\xb5\xbf\"}")
+	cb, err := webhook.ParsePaySSamCallback(body)
+	if err != nil || cb.BillID != "ABC123" || cb.Price != 1000 {
+		t.Fatalf("%+v, %v", cb, err)
+	}
+}
+
 func FuzzParsePaySSamCallback(f *testing.F) {
 	for _, s := range []string{
 		v2("T2026050100000000001", 5000),

@@ -109,6 +109,7 @@ type Option func(*config)
 
 type config struct {
 	rejectUnknown bool
+	lenientText   bool
 }
 
 // RejectUnknownFields makes a key that names no field of the target struct
@@ -116,6 +117,13 @@ type config struct {
 // Without it such keys are skipped, as encoding/json does, though their
 // values are still checked for duplicate keys.
 func RejectUnknownFields() Option { return func(c *config) { c.rejectUnknown = true } }
+
+// ReplaceInvalidText reads text that is not valid UTF-8 as encoding/json
+// does, as U+FFFD, instead of refusing the document (ErrText): for a
+// document that is only a hint, whose fields payflow checks elsewhere (a
+// PG's unsigned callback, which a stray byte in a field payflow ignores
+// should not make unreadable).
+func ReplaceInvalidText() Option { return func(c *config) { c.lenientText = true } }
 
 // maxDepth is encoding/json's nesting limit.
 const maxDepth = 10000
@@ -141,7 +149,7 @@ func Decode(data []byte, v any, opts ...Option) error {
 	if err := walk(data, rv.Type().Elem(), c); err != nil {
 		return err
 	}
-	if at := badText(data); at >= 0 {
+	if at := badText(data); at >= 0 && !c.lenientText {
 		return &Error{Reason: "holds text that is not valid UTF-8 (at byte " + strconv.Itoa(at) + ")", kind: ErrText}
 	}
 	// Then let encoding/json decode what is now unambiguous.

@@ -410,6 +410,10 @@ func TestTextMustBeValidUTF8(t *testing.T) {
 			t.Errorf("%q: %v, want invalid text where it is", doc, se)
 		}
 	}
+	var v fuzzDoc
+	if err := strictjson.Decode([]byte("{\"name\":\"order\xffname\"}"), &v, strictjson.ReplaceInvalidText()); err != nil || v.Name != "order\uFFFDname" {
+		t.Errorf("with ReplaceInvalidText: %q, %v", v.Name, err)
+	}
 	for _, doc := range []string{`{"name":"\ud83d\ude00"}`, `{"name":"\\ud800"}`, `{"name":"é 한글"}`, `{"name":"\u00e9"}`} {
 		var v fuzzDoc
 		if err := strictjson.Decode([]byte(doc), &v); err != nil {

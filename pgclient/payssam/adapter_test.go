@@ -236,15 +236,16 @@ func TestAnswerClassification(t *testing.T) {
 	if e := asError(t, err); e.Kind != pgclient.KindUnknown || e.Code != payssam.CodeUnknownState {
 		t.Fatalf("an unknown state: %#v", e)
 	}
-	// A paid or cancelled bill's amount is the approved one, or the lookup
-	// cannot confirm a payment (found by review: the bill's own price, or
+	// A paid or cancelled bill's amount is the approved one, or 0, which
+	// confirms no settlement (found by review: the bill's own price, or
 	// the amount sent, stood in for it and "confirmed" what PaySSam never
-	// stated). An unpaid bill may fall back to its price.
+	// stated). The bill is still paid: a placement's look-up finds it. An
+	// unpaid bill may fall back to its price.
 	for _, state := range []string{"F", "C"} {
 		body := `{"code":"0000","data":{"billId":"` + payssam.BillID("b1") + `","apprState":"` + state + `","price":"1000"}}`
 		p, err := scripted(t, 200, body).LookupPayment(bg, "b1")
-		if e := asError(t, err); e.Kind != pgclient.KindUnknown || e.Code != payssam.CodeNoApprovedAmount {
-			t.Fatalf("state %s without apprPrice: %+v, %#v", state, p, e)
+		if err != nil || p.Status != pgclient.StatusPaid || p.Amount != 0 || p.Refunded != 0 {
+			t.Fatalf("state %s without apprPrice: %+v, %v; want paid, amount 0", state, p, err)
 		}
 	}
 	body := `{"code":"0000","data":{"billId":"` + payssam.BillID("b1") + `","apprState":"W","price":"1000"}}`

@@ -284,10 +284,12 @@ func (c *Client) AutoPay(ctx context.Context, req pgclient.AutoPayRequest) (pgcl
 //
 // A paid (F) or cancelled (C) bill's amount is what PaySSam approved
 // (apprPrice): the amount a settlement is confirmed against. An answer
-// without it is an error of kind unknown (CodeNoApprovedAmount), not the
-// bill's own price or the amount sent (ASSUMPTION(read-price) falls back
-// to those for W and D bills only), which would confirm an amount PaySSam
-// never stated.
+// without it reports the bill paid with Amount 0, not the bill's own price
+// or the amount sent (ASSUMPTION(read-price) falls back to those for W and
+// D bills only), which would confirm an amount PaySSam never stated: no
+// settlement confirms against 0 (an amount mismatch, left for an
+// operator), while a placement's look-up, which needs only to know the
+// bill exists, still finds it.
 func (c *Client) LookupPayment(ctx context.Context, billID string) (pgclient.Payment, error) {
 	const op = "lookup"
 	if err := c.live(ctx, op); err != nil {
@@ -295,8 +297,7 @@ func (c *Client) LookupPayment(ctx context.Context, billID string) (pgclient.Pay
 	}
 	_, p, approved, err := c.read(ctx, op, billID)
 	if err == nil && p.Status == pgclient.StatusPaid && !approved {
-		return pgclient.Payment{}, &pgclient.Error{Op: op, Kind: pgclient.KindUnknown, Code: CodeNoApprovedAmount,
-			Message: "a paid bill's answer names no approved amount (apprPrice)"}
+		p.Amount, p.Refunded = 0, 0
 	}
 	return p, err
 }

@@ -33,10 +33,6 @@ const (
 	// unknown: payflow cannot tell what happened to the bill. (An unmapped
 	// PaySSam code is kept as it came, with kind invalid.)
 	CodeUnknownState = "unknown_state"
-	// CodeNoApprovedAmount: a read of a paid (F) or cancelled (C) bill
-	// named no approved amount (apprPrice). Kind unknown: the payment
-	// cannot be confirmed against the bill's amount.
-	CodeNoApprovedAmount = "no_approved_amount"
 	// CodeURLNotStored: PaySSam has no call that returns a bill's link
 	// again, and neither this process nor Config.StoredURL knows it.
 	CodeURLNotStored = "url_not_stored"
