@@ -98,15 +98,22 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if env.ID == "" || env.Type == "" || !json.Valid(env.Data) {
-			t.Fatalf("accepted an incomplete event: %+v", env)
-		}
-		for _, s := range []string{env.ID, env.Source, env.Type, env.Subject} {
-			if len(s) > 256 || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-				t.Fatalf("accepted an unsafe envelope string %q", s)
-			}
-		}
+		checkAccepted(t, env)
 	})
+}
+
+// checkAccepted fails unless an accepted envelope is whole and its strings
+// are safe to store and log.
+func checkAccepted(t *testing.T, env events.Envelope) {
+	t.Helper()
+	if env.ID == "" || env.Type == "" || !json.Valid(env.Data) {
+		t.Fatalf("accepted an incomplete event: %+v", env)
+	}
+	for _, s := range []string{env.ID, env.Source, env.Type, env.Subject} {
+		if len(s) > 256 || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Fatalf("accepted an unsafe envelope string %q", s)
+		}
+	}
 }
 
 // withAttr is a valid request whose attribute name is set to the raw JSON

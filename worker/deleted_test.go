@@ -33,9 +33,13 @@ func (d *deletable) BillingKey(_ context.Context, id string) (string, error) {
 	return "bk_deleted_card_4242", nil
 }
 
+// deletingPG answers the first auto-pay with an error of kind first (it
+// did not execute it) while the member deletes the card, and records the
+// key of every auto-pay after it.
 type deletingPG struct {
 	*fakePG
 	book  *deletable
+	first pgclient.Kind
 	once  sync.Once
 	keyed []string
 }
@@ -47,7 +51,7 @@ func (p *deletingPG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pg
 		p.book.mu.Lock()
 		p.book.deleted = true // DELETE /v1/members/mem1/payment-methods/{id} → 204
 		p.book.mu.Unlock()
-		return pgclient.Accepted{}, &pgclient.Error{Op: "auto_pay", Kind: pgclient.KindTransient, Message: "503 unavailable"}
+		return pgclient.Accepted{}, &pgclient.Error{Op: "auto_pay", Kind: p.first, Message: "the first attempt"}
 	}
 	p.keyed = append(p.keyed, r.BillingKey)
 	return p.fakePG.AutoPay(ctx, r)
@@ -61,7 +65,7 @@ func (p *deletingPG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pg
 func TestADeletedCardIsNotChargedOnRetry(t *testing.T) {
 	st := testdb.New(t)
 	book := &deletable{}
-	pg := &deletingPG{fakePG: newFakePG(), book: book}
+	pg := &deletingPG{fakePG: newFakePG(), book: book, first: pgclient.KindTransient}
 	w := worker.New(worker.Config{Store: st, PG: pg, Methods: book, Lease: time.Minute,
 		RetryBudget: 2 * time.Second, RetryInitial: time.Millisecond})
 	if err := w.Handle(context.Background(), chargeEvent("c1", "mem1", 5000)); err != nil {
@@ -77,23 +81,6 @@ func TestADeletedCardIsNotChargedOnRetry(t *testing.T) {
 	}
 }
 
-// unknownPG answers the first auto-pay with an unknown outcome (it did not
-// execute it) and deletes the card meanwhile.
-type unknownPG struct{ deletingPG }
-
-func (p *unknownPG) AutoPay(ctx context.Context, r pgclient.AutoPayRequest) (pgclient.Accepted, error) {
-	first := false
-	p.once.Do(func() { first = true })
-	if first {
-		p.book.mu.Lock()
-		p.book.deleted = true
-		p.book.mu.Unlock()
-		return pgclient.Accepted{}, &pgclient.Error{Op: "auto_pay", Kind: pgclient.KindUnknown, Message: "timeout"}
-	}
-	p.keyed = append(p.keyed, r.BillingKey)
-	return p.fakePG.AutoPay(ctx, r)
-}
-
 // A card deleted after an attempt whose outcome is unknown is not sent
 // again, and the bill is not given up while that attempt may still land:
 // the charge stays placing. Once its lease has expired the sweeper finds
@@ -103,7 +90,7 @@ func TestACardDeletedAfterAnUnknownAttemptIsNeitherSentNorGivenUp(t *testing.T) 
 	st := testdb.New(t)
 	ctx := context.Background()
 	book := &deletable{}
-	pg := &unknownPG{deletingPG{fakePG: newFakePG(), book: book}}
+	pg := &deletingPG{fakePG: newFakePG(), book: book, first: pgclient.KindUnknown}
 	w := worker.New(worker.Config{Store: st, PG: pg, Methods: book, Lease: time.Minute,
 		RetryBudget: 200 * time.Millisecond, RetryInitial: time.Millisecond})
 	_ = w.Handle(ctx, chargeEvent("c1", "mem1", 5000))
