@@ -38,11 +38,17 @@ func handleWith(t *testing.T, w *worker.Worker, v []byte) {
 // event id, signed with keys (none: unsigned).
 func signedCharge(t *testing.T, id, merchant, charge string, amount int64, keys ...string) []byte {
 	t.Helper()
+	return signedRequest(t, events.TypeChargeRequested, id, map[string]any{"merchant_id": merchant, "charge_id": charge, "amount": amount,
+		"currency": "KRW", "order_name": "order", "customer": map[string]any{"phone": "010-1234-5678", "name": "Kim"}}, keys...)
+}
+
+// signedRequest is a request event of type typ with data, signed with keys
+// (none: unsigned).
+func signedRequest(t *testing.T, typ, id string, data map[string]any, keys ...string) []byte {
+	t.Helper()
 	v, _ := json.Marshal(map[string]any{
-		"specversion": "1.0", "id": id, "source": "shop", "type": events.TypeChargeRequested, "subject": charge,
-		"time": "2024-05-01T10:00:00.000Z", "datacontenttype": "application/json",
-		"data": map[string]any{"merchant_id": merchant, "charge_id": charge, "amount": amount, "currency": "KRW",
-			"order_name": "order", "customer": map[string]any{"phone": "010-1234-5678", "name": "Kim"}},
+		"specversion": "1.0", "id": id, "source": "shop", "type": typ, "subject": data["charge_id"],
+		"time": "2024-05-01T10:00:00.000Z", "datacontenttype": "application/json", "data": data,
 	})
 	if len(keys) == 0 {
 		return v
@@ -60,18 +66,6 @@ func signedCharge(t *testing.T, id, merchant, charge string, amount int64, keys 
 		t.Fatal(err)
 	}
 	return signed
-}
-
-// withSignature returns v with its payflowsig attribute set to sig.
-func withSignature(t *testing.T, v []byte, sig string) []byte {
-	t.Helper()
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(v, &m); err != nil {
-		t.Fatal(err)
-	}
-	m["payflowsig"], _ = json.Marshal(sig)
-	out, _ := json.Marshal(m)
-	return out
 }
 
 func signatureOf(t *testing.T, v []byte) string {
@@ -149,7 +143,7 @@ func TestUnauthValidSignatureReplayedOnOtherData(t *testing.T) {
 	w := e.keyedWorker("m1:" + key)
 	genuine := signedCharge(t, "e1", "m1", "c1", 5000, key)
 	// Same id and time, the amount changed, the genuine signature copied.
-	replayed := withSignature(t, signedCharge(t, "e1", "m1", "c1", 5000000), signatureOf(t, genuine))
+	replayed := withAttr(t, signedCharge(t, "e1", "m1", "c1", 5000000), "payflowsig", signatureOf(t, genuine))
 	handleWith(t, w, replayed)
 	e.unauthenticated(1, "c1")
 
@@ -228,7 +222,7 @@ func TestSignUnkeyedMerchantIsUnaffected(t *testing.T) {
 	w := e.keyedWorker("other-merchant:" + stdwebhook.NewSecret())
 	handleWith(t, w, signedCharge(t, "e1", "m1", "c1", 5000))
 	// A signature a merchant without keys sends along is not checked.
-	handleWith(t, w, withSignature(t, signedCharge(t, "e2", "m1", "c2", 5000), "v1,AAAA"))
+	handleWith(t, w, withAttr(t, signedCharge(t, "e2", "m1", "c2", 5000), "payflowsig", "v1,AAAA"))
 	if n := len(e.ofType(events.TypeChargeProcessed)); n != 2 {
 		t.Fatalf("results = %v", e.results())
 	}
@@ -273,36 +267,6 @@ func TestUnauthForgeryDoesNotPreemptTheGenuineRequest(t *testing.T) {
 	}
 }
 
-// signedRequest is a request event of type typ with data, signed with key.
-func signedRequest(t *testing.T, typ, id string, data map[string]any, key string) []byte {
-	t.Helper()
-	v, _ := json.Marshal(map[string]any{
-		"specversion": "1.0", "id": id, "source": "shop", "type": typ, "subject": data["charge_id"],
-		"time": "2024-05-01T10:00:00.000Z", "datacontenttype": "application/json", "data": data,
-	})
-	s, err := stdwebhook.ParseSecret(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := reqsig.SignEvent(v, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed
-}
-
-// retyped is v with its type changed, its signature untouched.
-func retyped(t *testing.T, v []byte, typ string) []byte {
-	t.Helper()
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(v, &m); err != nil {
-		t.Fatal(err)
-	}
-	m["type"], _ = json.Marshal(typ)
-	out, _ := json.Marshal(m)
-	return out
-}
-
 // The signature binds a request's id, time and data, not its type (the
 // contract's formula). Found by review: a signed charge request re-typed
 // as a cancel by anyone who can write the topic verified, and destroyed
@@ -321,9 +285,9 @@ func TestSignSignedDataCannotBeRetyped(t *testing.T) {
 		map[string]any{"merchant_id": "m1", "charge_id": "c1", "refund_id": "r1", "amount": 100, "reason": "x"}, key)
 	cancel := signedRequest(t, events.TypeCancelRequested, "e3", map[string]any{"merchant_id": "m1", "charge_id": "c1", "reason": "x"}, key)
 	for _, forged := range [][]byte{
-		retyped(t, charge, events.TypeCancelRequested), retyped(t, charge, events.TypeRefundRequested), retyped(t, charge, events.TypeRepayRequested),
-		retyped(t, refund, events.TypeCancelRequested), retyped(t, refund, events.TypeRepayRequested),
-		retyped(t, cancel, events.TypeRepayRequested), retyped(t, cancel, events.TypeRefundRequested),
+		withAttr(t, charge, "type", events.TypeCancelRequested), withAttr(t, charge, "type", events.TypeRefundRequested), withAttr(t, charge, "type", events.TypeRepayRequested),
+		withAttr(t, refund, "type", events.TypeCancelRequested), withAttr(t, refund, "type", events.TypeRepayRequested),
+		withAttr(t, cancel, "type", events.TypeRepayRequested), withAttr(t, cancel, "type", events.TypeRefundRequested),
 	} {
 		handleWith(t, w, forged)
 	}
@@ -349,8 +313,8 @@ func TestSignSignedDataCannotBeRetyped(t *testing.T) {
 	}
 }
 
-// withAttr is v with the attribute name set to val: what a producer retry
-// may change that the signature does not cover.
+// withAttr is v with the attribute name set to val: another signature, a
+// type the signature does not cover, or what a producer retry may change.
 func withAttr(t *testing.T, v []byte, name, val string) []byte {
 	t.Helper()
 	var m map[string]json.RawMessage
